@@ -1,0 +1,174 @@
+"""``dpp``: the command line. Each sub-command has ``--help``.
+
+Exit codes: 0 success; 1 invalid input (a bad policy, an unprotectable line in ``apply``, a route
+that failed); 2 usage errors (click's).
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+import orjson
+
+from .errors import PolicyError
+
+
+def _load_compiled(policy_file: str, routes: list[str] | None = None):
+    from .policy.compiler import compile_policy
+    from .policy.loader import load_policy
+    try:
+        return compile_policy(load_policy(policy_file), routes=routes or None)
+    except PolicyError as e:
+        for line in str(e).splitlines():
+            click.echo(line, err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="data-protection-proxy", prog_name="dpp")
+def main() -> None:
+    """dpp: streaming data-protection proxy for Apache Kafka.
+
+    Routes Kafka topics through YAML policies that mask, format-preserving-encrypt (FF1),
+    pseudonymize, redact or drop personal fields and block whole records.
+    """
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(files: tuple[str, ...]) -> None:
+    """Validate policy FILES. Exit 0 when all are valid; else exit 1 with one
+    `FILE:LINE: PATH: message` line per problem (on stderr)."""
+    from .policy.loader import load_policy
+    bad = False
+    for f in files:
+        try:
+            lp = load_policy(f)
+        except PolicyError as e:
+            bad = True
+            for line in str(e).splitlines():
+                click.echo(line, err=True)
+            continue
+        p = lp.policy
+        click.echo(f"{f}: ok: policy {p.name}@{lp.revision}, {len(p.routes)} route(s), "
+                   f"{sum(len(r.rules) for r in p.routes)} rule(s)")
+    sys.exit(1 if bad else 0)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the policy format (policies/policy.schema.json)."""
+    from .policy.models import policy_json_schema
+    click.echo(json.dumps(policy_json_schema(), indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--route", "route_name", default=None, help="route to apply (required if the policy has several)")
+@click.option("--summary/--no-summary", default=False, help="print counts to stderr at the end")
+def apply(policy_file: str, route_name: str | None, summary: bool) -> None:
+    """Offline dry-run: JSON lines on stdin -> protected JSON lines on stdout.
+
+    One output line per input line, in order. A line that is blocked or cannot be protected
+    is reported on stderr as `line N: <outcome> <reason>` and never echoed. Exit 1 if any line
+    could not be protected.
+    """
+    from .policy.compiler import BLOCK, SINK
+    cp = _load_compiled(policy_file, [route_name] if route_name else None)
+    try:
+        route = cp.route(route_name)
+    except KeyError as e:
+        raise click.UsageError(str(e.args[0])) from None
+    out = sys.stdout.buffer
+    failed = blocked = ok = 0
+    for n, raw in enumerate(sys.stdin.buffer, 1):
+        line = raw.rstrip(b"\r\n")
+        res = route.process(line)
+        if res.kind == SINK:
+            ok += 1
+            out.write((res.value or b"null") + b"\n")
+        elif res.kind == BLOCK:
+            blocked += 1
+            click.echo(f"line {n}: blocked {res.reason}", err=True)
+        else:
+            failed += 1
+            rule = f" rule={res.rule}" if res.rule else ""
+            click.echo(f"line {n}: not protected: {res.reason} (stage={res.stage}{rule})", err=True)
+    out.flush()
+    if summary:
+        st = route.stats
+        click.echo(json.dumps({"protected": ok, "blocked": blocked, "unprotectable": failed,
+                               "transforms": dict(zip(route.rule_labels, st.transforms)),
+                               "unmatched": dict(zip(route.rule_labels, st.unmatched))}), err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--count", "-n", type=click.IntRange(min=0), required=True, help="number of records")
+@click.option("--seed", type=int, default=0, show_default=True, help="same seed, same records")
+@click.option("--note-chars", type=click.IntRange(min=0), default=None, help="pad the free-text note to about N chars")
+def generate(count: int, seed: int, note_chars: int | None) -> None:
+    """Print COUNT realistic fake customer records (zh_CN and en_US) as JSON lines."""
+    from .generator import generate_records
+    out = sys.stdout.buffer
+    for rec in generate_records(count, seed, note_chars=note_chars):
+        out.write(orjson.dumps(rec) + b"\n")
+    out.flush()
+
+
+@main.command()
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers HOST:PORT[,HOST:PORT]")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
+              help="HTTP port of /metrics (0: pick a free port)")
+@click.option("--route", "routes", multiple=True, help="run only these routes (repeatable)")
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=5000, show_default=True)
+@click.option("--create-topics/--no-create-topics", default=False,
+              help="create missing sink and dead-letter topics with the source's partition count")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
+        create_topics: bool, log_level: str) -> None:
+    """Run the proxy: consume each route's source topic, protect, produce to its sink.
+
+    SIGTERM or Ctrl-C finishes the in-flight batch, commits and exits 0.
+    """
+    from . import logs
+    from .stream.engine import Engine, EngineConfig
+    logs.setup(log_level)
+    cp = _load_compiled(policy_file, list(routes) or None)
+    if create_topics:
+        _create_route_topics(cp, bootstrap_servers)
+    eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size))
+    server, _ = eng.metrics.serve(metrics_port)
+    click.echo(json.dumps({"msg": "dpp running", "policy": cp.provenance,
+                           "routes": [r.name for r in cp.routes], "metrics_port": server.server_port}), err=True)
+    signal.signal(signal.SIGTERM, eng.stop)
+    signal.signal(signal.SIGINT, eng.stop)
+    sys.exit(eng.run())
+
+
+def _create_route_topics(cp, bootstrap: str) -> None:
+    from .stream.admin import ensure_topics, partition_count
+    for r in cp.routes:
+        n = partition_count(bootstrap, r.source) or 3
+        ensure_topics(bootstrap, {r.source: n, r.sink: n, r.dead_letter: n})
+
+
+@main.command()
+@click.option("--count", "-n", type=click.IntRange(min=1), default=10000, show_default=True)
+@click.option("--bootstrap-servers", default=None, help="use this broker instead of starting the local one")
+@click.option("--policy", "policy_file", default=None, type=click.Path(dir_okay=False),
+              help="default: policies/examples/customer-pii.yaml")
+def demo(count: int, bootstrap_servers: str | None, policy_file: str | None) -> None:
+    """The README's main job: start the local broker, produce COUNT generated records, run the
+    proxy with the example policy, print a source record beside its sink record and the metric totals."""
+    from .demo import run_demo
+    sys.exit(run_demo(count=count, bootstrap=bootstrap_servers, policy_file=policy_file))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,204 @@
+"""``dpp demo``: the README's main job, end to end on a real broker.
+
+Starts the local single-node Kafka (``deploy/kafka.sh``) unless a broker is given, creates the
+example route's topics, produces generated customer records (plus three malformed ones, to show
+the dead-letter path), runs the proxy in-process with its metrics endpoint, and prints one source
+record beside its protected sink record and the metric totals read back from ``/metrics``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POLICY = ROOT / "policies" / "examples" / "customer-pii.yaml"
+KEY_VARS = ("DPP_KEY_PSEUDONYM", "DPP_KEY_FPE", "DPP_KEY_DEAD_LETTER")
+
+
+def ensure_demo_keys() -> Path | None:
+    """Set the example policy's key variables from ``.cache/demo-keys.env`` (made once, mode 0600)
+    when they are not set already. Returns the file used, or ``None`` if the environment had them."""
+    if all(os.environ.get(v) for v in KEY_VARS):
+        return None
+    path = ROOT / ".cache" / "demo-keys.env"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            for v in KEY_VARS:
+                f.write(f"{v}={secrets.token_hex(32)}\n")
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        os.environ.setdefault(name, value)
+    return path
+
+
+def start_local_kafka() -> str:
+    """Run ``deploy/kafka.sh start``; returns the bootstrap address it prints."""
+    out = subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), "start"], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()
+    return out[-1]
+
+
+def _side_by_side(left: dict, right: dict | None, width: int = 58) -> str:
+    a = orjson.dumps(left, option=orjson.OPT_INDENT_2).decode().splitlines()
+    b = orjson.dumps(right, option=orjson.OPT_INDENT_2).decode().splitlines() if right is not None else ["(not in sink)"]
+    rows = [f"{'SOURCE (crm.customers)':<{width}} | SINK (analytics.customers)", "-" * width + "-+-" + "-" * width]
+    for i in range(max(len(a), len(b))):
+        l = a[i] if i < len(a) else ""
+        r = b[i] if i < len(b) else ""
+        rows.append(f"{_fit(l, width):<{width}} | {_fit(r, width)}")
+    return "\n".join(rows)
+
+
+def _fit(s: str, w: int) -> str:
+    # East Asian wide characters take two columns; trim by display width.
+    out, used = [], 0
+    for ch in s:
+        cw = 2 if ord(ch) > 0x2E7F else 1
+        if used + cw > w:
+            break
+        out.append(ch)
+        used += cw
+    return "".join(out) + " " * max(0, w - used - (len(out) - len("".join(out))))
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Read ``/metrics`` on localhost: ``{(sample name, sorted label items): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(samples: dict, name: str, **match) -> float:
+    """Sum of the samples called ``name`` whose labels include ``match``."""
+    return sum(v for (n, labels), v in samples.items()
+               if n == name and all(dict(labels).get(k) == val for k, val in match.items()))
+
+
+def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str | None = None) -> int:
+    """Run the demo; returns the process exit code (0 when every record was accounted for)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from . import logs
+    from .generator import generate_records, malformed_payloads
+    from .metrics import Metrics
+    from .policy.compiler import compile_policy
+    from .policy.loader import load_policy
+    from .stream.admin import ensure_topics
+    from .stream.engine import Engine, EngineConfig
+
+    logs.setup("WARNING")
+    keyfile = ensure_demo_keys()
+    if keyfile:
+        print(f"demo keys: {keyfile} (random, made once; set {', '.join(KEY_VARS)} to use your own)")
+    if bootstrap is None:
+        print("starting the local Kafka broker (deploy/kafka.sh start) ...")
+        bootstrap = start_local_kafka()
+    print(f"broker: {bootstrap}")
+    cp = compile_policy(load_policy(policy_file or DEFAULT_POLICY))
+    route = cp.routes[0]
+    ensure_topics(bootstrap, {route.source: 3, route.sink: 3, route.dead_letter: 3})
+
+    run_id = f"{int(time.time())}"
+    records = list(generate_records(count, seed=int(run_id) % 100000))
+    bad = malformed_payloads(3, seed=1)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    t0 = time.perf_counter()
+    for rec in records:
+        p.produce(route.source, orjson.dumps(rec), rec["record_id"].encode())
+        p.poll(0)
+    for i, payload in enumerate(bad):
+        p.produce(route.source, payload, f"malformed-{run_id}-{i}".encode())
+    p.flush(60)
+    print(f"produced {len(records)} generated records + {len(bad)} malformed ones to {route.source} "
+          f"in {time.perf_counter() - t0:.1f} s")
+
+    metrics = Metrics()
+    eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap), metrics)
+    server, _ = metrics.serve(0, addr="127.0.0.1")
+    port = server.server_port
+    th = threading.Thread(target=eng.run, daemon=True)
+    t0 = time.perf_counter()
+    th.start()
+    expected = len(records) + len(bad)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if total(scrape(port), "dpp_records_consumed_total") >= expected and _lag(bootstrap, route) == 0:
+            break
+        time.sleep(0.5)
+    elapsed = time.perf_counter() - t0
+    eng.stop()
+    th.join(30)
+
+    # one source record beside its sink record (a consenting one, so it reached the sink)
+    pick = next(r for r in records if r["consent"]["analytics"] and r["orders"] and r["locale"] == "zh_CN")
+    sink_rec = _find_by_key(bootstrap, route.sink, pick["record_id"].encode())
+    print()
+    print(_side_by_side(pick, sink_rec))
+    s = scrape(port)
+    print()
+    print(f"metric totals (http://127.0.0.1:{port}/metrics, proxy ran {elapsed:.1f} s):")
+    consumed = total(s, "dpp_records_consumed_total")
+    produced = total(s, "dpp_records_produced_total")
+    blocked = total(s, "dpp_records_blocked_total")
+    dead = total(s, "dpp_records_dead_lettered_total")
+    print(f"  records consumed      {consumed:>8.0f}")
+    print(f"  records produced      {produced:>8.0f}   -> {route.sink}")
+    for (n, labels), v in sorted(s.items()):
+        if n == "dpp_records_blocked_total" and v:
+            print(f"  records blocked       {v:>8.0f}   reason={dict(labels)['reason']}")
+    for (n, labels), v in sorted(s.items()):
+        if n == "dpp_records_dead_lettered_total" and v:
+            print(f"  records dead-lettered {v:>8.0f}   reason={dict(labels)['reason']} -> {route.dead_letter}")
+    for (n, labels), v in sorted(s.items()):
+        if n == "dpp_field_transforms_total" and v:
+            d = dict(labels)
+            print(f"  field transforms      {v:>8.0f}   rule={d['rule']} action={d['action']}")
+    ok = consumed >= expected and consumed == produced + blocked + dead
+    print()
+    print("every consumed record is accounted for (produced + blocked + dead-lettered)" if ok
+          else "WARNING: counts do not add up")
+    return 0 if ok else 1
+
+
+def _lag(bootstrap: str, route) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": route.group, "enable.auto.commit": False})
+    try:
+        md = c.list_topics(route.source, timeout=10)
+        parts = [TopicPartition(route.source, p) for p in md.topics[route.source].partitions]
+        lag = 0
+        for tp in c.committed(parts, timeout=10):
+            hi = c.get_watermark_offsets(tp, timeout=10)[1]
+            lag += hi - (tp.offset if tp.offset >= 0 else 0)
+        return lag
+    finally:
+        c.close()
+
+
+def _find_by_key(bootstrap: str, topic: str, key: bytes, timeout_s: float = 30) -> dict | None:
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dpp-demo-reader-{secrets.token_hex(4)}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    try:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            for m in c.consume(5000, 1.0):
+                if m.error() is None and m.key() == key:
+                    return orjson.loads(m.value())
+        return None
+    finally:
+        c.close()

@@ -1,0 +1,79 @@
+"""One exception hierarchy and the bounded vocabularies used in metric labels and dead-letter headers.
+
+Nothing in this module ever carries a record's value: exceptions name a stage, a reason code and (where
+relevant) a rule, all of which come from the policy or from this module, never from data.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Stage(str, Enum):
+    """Where in the record flow a failure happened (dead-letter header ``dpp.stage``)."""
+
+    DESERIALIZE = "deserialize"
+    BLOCK = "block"
+    TRANSFORM = "transform"
+    SERIALIZE = "serialize"
+
+
+class Reason(str, Enum):
+    """Bounded reason codes for dead-lettered records (label ``reason``, header ``dpp.reason``)."""
+
+    INVALID_JSON = "invalid-json"
+    NOT_OBJECT = "not-an-object"
+    UNSUPPORTED_TYPE = "unsupported-type"
+    FPE_DOMAIN = "fpe-domain-too-small"
+    NORMALIZE_FAILED = "normalize-failed"
+    TRANSFORM_FAILED = "transform-failed"
+    SERIALIZE_FAILED = "serialize-failed"
+
+
+class DppError(Exception):
+    """Base class of every error dpp raises on purpose."""
+
+
+class PolicyError(DppError):
+    """A policy failed to load, validate or compile.
+
+    ``problems`` is a list of ``(file, line, path, message)`` tuples; ``str()`` renders one
+    ``FILE:LINE: PATH: message`` line per problem (the ``dpp check`` output format).
+    """
+
+    def __init__(self, problems: list[tuple[str, int | None, str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(format_problem(*p) for p in problems))
+
+
+def format_problem(file: str, line: int | None, path: str, message: str) -> str:
+    """Render one policy problem as ``FILE:LINE: PATH: message`` (LINE is 1-based; ``?`` when unknown)."""
+    return f"{file}:{line if line is not None else '?'}: {path or '<root>'}: {message}"
+
+
+class KeyLoadError(DppError):
+    """A key named by the policy could not be loaded (missing variable or file, bad encoding, bad length).
+
+    The message names the key and its source, never key material.
+    """
+
+
+class RecordError(DppError):
+    """A record could not be fully protected; it goes to the dead-letter topic.
+
+    Attributes: ``stage`` (:class:`Stage`), ``reason`` (:class:`Reason`), ``rule`` (rule name or ``""``).
+    The message must not contain any part of the record.
+    """
+
+    def __init__(self, stage: Stage, reason: Reason, rule: str = "", detail: str = ""):
+        self.stage = stage
+        self.reason = reason
+        self.rule = rule
+        super().__init__(f"{stage.value}/{reason.value}" + (f" rule={rule}" if rule else "") + (f": {detail}" if detail else ""))
+
+
+class TransformError(DppError):
+    """Raised by a transform for a value it cannot protect; carries a :class:`Reason`, never the value."""
+
+    def __init__(self, reason: Reason, detail: str = ""):
+        self.reason = reason
+        super().__init__(reason.value + (f": {detail}" if detail else ""))

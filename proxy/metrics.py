@@ -1,0 +1,80 @@
+"""Every Prometheus metric dpp exports, in one place (prefix ``dpp_``; bounded labels only).
+
+Labels come from the policy (route, rule, action, block reason) or from :mod:`proxy.errors`
+(dead-letter reason codes), never from record values. The record path counts in plain integers
+(:class:`proxy.policy.compiler.RouteStats`); :func:`publish` moves them here once per batch.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .policy.compiler import LATENCY_BUCKETS, CompiledPolicy, CompiledRoute, RouteStats
+
+
+class Metrics:
+    """The metric set, registered in ``registry`` (a fresh one by default, so tests can isolate)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("dpp_records_consumed", "Records consumed from a route's source topic", ["route"], registry=r)
+        self.produced = Counter("dpp_records_produced", "Protected records acknowledged by the sink topic", ["route"], registry=r)
+        self.blocked = Counter("dpp_records_blocked", "Records withheld by a block rule", ["route", "reason"], registry=r)
+        self.dead_lettered = Counter("dpp_records_dead_lettered", "Records sent (sealed) to the dead-letter topic",
+                                     ["route", "reason"], registry=r)
+        self.transforms = Counter("dpp_field_transforms", "Field values transformed by a rule", ["route", "rule", "action"], registry=r)
+        self.unmatched = Counter("dpp_rule_unmatched", "Records in which a rule's field path was absent", ["route", "rule"], registry=r)
+        self.detections = Counter("dpp_pii_detections", "Personal data found in free text by a detector",
+                                  ["route", "detector"], registry=r)
+        self.latency = Histogram("dpp_record_processing_seconds", "Policy engine time per record (parse, protect, serialize)",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.policy_info = Gauge("dpp_policy_info", "Active policy (value 1)", ["policy", "version", "sha256"], registry=r)
+        self.reloads = Counter("dpp_policy_reloads", "Policy reload attempts", ["result"], registry=r)
+        self.delivery_failures = Counter("dpp_delivery_failures", "Produce attempts the broker did not acknowledge",
+                                         ["route", "topic_kind"], registry=r)
+
+    def register_policy(self, policy: CompiledPolicy) -> None:
+        """Set ``policy_info`` and create every route/rule series at zero, so dashboards see them."""
+        lp = policy.loaded
+        self.policy_info.clear()
+        self.policy_info.labels(lp.policy.name, lp.revision, lp.sha256).set(1)
+        for route in policy.routes:
+            self.consumed.labels(route.name)
+            self.produced.labels(route.name)
+            for label, action in zip(route.rule_labels, route.rule_actions):
+                self.transforms.labels(route.name, label, action)
+                self.unmatched.labels(route.name, label)
+
+    def publish(self, route: CompiledRoute, stats: RouteStats, produced: int | None = None) -> None:
+        """Add a drained :class:`RouteStats` to the counters. ``produced`` overrides the count of
+        sink records (the engine passes what the broker acknowledged)."""
+        name = route.name
+        if stats.consumed:
+            self.consumed.labels(name).inc(stats.consumed)
+        p = stats.produced if produced is None else produced
+        if p:
+            self.produced.labels(name).inc(p)
+        for reason, n in stats.blocked.items():
+            self.blocked.labels(name, reason).inc(n)
+        for reason, n in stats.dead_lettered.items():
+            self.dead_lettered.labels(name, reason).inc(n)
+        for i, n in enumerate(stats.transforms):
+            if n:
+                self.transforms.labels(name, route.rule_labels[i], route.rule_actions[i]).inc(n)
+        for i, n in enumerate(stats.unmatched):
+            if n:
+                self.unmatched.labels(name, route.rule_labels[i]).inc(n)
+        if any(stats.latency_buckets):
+            self._add_histogram(name, stats)
+
+    def _add_histogram(self, name: str, stats: RouteStats) -> None:
+        # prometheus-client has no bulk observe; add bucket counts and sum to the child directly.
+        child = self.latency.labels(name)
+        for i, n in enumerate(stats.latency_buckets):
+            if n:
+                child._buckets[i].inc(n)
+        child._sum.inc(stats.latency_sum)
+
+    def serve(self, port: int, addr: str = "0.0.0.0"):
+        """Serve ``/metrics`` over HTTP on ``port`` (0 = any free port). Returns ``(server, thread)``."""
+        return start_http_server(port, addr=addr, registry=self.registry)

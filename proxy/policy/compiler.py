@@ -1,0 +1,339 @@
+"""Compile a validated policy into per-route plain callables, once, at load time.
+
+``CompiledRoute.process(value_bytes)`` is the whole per-record path of the policy engine:
+deserialize (orjson) → block conditions → allow-list pruning → field rules → serialize.
+It returns an :class:`Outcome` and never raises for a bad record: a record that cannot be parsed
+or fully protected comes back as a dead-letter outcome (fail closed). Counters are kept as plain
+integers in :class:`RouteStats`; the stream layer moves them into Prometheus once per batch.
+
+No Kafka here (import-linter contract): the same compiled route serves ``dpp run`` and ``dpp apply``.
+"""
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import orjson
+
+from ..crypto.keys import SecretKey, load_key, require_aes
+from ..errors import KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
+from ..transforms import BuildContext, build_transform
+from ..transforms.drop import DROPPED
+from .loader import LoadedPolicy
+from .models import DropRule, Route
+from .paths import WILDCARD, compile_visit, parse_path
+
+SINK, BLOCK, DEAD_LETTER = "sink", "block", "dead_letter"
+
+LATENCY_BUCKETS = (2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
+"""Upper bounds (seconds) of the ``record_processing_seconds`` histogram buckets."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Where one record goes: ``kind`` is ``sink``, ``block`` or ``dead_letter``.
+
+    ``value`` is the protected payload for ``sink`` (``None`` for a tombstone); ``reason`` is the
+    block reason or the dead-letter reason code; ``stage``, ``error_class`` and ``rule`` describe a
+    dead-letter cause. No field ever holds part of the original record.
+    """
+
+    kind: str
+    value: bytes | None = None
+    reason: str = ""
+    stage: str = ""
+    error_class: str = ""
+    rule: str = ""
+
+
+TOMBSTONE = Outcome(SINK, None)
+
+
+@dataclass
+class RouteStats:
+    """Plain counters of one route since the last :meth:`drain` (single-threaded use)."""
+
+    consumed: int = 0
+    produced: int = 0
+    blocked: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    transforms: list[int] = field(default_factory=list)   # per rule index
+    unmatched: list[int] = field(default_factory=list)    # per rule index
+    latency_buckets: list[int] = field(default_factory=list)
+    latency_sum: float = 0.0
+
+    def drain(self) -> "RouteStats":
+        """Return a copy of the counters and reset them to zero."""
+        snap = RouteStats(self.consumed, self.produced, self.blocked, self.dead_lettered,
+                          self.transforms, self.unmatched, self.latency_buckets, self.latency_sum)
+        self.consumed = self.produced = 0
+        self.blocked, self.dead_lettered = {}, {}
+        self.transforms = [0] * len(snap.transforms)
+        self.unmatched = [0] * len(snap.unmatched)
+        self.latency_buckets = [0] * len(snap.latency_buckets)
+        self.latency_sum = 0.0
+        return snap
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality with JSON types: booleans equal only booleans; ints and floats compare numerically."""
+    if type(a) is bool or type(b) is bool:
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _compile_block(when) -> Callable[[dict], bool]:
+    visit = compile_visit(parse_path(when.field))
+    wanted = [when.equals] if when.in_ is None else list(when.in_)
+
+    def hit(obj: dict) -> bool:
+        found = []
+        visit(obj, lambda c, k: found.append(c[k]))
+        return any(_json_equal(v, w) for v in found for w in wanted)
+
+    return hit
+
+
+def _allow_tree(paths: list[tuple]) -> dict | bool:
+    tree: dict = {}
+    for segs in paths:
+        node = tree
+        for i, s in enumerate(segs):
+            k = "*" if s is WILDCARD else s
+            if i == len(segs) - 1:
+                node[k] = True
+            else:
+                nxt = node.get(k)
+                if nxt is True:
+                    break
+                if nxt is None:
+                    nxt = node[k] = {}
+                node = nxt
+    return tree
+
+
+def _prune(node: Any, tree: dict | bool) -> Any:
+    """Keep only what ``tree`` lists; a listed container of an unexpected type is removed (``_GONE``)."""
+    if tree is True:
+        return node
+    if type(node) is dict:
+        out = {}
+        for k, sub in tree.items():
+            if isinstance(k, str) and k in node:
+                v = _prune(node[k], sub)
+                if v is not _GONE:
+                    out[k] = v
+        return out
+    if type(node) is list:
+        wild = tree.get("*")
+        out_l = []
+        for i, item in enumerate(node):
+            sub = tree.get(i, wild)
+            if sub is None:
+                continue
+            v = _prune(item, sub)
+            if v is not _GONE:
+                out_l.append(v)
+        return out_l
+    return _GONE
+
+
+_GONE = object()
+
+
+class CompiledRoute:
+    """A route compiled for the record path. Build with :func:`compile_policy`.
+
+    Attributes: ``name``, ``source``, ``sink``, ``dead_letter``, ``group`` (consumer group),
+    ``rule_labels``/``rule_actions`` (per rule index, for metrics), ``dead_letter_key`` (bytes,
+    AES key for sealing dead-letter payloads), ``stats`` (:class:`RouteStats`), ``transforms``.
+    """
+
+    def __init__(self, route: Route, policy_name: str, keys: Mapping[str, SecretKey]):
+        self.name = route.name
+        self.source, self.sink, self.dead_letter = route.source, route.sink, route.dead_letter
+        self.group = route.consumer_group or f"dpp.{policy_name}.{route.name}"
+        self.dead_letter_key = require_aes(keys[route.dead_letter_key], f"dead_letter_key of route {route.name}")
+        self.dead_letter_key_name = route.dead_letter_key
+        ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys)
+        self.rules = list(route.rules)
+        self.rule_labels = [r.label for r in route.rules]
+        self.rule_actions = [r.action for r in route.rules]
+        self.transforms = [build_transform(r, ctx) for r in route.rules]
+        self._blocks = [(_compile_block(b.when), b.reason) for b in route.block]
+        self._tree = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
+                      if route.unlisted_fields == "drop" else None)
+        # Rules run in policy order; drops run after the others so they never hide a sibling's path.
+        self._order = sorted(range(len(self.rules)), key=lambda i: isinstance(self.rules[i], DropRule))
+        self._steps = [self._step(i) for i in self._order]
+        self.stats = RouteStats(transforms=[0] * len(self.rules), unmatched=[0] * len(self.rules),
+                                latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1))
+
+    def _step(self, i: int) -> Callable[[dict], int]:
+        rule, t = self.rules[i], self.transforms[i]
+        visit = compile_visit(parse_path(rule.field))
+        label = self.rule_labels[i]
+        if isinstance(rule, DropRule):
+            def drop_step(obj: dict) -> int:
+                hits: list = []
+                n = visit(obj, lambda c, k: hits.append((c, k)))
+                for c, k in reversed(hits):  # reverse keeps earlier list indexes valid
+                    del c[k]
+                return n
+            return drop_step
+        apply = t.apply
+
+        def set_node(c, k):
+            try:
+                c[k] = apply(c[k])
+            except TransformError as e:
+                raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+
+        def step(obj: dict) -> int:
+            return visit(obj, set_node)
+        return step
+
+    def protect(self, obj: dict) -> dict | Outcome:
+        """Apply block conditions and rules to a parsed record (mutated in place).
+
+        Returns the protected object, or a block :class:`Outcome`. Raises :class:`RecordError`
+        when a value cannot be protected. Counts transforms/unmatched only on success.
+        """
+        for hit, reason in self._blocks:
+            if hit(obj):
+                return Outcome(BLOCK, reason=reason)
+        if self._tree is not None:
+            obj = _prune(obj, self._tree)
+        counts = []
+        for step in self._steps:
+            counts.append(step(obj))
+        tr, un = self.stats.transforms, self.stats.unmatched
+        for pos, n in zip(self._order, counts):
+            if n:
+                tr[pos] += n
+            else:
+                un[pos] += 1
+        return obj
+
+    def process(self, value: bytes | None) -> Outcome:
+        """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input."""
+        st = self.stats
+        st.consumed += 1
+        t0 = time.perf_counter()
+        out = self._process(value)
+        dt = time.perf_counter() - t0
+        st.latency_sum += dt
+        st.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, dt)] += 1
+        if out.kind == SINK:
+            st.produced += 1
+        elif out.kind == BLOCK:
+            st.blocked[out.reason] = st.blocked.get(out.reason, 0) + 1
+        else:
+            st.dead_lettered[out.reason] = st.dead_lettered.get(out.reason, 0) + 1
+        return out
+
+    def _process(self, value: bytes | None) -> Outcome:
+        if value is None:
+            return TOMBSTONE
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return Outcome(DEAD_LETTER, reason=Reason.INVALID_JSON.value, stage=Stage.DESERIALIZE.value,
+                           error_class="JSONDecodeError")
+        if type(obj) is not dict:
+            return Outcome(DEAD_LETTER, reason=Reason.NOT_OBJECT.value, stage=Stage.DESERIALIZE.value,
+                           error_class="TypeError")
+        try:
+            res = self.protect(obj)
+        except RecordError as e:
+            return Outcome(DEAD_LETTER, reason=e.reason.value, stage=e.stage.value,
+                           error_class=type(e).__name__, rule=e.rule)
+        except Exception as e:  # fail closed on any bug in a transform; never echo the message
+            return Outcome(DEAD_LETTER, reason=Reason.TRANSFORM_FAILED.value, stage=Stage.TRANSFORM.value,
+                           error_class=type(e).__name__)
+        if type(res) is Outcome:
+            return res
+        try:
+            return Outcome(SINK, orjson.dumps(res))
+        except (TypeError, orjson.JSONEncodeError) as e:
+            return Outcome(DEAD_LETTER, reason=Reason.SERIALIZE_FAILED.value, stage=Stage.SERIALIZE.value,
+                           error_class=type(e).__name__)
+
+    def reveal(self, obj: dict, rule_labels: list[str] | None = None) -> tuple[dict, list[str]]:
+        """Re-identify reversible (FPE) fields of a protected record in place.
+
+        Returns ``(record, labels of the rules revealed)``. Raises :class:`RecordError` on failure.
+        """
+        done = []
+        for i, (rule, t) in enumerate(zip(self.rules, self.transforms)):
+            if not t.reversible or (rule_labels and self.rule_labels[i] not in rule_labels):
+                continue
+            label = self.rule_labels[i]
+
+            def undo(c, k, t=t, label=label):
+                try:
+                    c[k] = t.reverse(c[k])
+                except TransformError as e:
+                    raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+            if compile_visit(parse_path(rule.field))(obj, undo):
+                done.append(label)
+        return obj, done
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """All routes of a policy, compiled. ``provenance`` is ``name@revision`` for the header."""
+
+    loaded: LoadedPolicy
+    routes: tuple[CompiledRoute, ...]
+
+    @property
+    def provenance(self) -> str:
+        return self.loaded.provenance
+
+    def route(self, name: str | None = None) -> CompiledRoute:
+        """The route called ``name``, or the only route. Raises ``KeyError`` if unknown/ambiguous."""
+        if name is None:
+            if len(self.routes) != 1:
+                raise KeyError(f"policy has {len(self.routes)} routes; name one of {[r.name for r in self.routes]}")
+            return self.routes[0]
+        for r in self.routes:
+            if r.name == name:
+                return r
+        raise KeyError(f"no route {name!r}; routes: {[r.name for r in self.routes]}")
+
+
+def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = None,
+                   routes: list[str] | None = None) -> CompiledPolicy:
+    """Resolve the keys the (selected) routes use and compile them.
+
+    Raises :class:`PolicyError` naming the file and key path when a key cannot be loaded or has
+    the wrong length for its use.
+    """
+    pol = loaded.policy
+    chosen = [r for r in pol.routes if routes is None or r.name in routes]
+    needed = {r.dead_letter_key for r in chosen} | {getattr(x, "key", None) for r in chosen for x in r.rules} - {None}
+    keys: dict[str, SecretKey] = {}
+    problems = []
+    for name in sorted(needed):
+        try:
+            keys[name] = load_key(name, pol.keys[name], environ)
+        except KeyLoadError as e:
+            problems.append((loaded.file, None, f"keys.{name}", str(e)))
+    if problems:
+        raise PolicyError(problems)
+    compiled = []
+    for ri, r in enumerate(pol.routes):
+        if r not in chosen:
+            continue
+        try:
+            compiled.append(CompiledRoute(r, pol.name, keys))
+        except KeyLoadError as e:
+            problems.append((loaded.file, None, f"routes[{ri}]", str(e)))
+    if problems:
+        raise PolicyError(problems)
+    return CompiledPolicy(loaded, tuple(compiled))

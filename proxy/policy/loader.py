@@ -1,0 +1,221 @@
+"""Load a policy file: YAML → plain data with a line for every path → :class:`Policy` → semantic checks.
+
+Every problem is reported as ``(file, line, path, message)`` (see :class:`proxy.errors.PolicyError`),
+so ``dpp check`` can print ``FILE:LINE: PATH: message``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import PolicyError
+from .models import DropRule, KeepRule, Policy
+from .paths import WILDCARD, is_prefix, parse_path
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A validated policy with where it came from. ``revision`` is the policy's own or sha256[:12]."""
+
+    policy: Policy
+    file: str
+    sha256: str
+
+    @property
+    def revision(self) -> str:
+        return self.policy.revision or self.sha256[:12]
+
+    @property
+    def provenance(self) -> str:
+        """``name@revision``: the value of the ``dpp-policy`` header on produced records."""
+        return f"{self.policy.name}@{self.revision}"
+
+
+class _Lines:
+    """Maps a data path (tuple of keys/indexes) to the 1-based line where it is written."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple, int] = {}
+
+    def nearest(self, loc: tuple) -> int | None:
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get((), None)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, path: tuple, line: int):
+        self.path, self.line = path, line
+
+
+def _to_data(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: _Lines) -> Any:
+    lines.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict = {}
+        for knode, vnode in node.value:
+            key = loader.construct_object(knode, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                key = str(key)
+            if key in out:
+                raise _DuplicateKey(path + (key,), knode.start_mark.line + 1)
+            lines.lines[path + (key,)] = knode.start_mark.line + 1
+            out[key] = _to_data(loader, vnode, path + (key,), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_data(loader, item, path + (i,), lines) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _render_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _data_loc(loc: tuple, data: Any) -> tuple:
+    """Strip pydantic's union-tag elements (e.g. ``'mask'``, ``'env'``) from a location."""
+    out: list = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and part == "in_" and "in" in node:
+            out.append("in")
+            node = node["in"]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node and out and part in _TAGS:
+            continue  # discriminator tag
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
+_TAGS = {"keep", "mask", "redact", "drop", "pseudonymize", "fpe", "env", "file"}
+
+
+def _message(err: dict) -> str:
+    kind = err.get("type", "")
+    msg = err.get("msg", "invalid")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown {ctx.get('discriminator', 'tag').strip(chr(39))} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg
+
+
+def load_policy_text(text: str, file: str = "<policy>") -> LoadedPolicy:
+    """Parse and validate policy YAML ``text``; ``file`` is used in error messages only.
+
+    Raises :class:`PolicyError` with every problem found (YAML syntax, schema, semantics).
+    """
+    lines = _Lines()
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = _to_data(loader, node, (), lines) if node is not None else None
+        finally:
+            loader.dispose()
+    except _DuplicateKey as d:
+        raise PolicyError([(file, d.line, _render_loc(d.path), "duplicate key")]) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise PolicyError([(file, mark.line + 1 if mark else None, "", f"YAML syntax: {e.problem or e.context}")]) from None
+    except yaml.YAMLError as e:
+        raise PolicyError([(file, None, "", f"YAML: {type(e).__name__}")]) from None
+    if not isinstance(data, dict):
+        raise PolicyError([(file, 1, "", "a policy must be a YAML mapping")])
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = _data_loc(tuple(err["loc"]), data)
+            problems.append((file, lines.nearest(loc), _render_loc(loc), _message(err)))
+        raise PolicyError(problems) from None
+    problems = [(file, lines.nearest(loc), _render_loc(loc), msg) for loc, msg in semantic_problems(policy)]
+    if problems:
+        raise PolicyError(problems)
+    return LoadedPolicy(policy=policy, file=file, sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Read and validate a policy file. Raises :class:`PolicyError` (also for an unreadable file)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PolicyError([(str(path), None, "", f"cannot read policy file: {type(e).__name__}")]) from None
+    return load_policy_text(text, str(path))
+
+
+def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
+    """Checks the schema cannot express. Returns ``[(data_location, message)]``."""
+    out: list[tuple[tuple, str]] = []
+    names: set[str] = set()
+    groups: dict[str, int] = {}
+    for ri, route in enumerate(policy.routes):
+        base = ("routes", ri)
+        if route.name in names:
+            out.append((base + ("name",), f"duplicate route name {route.name!r}"))
+        names.add(route.name)
+        group = route.consumer_group or f"dpp.{policy.name}.{route.name}"
+        if group in groups:
+            out.append((base + ("consumer_group",), f"consumer group {group!r} is already used by routes[{groups[group]}]"))
+        groups[group] = ri
+        if route.dead_letter_key not in policy.keys:
+            out.append((base + ("dead_letter_key",), f"unknown key {route.dead_letter_key!r}; declare it under keys"))
+        seen: dict[tuple, int] = {}
+        labels: dict[str, int] = {}
+        for i, rule in enumerate(route.rules):
+            loc = base + ("rules", i)
+            segs = parse_path(rule.field)
+            key = getattr(rule, "key", None)
+            if key is not None and key not in policy.keys:
+                out.append((loc + ("key",), f"unknown key {key!r}; declare it under keys"))
+            norm = tuple("*" if s is WILDCARD else s for s in segs)
+            if norm in seen:
+                out.append((loc + ("field",), f"field {rule.field!r} already has a rule (rules[{seen[norm]}])"))
+            seen[norm] = i
+            if rule.label in labels:
+                out.append((loc + ("name",), f"rule name {rule.label!r} is used twice (rules[{labels[rule.label]}])"))
+            labels[rule.label] = i
+        # a rule below a dropped/redacted field would never apply
+        for i, rule in enumerate(route.rules):
+            for j, other in enumerate(route.rules):
+                if i == j or other.action in ("keep",):
+                    continue
+                a, b = parse_path(other.field), parse_path(rule.field)
+                if len(a) < len(b) and is_prefix(a, b):
+                    out.append((base + ("rules", i, "field"),
+                                f"field {rule.field!r} lies inside {other.field!r}, which rules[{j}] already {other.action}s"))
+        if route.unlisted_fields == "drop" and not any(not isinstance(r, DropRule) for r in route.rules):
+            out.append((base + ("rules",), "unlisted_fields: drop with no keep/transform rule would drop every field"))
+        for bi, blk in enumerate(route.block):
+            _ = bi
+    return out
+
+
+__all__ = ["LoadedPolicy", "load_policy", "load_policy_text", "semantic_problems", "KeepRule"]

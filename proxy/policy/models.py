@@ -1,0 +1,234 @@
+"""Typed, frozen models of policy format v1 (pydantic v2). Unknown keys are rejected everywhere.
+
+The JSON Schema in ``policies/policy.schema.json`` is generated from :class:`Policy`
+(``dpp schema > policies/policy.schema.json``); a test keeps the two in sync.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .paths import PathSyntaxError, parse_path
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="lower-case name: a-z 0-9 . _ -")]
+Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$", description="Kafka topic name")]
+JsonScalar = Union[str, int, float, bool, None]
+
+ALPHABETS: dict[str, str] = {
+    "digits": "0123456789",
+    "hex": "0123456789abcdef",
+    "HEX": "0123456789ABCDEF",
+    "lower": "abcdefghijklmnopqrstuvwxyz",
+    "upper": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "alpha": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "alnum": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "alnum_lower": "0123456789abcdefghijklmnopqrstuvwxyz",
+}
+"""Named FPE alphabets; characters of a value outside the alphabet stay in place."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- keys
+class EnvKey(_Model):
+    """Key material read from an environment variable (hex or base64 text)."""
+
+    source: Literal["env"]
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable name")
+    encoding: Literal["hex", "base64"] = "hex"
+
+
+class FileKey(_Model):
+    """Key material read from a file (hex or base64 text, or raw bytes)."""
+
+    source: Literal["file"]
+    path: str = Field(min_length=1)
+    encoding: Literal["hex", "base64", "raw"] = "hex"
+
+
+KeySpec = Annotated[Union[EnvKey, FileKey], Field(discriminator="source")]
+
+
+# --------------------------------------------------------------------------- rules
+class _Rule(_Model):
+    field: str = Field(description="field path: a.b, a[*].b, \"key.with.dots\"")
+    name: Slug | None = Field(default=None, description="rule name used in metrics; defaults to the field path")
+
+    @field_validator("field")
+    @classmethod
+    def _path_ok(cls, v: str) -> str:
+        try:
+            parse_path(v)
+        except PathSyntaxError as e:
+            raise ValueError(f"invalid field path: {e}") from None
+        return v
+
+    @property
+    def label(self) -> str:
+        """Bounded metric label: the rule's name, or its field path."""
+        return self.name or self.field
+
+
+class KeepRule(_Rule):
+    """Pass the field through unchanged (lists it for ``unlisted_fields: drop``)."""
+
+    action: Literal["keep"]
+
+
+class MaskRule(_Rule):
+    """Replace characters with ``mask_char``, keeping the first/last N maskable characters.
+
+    Maskable characters are letters and digits (any script); others (``-``, space, ``@``, ``.``)
+    stay in place unless ``mask_separators`` is true. Output length equals input length.
+    """
+
+    action: Literal["mask"]
+    keep_first: int = Field(default=0, ge=0, le=64)
+    keep_last: int = Field(default=0, ge=0, le=64)
+    mask_char: str = Field(default="*", min_length=1, max_length=1)
+    mask_separators: bool = False
+
+
+class RedactRule(_Rule):
+    """Replace the value with a literal (default ``null``)."""
+
+    action: Literal["redact"]
+    value: JsonScalar = None
+
+
+class DropRule(_Rule):
+    """Remove the field (array elements selected by ``[*]``/``[N]`` are removed from the array)."""
+
+    action: Literal["drop"]
+
+
+class PseudonymizeRule(_Rule):
+    """Keyed HMAC-SHA256 pseudonym (RFC 2104) over a canonical form of the value; one-way.
+
+    Bound to ``domain`` when given, else to the policy name and field path, so equal values in
+    unrelated fields do not link.
+    """
+
+    action: Literal["pseudonymize"]
+    key: str
+    normalize: Literal["none", "string", "email", "phone"] = "string"
+    default_region: str = Field(default="CN", pattern=r"^[A-Z]{2}$", description="phone: region for numbers without +CC")
+    encoding: Literal["hex", "base32", "base64url"] = "hex"
+    length: int | None = Field(default=None, ge=8, le=128, description="characters kept of the encoded digest")
+    prefix: str = Field(default="", max_length=32)
+    domain: Slug | None = None
+
+
+class FpeRule(_Rule):
+    """Format-preserving encryption: FF1 (NIST SP 800-38G Rev.1) by default, legacy ``ffx`` (pyffx).
+
+    Characters of the value inside the alphabet are encrypted as one numeral string; others stay
+    in place. The tweak binds the output to ``domain`` (or policy name + field path).
+    """
+
+    action: Literal["fpe"]
+    key: str
+    algorithm: Literal["ff1", "ffx"] = "ff1"
+    alphabet: str | None = Field(default="digits", description=f"one of {sorted(ALPHABETS)}")
+    alphabet_chars: str | None = Field(default=None, description="custom alphabet (unique characters); overrides alphabet")
+    domain: Slug | None = None
+
+    @model_validator(mode="after")
+    def _alphabet_ok(self) -> "FpeRule":
+        if self.alphabet_chars is not None:
+            chars = self.alphabet_chars
+            if len(chars) < 2 or len(set(chars)) != len(chars) or len(chars) > 65536:
+                raise ValueError("alphabet_chars must hold 2..65536 unique characters")
+        elif self.alphabet not in ALPHABETS:
+            raise ValueError(f"unknown alphabet {self.alphabet!r}; use one of {sorted(ALPHABETS)} or alphabet_chars")
+        return self
+
+    @property
+    def chars(self) -> str:
+        """The alphabet's characters, in numeral order."""
+        return self.alphabet_chars if self.alphabet_chars is not None else ALPHABETS[self.alphabet or "digits"]
+
+
+Rule = Annotated[
+    Union[KeepRule, MaskRule, RedactRule, DropRule, PseudonymizeRule, FpeRule],
+    Field(discriminator="action"),
+]
+
+
+# --------------------------------------------------------------------------- blocks
+class BlockWhen(_Model):
+    """Condition on one field: ``equals`` a value or ``in`` a set of values (JSON-typed, so
+    ``false`` does not equal ``0``). Exactly one of the two."""
+
+    field: str
+    equals: JsonScalar = None
+    in_: list[JsonScalar] | None = Field(default=None, alias="in")
+
+    @field_validator("field")
+    @classmethod
+    def _path_ok(cls, v: str) -> str:
+        try:
+            parse_path(v)
+        except PathSyntaxError as e:
+            raise ValueError(f"invalid field path: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "BlockWhen":
+        has_eq = "equals" in self.model_fields_set
+        has_in = self.in_ is not None
+        if has_eq == has_in:
+            raise ValueError("give exactly one of 'equals' or 'in'")
+        return self
+
+
+class BlockRule(_Model):
+    """Withhold the whole record when ``when`` matches; counted under ``reason``."""
+
+    when: BlockWhen
+    reason: Slug
+
+
+# --------------------------------------------------------------------------- routes
+class Route(_Model):
+    """One source topic → one sink topic, with a dead-letter topic and the rules applied between."""
+
+    name: Slug
+    source: Topic
+    sink: Topic
+    dead_letter: Topic
+    dead_letter_key: str = Field(description="key (AES-128/192/256) sealing dead-letter payloads with AES-GCM")
+    consumer_group: str | None = Field(default=None, description="default: dpp.<policy>.<route>")
+    format: Literal["json"] = "json"
+    unlisted_fields: Literal["keep", "drop"] = "keep"
+    block: list[BlockRule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _topics_distinct(self) -> "Route":
+        if len({self.source, self.sink, self.dead_letter}) != 3:
+            raise ValueError("source, sink and dead_letter must be three different topics")
+        return self
+
+
+class Policy(_Model):
+    """A data-protection policy (format version 1)."""
+
+    version: Literal[1] = Field(description="policy format version")
+    name: Slug
+    revision: str | None = Field(default=None, max_length=64, description="policy revision; default: sha256 of the file, 12 hex")
+    description: str | None = None
+    keys: dict[str, KeySpec] = Field(default_factory=dict)
+    routes: list[Route] = Field(min_length=1)
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of policy format v1, generated from :class:`Policy`."""
+    schema = Policy.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/data-protection-proxy/dpp/policies/policy.schema.json"
+    schema["title"] = "dpp policy (format version 1)"
+    return schema

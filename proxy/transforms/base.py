@@ -1,0 +1,102 @@
+"""The small base class every transform implements, and the build context it gets at load time.
+
+A transform is built once per rule when a policy is compiled (keys resolved, ciphers keyed, tables
+precomputed) and then called once per selected value on the record path, where it does no lookups
+and no validation beyond what the value itself needs.
+
+Handling of JSON types (documented in README, "Policy format"):
+
+* ``null`` stays ``null`` for every value-rewriting action (there is nothing to protect);
+* numbers are rewritten through their JSON text (``42`` → ``"42"``) and come out as strings;
+* booleans, objects and arrays cannot be masked, encrypted or pseudonymized value-wise: the
+  record fails closed (dead-letter, reason ``unsupported-type``); use ``redact`` or ``drop`` for them.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import orjson
+
+from ..crypto.keys import SecretKey
+from ..errors import Reason, TransformError
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a transform may use when it is built: policy name, the route, and resolved keys."""
+
+    policy_name: str
+    route_name: str
+    keys: Mapping[str, SecretKey]
+
+    def binding(self, rule) -> str:
+        """Context string binding outputs to a ``domain`` or, by default, to policy + field path."""
+        domain = getattr(rule, "domain", None)
+        return f"domain:{domain}" if domain else f"field:{self.policy_name}:{rule.field}"
+
+
+class Transform(ABC):
+    """Base class: build from a rule at load time, then ``apply(value)`` per value.
+
+    ``apply`` returns the replacement value, or raises :class:`TransformError` (never with the value
+    in its message). Reversible transforms also implement ``reverse``.
+    """
+
+    action: ClassVar[str]
+    reversible: ClassVar[bool] = False
+
+    def __init__(self, rule, ctx: BuildContext):
+        self.rule = rule
+
+    @abstractmethod
+    def apply(self, value: Any) -> Any:
+        """Protected replacement for one JSON value."""
+
+    def reverse(self, value: Any) -> Any:
+        """Undo :meth:`apply` (re-identification) where the transform allows it."""
+        raise TransformError(Reason.UNSUPPORTED_TYPE, f"{self.action} is one-way")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(field={self.rule.field!r})"
+
+
+def as_text(value: Any) -> str:
+    """The text a value-rewriting transform works on: strings as they are, numbers as JSON text.
+
+    Raises :class:`TransformError` (``unsupported-type``) for booleans, objects and arrays.
+    """
+    t = type(value)
+    if t is str:
+        return value
+    if t is int or t is float:
+        return orjson.dumps(value).decode()
+    raise TransformError(Reason.UNSUPPORTED_TYPE, f"cannot rewrite a {_json_type(value)} value")
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+class TextTransform(Transform):
+    """Transform over text: ``null`` passes, numbers become strings, other types fail closed."""
+
+    def apply(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return self.apply_text(value if type(value) is str else as_text(value))
+
+    def reverse(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is not str:
+            raise TransformError(Reason.UNSUPPORTED_TYPE, "protected values are strings")
+        return self.reverse_text(value)
+
+    @abstractmethod
+    def apply_text(self, text: str) -> str:
+        """Protect one string."""
+
+    def reverse_text(self, text: str) -> str:
+        raise TransformError(Reason.UNSUPPORTED_TYPE, f"{self.action} is one-way")
