@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import threading
 import time
+import unicodedata
 import urllib.request
 from pathlib import Path
 
@@ -54,20 +55,20 @@ def _side_by_side(left: dict, right: dict | None, width: int = 58) -> str:
     for i in range(max(len(a), len(b))):
         l = a[i] if i < len(a) else ""
         r = b[i] if i < len(b) else ""
-        rows.append(f"{_fit(l, width):<{width}} | {_fit(r, width)}")
+        rows.append(f"{_fit(l, width)} | {_fit(r, width).rstrip()}")
     return "\n".join(rows)
 
 
 def _fit(s: str, w: int) -> str:
-    # East Asian wide characters take two columns; trim by display width.
+    """Trim/pad ``s`` to ``w`` terminal columns (East Asian wide characters take two)."""
     out, used = [], 0
     for ch in s:
-        cw = 2 if ord(ch) > 0x2E7F else 1
+        cw = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
         if used + cw > w:
             break
         out.append(ch)
         used += cw
-    return "".join(out) + " " * max(0, w - used - (len(out) - len("".join(out))))
+    return "".join(out) + " " * (w - used)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -134,13 +135,17 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     th.start()
     expected = len(records) + len(bad)
     deadline = time.time() + 180
-    while time.time() < deadline:
+    while time.time() < deadline and th.is_alive():
         if total(scrape(port), "dpp_records_consumed_total") >= expected and _lag(bootstrap, route) == 0:
             break
         time.sleep(0.5)
     elapsed = time.perf_counter() - t0
     eng.stop()
     th.join(30)
+    failed = [w for w in eng.workers if w.error is not None]
+    if failed:
+        print(f"the proxy stopped on an error: {', '.join(type(w.error).__name__ for w in failed)}")
+        return 1
 
     # one source record beside its sink record (a consenting one, so it reached the sink)
     pick = next(r for r in records if r["consent"]["analytics"] and r["orders"] and r["locale"] == "zh_CN")
