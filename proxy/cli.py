@@ -128,11 +128,15 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=5000, show_default=True)
 @click.option("--create-topics/--no-create-topics", default=False,
               help="create missing sink and dead-letter topics with the source's partition count")
+@click.option("--reload-interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="seconds between checks of the policy file for hot reload (0: off)")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
-        create_topics: bool, log_level: str) -> None:
+        create_topics: bool, reload_interval: float, log_level: str) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
+
+    The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
 
     SIGTERM or Ctrl-C finishes the in-flight batch, commits and exits 0.
     """
@@ -143,12 +147,19 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size))
-    server, _ = eng.metrics.serve(metrics_port)
+    server = eng.metrics.serve(metrics_port, ready=eng.ready)
     click.echo(json.dumps({"msg": "dpp running", "policy": cp.provenance,
                            "routes": [r.name for r in cp.routes], "metrics_port": server.server_port}), err=True)
+    watcher = None
+    if reload_interval > 0:
+        from .stream.reload import PolicyWatcher
+        watcher = PolicyWatcher(eng, policy_file, list(routes) or None, reload_interval).start()
     signal.signal(signal.SIGTERM, eng.stop)
     signal.signal(signal.SIGINT, eng.stop)
-    sys.exit(eng.run())
+    code = eng.run()
+    if watcher:
+        watcher.stop()
+    sys.exit(code)
 
 
 def _create_route_topics(cp, bootstrap: str) -> None:

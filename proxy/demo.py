@@ -128,7 +128,7 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
 
     metrics = Metrics()
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap), metrics)
-    server, _ = metrics.serve(0, addr="127.0.0.1")
+    server = metrics.serve(0, addr="127.0.0.1", ready=eng.ready)
     port = server.server_port
     th = threading.Thread(target=eng.run, daemon=True)
     t0 = time.perf_counter()

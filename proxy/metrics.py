@@ -6,7 +6,7 @@ Labels come from the policy (route, rule, action, block reason) or from :mod:`pr
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .policy.compiler import LATENCY_BUCKETS, CompiledPolicy, CompiledRoute, RouteStats
 
@@ -30,6 +30,10 @@ class Metrics:
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.policy_info = Gauge("dpp_policy_info", "Active policy (value 1)", ["policy", "version", "sha256"], registry=r)
         self.reloads = Counter("dpp_policy_reloads", "Policy reload attempts", ["result"], registry=r)
+        for result in ("success", "error"):
+            self.reloads.labels(result)
+        self.lag = Gauge("dpp_consumer_lag", "Records in a source partition not yet processed (high watermark - position)",
+                         ["route", "partition"], registry=r)
         self.delivery_failures = Counter("dpp_delivery_failures", "Produce attempts the broker did not acknowledge",
                                          ["route", "topic_kind"], registry=r)
 
@@ -75,6 +79,10 @@ class Metrics:
                 child._buckets[i].inc(n)
         child._sum.inc(stats.latency_sum)
 
-    def serve(self, port: int, addr: str = "0.0.0.0"):
-        """Serve ``/metrics`` over HTTP on ``port`` (0 = any free port). Returns ``(server, thread)``."""
-        return start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "0.0.0.0", ready=None):
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``port`` (0 = any free port).
+
+        ``ready()`` returns ``(ok, reason)``; default: always ready. Returns the HTTP server
+        (``.server_port``, ``.shutdown()``)."""
+        from .httpserver import serve
+        return serve(self.registry, ready or (lambda: (True, "ok")), port, addr)

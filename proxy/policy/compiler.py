@@ -145,6 +145,25 @@ def _prune(node: Any, tree: dict | bool) -> Any:
 _GONE = object()
 
 
+def _delete_nodes(hits: list) -> None:
+    """Delete every ``(container, key)`` the drop rules selected, each once.
+
+    All drop rules select on the record before anything is deleted, so ``a[0]`` and ``a[1].x``
+    mean the elements as received; list elements are deleted from the highest index down so
+    the indexes stay valid (object members last; deleting inside a removed node is harmless).
+    """
+    seen: set = set()
+    todo = []
+    for c, k in hits:
+        ident = (id(c), k)
+        if ident not in seen:
+            seen.add(ident)
+            todo.append((c, k))
+    todo.sort(key=lambda h: h[1] if type(h[0]) is list else -1, reverse=True)
+    for c, k in todo:
+        del c[k]
+
+
 class CompiledRoute:
     """A route compiled for the record path. Build with :func:`compile_policy`.
 
@@ -173,17 +192,14 @@ class CompiledRoute:
         self.stats = RouteStats(transforms=[0] * len(self.rules), unmatched=[0] * len(self.rules),
                                 latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1))
 
-    def _step(self, i: int) -> Callable[[dict], int]:
+    def _step(self, i: int) -> Callable[[dict, list], int]:
         rule, t = self.rules[i], self.transforms[i]
         visit = compile_visit(parse_path(rule.field))
         label = self.rule_labels[i]
         if isinstance(rule, DropRule):
-            def drop_step(obj: dict) -> int:
-                hits: list = []
-                n = visit(obj, lambda c, k: hits.append((c, k)))
-                for c, k in reversed(hits):  # reverse keeps earlier list indexes valid
-                    del c[k]
-                return n
+            def drop_step(obj: dict, hits: list) -> int:
+                # collect only: every drop rule selects on the same record; protect() deletes once
+                return visit(obj, lambda c, k: hits.append((c, k)))
             return drop_step
         apply = t.apply
 
@@ -193,7 +209,7 @@ class CompiledRoute:
             except TransformError as e:
                 raise RecordError(Stage.TRANSFORM, e.reason, label) from None
 
-        def step(obj: dict) -> int:
+        def step(obj: dict, hits: list) -> int:
             return visit(obj, set_node)
         return step
 
@@ -209,8 +225,11 @@ class CompiledRoute:
         if self._tree is not None:
             obj = _prune(obj, self._tree)
         counts = []
+        hits: list = []
         for step in self._steps:
-            counts.append(step(obj))
+            counts.append(step(obj, hits))
+        if hits:
+            _delete_nodes(hits)
         tr, un = self.stats.transforms, self.stats.unmatched
         for pos, n in zip(self._order, counts):
             if n:

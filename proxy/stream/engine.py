@@ -53,7 +53,10 @@ class RouteWorker:
         self.provenance = policy.provenance.encode()
         self.error: BaseException | None = None
         self.assigned: set[tuple[str, int]] = set()
+        self.joined = False
         self.batches = 0
+        self._next: tuple[CompiledRoute, CompiledPolicy] | None = None
+        self._lag_at = 0.0
         self.consumer = Consumer({
             "bootstrap.servers": cfg.bootstrap_servers,
             "group.id": route.group,
@@ -79,7 +82,12 @@ class RouteWorker:
         self._failed: list = []
 
     # librdkafka callbacks ------------------------------------------------------------------
+    def swap(self, route: CompiledRoute, policy: CompiledPolicy) -> None:
+        """Use ``route`` from the next batch on (hot reload); the current batch finishes first."""
+        self._next = (route, policy)
+
     def _on_assign(self, consumer, partitions):
+        self.joined = True
         self.assigned |= {(p.topic, p.partition) for p in partitions}
         log.info("partitions assigned", extra={"route": self.route.name,
                                                 "partitions": sorted(p.partition for p in partitions)})
@@ -87,6 +95,11 @@ class RouteWorker:
     def _on_revoke(self, consumer, partitions):
         # Batches are committed before the next consume(), so nothing is in flight here.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
+        for p in partitions:
+            try:
+                self.metrics.lag.remove(self.route.name, str(p.partition))
+            except KeyError:
+                pass
         log.info("partitions revoked", extra={"route": self.route.name,
                                                "partitions": sorted(p.partition for p in partitions)})
 
@@ -103,9 +116,18 @@ class RouteWorker:
             self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group})
             while not self.stop_event.is_set():
+                if self._next is not None:
+                    self.route, self.policy = self._next
+                    self.provenance = self.policy.provenance.encode()
+                    self._next = None
+                    log.info("policy swapped", extra={"route": r.name, "policy": self.policy.provenance})
                 msgs = self.consumer.consume(self.cfg.batch_size, self.cfg.poll_timeout_s)
                 if msgs:
                     self.process_batch(msgs)
+                now = time.monotonic()
+                if now - self._lag_at >= 1.0:
+                    self._lag_at = now
+                    self._update_lag()
         except BaseException as e:  # noqa: BLE001 - reported by the engine
             self.error = e
             log.error("route stopped on error", extra={"route": r.name, "error_class": type(e).__name__})
@@ -116,6 +138,26 @@ class RouteWorker:
             except (KafkaException, RuntimeError):
                 pass
             log.info("route stopped", extra={"route": r.name})
+
+    def _update_lag(self) -> None:
+        """Set ``dpp_consumer_lag`` for assigned partitions from cached high watermarks (no broker call)."""
+        if not self.assigned:
+            return
+        try:
+            positions = self.consumer.position([TopicPartition(t, p) for t, p in self.assigned])
+        except KafkaException:
+            return
+        for tp in positions:
+            try:
+                _, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if hi < 0:
+                continue
+            pos = tp.offset if tp.offset >= 0 else None
+            if pos is None:
+                continue
+            self.metrics.lag.labels(self.route.name, str(tp.partition)).set(max(0, hi - pos))
 
     def _produce(self, topic: str, value, key, headers) -> None:
         while True:
@@ -192,6 +234,29 @@ class Engine:
         self.metrics.register_policy(policy)
         self.stop_event = threading.Event()
         self.workers = [RouteWorker(r, policy, cfg, self.metrics, self.stop_event) for r in policy.routes]
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness for ``/readyz``: policy loaded, every route joined its group, none failed."""
+        failed = [w.route.name for w in self.workers if w.error is not None]
+        if failed:
+            return False, f"route failed: {', '.join(failed)}"
+        waiting = [w.route.name for w in self.workers if not w.joined]
+        if waiting:
+            return False, f"waiting for partition assignment: {', '.join(waiting)}"
+        return True, f"ready: policy {self.policy.provenance}"
+
+    def reload(self, policy: CompiledPolicy) -> None:
+        """Swap in a recompiled policy between batches. The routes (names, topics, groups) must be
+        the same as the running ones; raises ``ValueError`` otherwise (a restart is needed)."""
+        old = {r.name: (r.source, r.sink, r.dead_letter, r.group) for r in self.policy.routes}
+        new = {r.name: (r.source, r.sink, r.dead_letter, r.group) for r in policy.routes}
+        if old != new:
+            raise ValueError("routes, topics or consumer groups changed; restart the worker to apply")
+        by_name = {r.name: r for r in policy.routes}
+        self.policy = policy
+        for w in self.workers:
+            w.swap(by_name[w.route.name], policy)
+        self.metrics.register_policy(policy)
 
     def stop(self, *_: Any) -> None:
         """Ask every route to finish its in-flight batch, commit and stop (signal-handler safe)."""

@@ -1,0 +1,50 @@
+"""Shared fixtures. Integration tests use a real single-node Kafka started by deploy/kafka.sh.
+
+* ``DPP_TEST_BOOTSTRAP=host:port`` uses a broker that is already running;
+* otherwise the session starts the local broker on port ``DPP_TEST_KAFKA_PORT`` (default 19092,
+  apart from the demo's 9092) and stops it at the end if it started it.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """Bootstrap address of a real Kafka broker (KRaft, single node)."""
+    given = os.environ.get("DPP_TEST_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    port = os.environ.get("DPP_TEST_KAFKA_PORT", "19092")
+    env = dict(os.environ, DPP_KAFKA_PORT=port)
+    script = ROOT / "deploy" / "kafka.sh"
+    was_running = subprocess.run(["bash", str(script), "status"], env=env, capture_output=True).returncode == 0
+    out = subprocess.run(["bash", str(script), "start"], env=env, check=True, capture_output=True, text=True)
+    bootstrap = out.stdout.strip().splitlines()[-1]
+    yield bootstrap
+    if not was_running and not os.environ.get("DPP_TEST_KEEP_KAFKA"):
+        subprocess.run(["bash", str(script), "stop"], env=env, check=False, capture_output=True)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique prefix so each test has its own topics and consumer groups."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def demo_keys(monkeypatch) -> dict[str, str]:
+    """Random hex keys for the example policy's variables, set in the environment."""
+    keys = {v: secrets.token_hex(32) for v in ("DPP_KEY_PSEUDONYM", "DPP_KEY_FPE", "DPP_KEY_DEAD_LETTER")}
+    for k, v in keys.items():
+        monkeypatch.setenv(k, v)
+    return keys
