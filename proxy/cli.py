@@ -92,9 +92,11 @@ def apply(policy_file: str, route_name: str | None, summary: bool) -> None:
             out.write((res.value or b"null") + b"\n")
         elif res.kind == BLOCK:
             blocked += 1
+            out.flush()  # keep stdout and stderr lines in input order when both go to one stream
             click.echo(f"line {n}: blocked {res.reason}", err=True)
         else:
             failed += 1
+            out.flush()
             rule = f" rule={res.rule}" if res.rule else ""
             click.echo(f"line {n}: not protected: {res.reason} (stage={res.stage}{rule})", err=True)
     out.flush()
