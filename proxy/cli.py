@@ -6,6 +6,7 @@ that failed); 2 usage errors (click's).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -181,6 +182,135 @@ def demo(count: int, bootstrap_servers: str | None, policy_file: str | None) -> 
     proxy with the example policy, print a source record beside its sink record and the metric totals."""
     from .demo import run_demo
     sys.exit(run_demo(count=count, bootstrap=bootstrap_servers, policy_file=policy_file))
+
+
+@main.command()
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--route", "route_name", default=None, help="route whose rules protected the records")
+@click.option("--reason", required=True, help="why re-identification is needed (goes into the audit record)")
+@click.option("--actor", default=lambda: os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown",
+              show_default="$USER", help="who asks (goes into the audit record)")
+@click.option("--field", "fields", multiple=True, help="reveal only these rules (name or field path; repeatable)")
+@click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append audit records (JSON lines)")
+@click.option("--audit-topic", default=None, help="produce audit records to this topic (needs --bootstrap-servers)")
+@click.option("--bootstrap-servers", default=None, help="read records from Kafka (with --topic) / audit topic")
+@click.option("--topic", default=None, help="read protected records from this topic (default: the route's sink)")
+@click.option("--partition", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--offset", "offsets", type=click.IntRange(min=0), nargs=2, default=None,
+              help="FROM TO (inclusive) offsets to read; without --bootstrap-servers, JSON lines are read from stdin")
+@click.option("--key-versions", default=None, help="for stdin input: key versions, e.g. fpe=1 (default: current)")
+def reveal(policy_file, route_name, reason, actor, fields, audit_file, audit_topic, bootstrap_servers, topic,
+           partition, offsets, key_versions) -> None:
+    """Authorized re-identification of FPE and token fields, with an audit record per record.
+
+    Reads protected records from a topic range (--bootstrap-servers, --offset FROM TO) or JSON lines on
+    stdin; writes revealed JSON lines to stdout. HMAC pseudonyms, masks and redactions are one-way
+    and cannot be revealed. Exit 1 if any record could not be revealed.
+    """
+    from .errors import RecordError
+    from .reveal import Revealer, one_way_rules, parse_key_versions
+    if not audit_file and not audit_topic:
+        raise click.UsageError("re-identification must be audited: give --audit-file or --audit-topic")
+    if audit_topic and not bootstrap_servers:
+        raise click.UsageError("--audit-topic needs --bootstrap-servers")
+    cp = _load_compiled(policy_file, [route_name] if route_name else None)
+    try:
+        route = cp.route(route_name)
+    except KeyError as e:
+        raise click.UsageError(str(e.args[0])) from None
+    audit = _audit_sink(audit_file, audit_topic, bootstrap_servers)
+    try:
+        rv = Revealer(route, cp.provenance, actor, reason, audit, list(fields) or None)
+    except ValueError as e:
+        click.echo(f"dpp reveal: {e}", err=True)
+        sys.exit(1)
+    skipped = one_way_rules(route)
+    if skipped and not fields:
+        click.echo(f"note: one-way rules cannot be revealed: {', '.join(skipped)}", err=True)
+    out = sys.stdout.buffer
+    failed = 0
+
+    def one(value, where, kv):
+        nonlocal failed
+        try:
+            out.write(rv.reveal(value, where, kv) + b"\n")
+        except RecordError as e:
+            failed += 1
+            click.echo(f"{_where(where)}: cannot reveal: {e.reason.value}"
+                       + (f" (rule {e.rule})" if e.rule else "") + _hint(e.reason.value), err=True)
+        except ValueError:
+            failed += 1
+            click.echo(f"{_where(where)}: cannot reveal: not a JSON object", err=True)
+
+    if bootstrap_servers and offsets:
+        from .stream.read import read_range
+        t = topic or route.sink
+        for off, _key, value, headers in read_range(bootstrap_servers, t, partition, offsets[0], offsets[1]):
+            if value is None:
+                continue
+            one(value, {"topic": t, "partition": partition, "offset": off},
+                parse_key_versions(headers.get("dpp-key-versions")))
+    else:
+        kv = parse_key_versions(key_versions)
+        for n, raw in enumerate(sys.stdin.buffer, 1):
+            one(raw.rstrip(b"\r\n"), {"line": n}, kv)
+    out.flush()
+    sys.exit(1 if failed else 0)
+
+
+def _where(where: dict) -> str:
+    return f"line {where['line']}" if "line" in where else f"{where['topic']}[{where['partition']}]@{where['offset']}"
+
+
+def _hint(reason: str) -> str:
+    return {"subject-forgotten": ": the data subject's key was erased (dpp forget); this data can never be revealed",
+            "key-unavailable": ": the key version that protected it is not in the keyring"}.get(reason, "")
+
+
+def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str | None):
+    """``audit(doc_bytes)``: append to a file (fsync'd) and/or produce to a topic (acknowledged)."""
+    producer = None
+    if audit_topic:
+        from confluent_kafka import Producer
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+
+    def audit(doc: bytes) -> None:
+        if audit_file:
+            with open(audit_file, "ab") as f:
+                f.write(doc + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+        if producer is not None:
+            errs = []
+            producer.produce(audit_topic, doc, on_delivery=lambda e, m: errs.append(e) if e else None)
+            if producer.flush(30) or errs:
+                raise click.ClickException("audit record not acknowledged; stopping before revealing")
+    return audit
+
+
+@main.group()
+def crypto() -> None:
+    """Cryptographic primitives, for interoperability checks."""
+
+
+@crypto.command("ff1")
+@click.option("--key-hex", required=True, help="AES key, 32/48/64 hex digits")
+@click.option("--tweak-hex", default="", help="tweak, hex (default: empty)")
+@click.option("--alphabet", required=True, help="numeral alphabet in order, e.g. 0123456789")
+@click.option("--decrypt", is_flag=True, help="decrypt instead of encrypt")
+@click.argument("value")
+def crypto_ff1(key_hex: str, tweak_hex: str, alphabet: str, decrypt: bool, value: str) -> None:
+    """FF1 (NIST SP 800-38G Rev.1) of VALUE over ALPHABET; prints the result."""
+    from .crypto.ff1 import FF1
+    try:
+        key, tweak = bytes.fromhex(key_hex), bytes.fromhex(tweak_hex)
+    except ValueError:
+        raise click.BadParameter("not hexadecimal", param_hint="--key-hex/--tweak-hex") from None
+    try:
+        f = FF1(key, alphabet)
+        click.echo(f.decrypt(value, tweak) if decrypt else f.encrypt(value, tweak))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,9 @@ class Reason(str, Enum):
     NORMALIZE_FAILED = "normalize-failed"
     TRANSFORM_FAILED = "transform-failed"
     SERIALIZE_FAILED = "serialize-failed"
+    KEY_UNAVAILABLE = "key-unavailable"
+    TOKEN_INVALID = "token-invalid"
+    SUBJECT_FORGOTTEN = "subject-forgotten"
 
 
 class DppError(Exception):

@@ -58,27 +58,97 @@ def _decode(text: str | bytes, encoding: str, where: str) -> bytes:
         raise KeyLoadError(f"{where}: not valid {encoding}") from None
 
 
-def load_key(name: str, spec, environ: Mapping[str, str] | None = None) -> SecretKey:
-    """Load one key per its spec (:class:`proxy.policy.models.EnvKey` or ``FileKey``).
+class KeyRing:
+    """The versions of one named key. ``current`` is the version new records are protected with;
+    older versions stay for re-identification of records protected before a rotation.
 
-    Raises :class:`KeyLoadError` when the variable/file is missing, unreadable, badly encoded or empty.
+    ``repr`` lists versions and fingerprints only.
     """
-    env = os.environ if environ is None else environ
-    if spec.source == "env":
-        where = f"key {name!r} (environment variable {spec.name})"
-        if spec.name not in env or not env[spec.name].strip():
-            raise KeyLoadError(f"{where}: variable is not set")
-        raw = _decode(env[spec.name], spec.encoding, where)
-    else:
-        where = f"key {name!r} (file {spec.path})"
+
+    __slots__ = ("name", "versions", "current")
+
+    def __init__(self, name: str, versions: dict[int, SecretKey], current: int | None = None):
+        if not versions:
+            raise KeyLoadError(f"key {name!r}: no versions found")
+        self.name = name
+        self.versions = dict(sorted(versions.items()))
+        self.current = current if current is not None else max(self.versions)
+        if self.current not in self.versions:
+            raise KeyLoadError(f"key {name!r}: current version {self.current} not found")
+
+    @property
+    def key(self) -> SecretKey:
+        """The current version's key."""
+        return self.versions[self.current]
+
+    def version(self, v: int) -> SecretKey:
+        """Key of version ``v``; raises :class:`KeyLoadError` if this keyring lacks it."""
         try:
-            data = Path(spec.path).read_bytes()
-        except OSError as e:
-            raise KeyLoadError(f"{where}: cannot read ({type(e).__name__})") from None
-        raw = _decode(data if spec.encoding == "raw" else data.decode("ascii", "replace"), spec.encoding, where)
+            return self.versions[v]
+        except KeyError:
+            raise KeyLoadError(f"key {self.name!r} has no version {v}") from None
+
+    def __repr__(self) -> str:
+        fps = ", ".join(f"v{v}:{k.fingerprint}" for v, k in self.versions.items())
+        return f"KeyRing(name={self.name!r}, current={self.current}, versions=[{fps}])"
+
+
+def _read_env(name: str, var: str, encoding: str, env: Mapping[str, str]) -> bytes:
+    where = f"key {name!r} (environment variable {var})"
+    if var not in env or not env[var].strip():
+        raise KeyLoadError(f"{where}: variable is not set")
+    return _checked(_decode(env[var], encoding, where), where)
+
+
+def _read_file(name: str, path: str, encoding: str) -> bytes:
+    where = f"key {name!r} (file {path})"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise KeyLoadError(f"{where}: cannot read ({type(e).__name__})") from None
+    return _checked(_decode(data if encoding == "raw" else data.decode("ascii", "replace"), encoding, where), where)
+
+
+def _checked(raw: bytes, where: str) -> bytes:
     if len(raw) < 16:
         raise KeyLoadError(f"{where}: {len(raw)} bytes; at least 16 are required")
-    return SecretKey(name, raw)
+    return raw
+
+
+def load_keyring(name: str, spec, environ: Mapping[str, str] | None = None) -> KeyRing:
+    """Load every version of a key per its spec (``EnvKey``, ``FileKey`` or ``DirKey`` of
+    :mod:`proxy.policy.models`).
+
+    Raises :class:`KeyLoadError` when a variable/file is missing, unreadable, badly encoded or
+    shorter than 16 bytes, or when a directory holds no ``<prefix>.v<N>`` file.
+    """
+    env = os.environ if environ is None else environ
+    versions: dict[int, SecretKey] = {}
+    if spec.source == "env":
+        vars_ = spec.versions or {1: spec.name}
+        for v, var in vars_.items():
+            versions[v] = SecretKey(name, _read_env(name, var, spec.encoding, env))
+    elif spec.source == "file":
+        paths = spec.versions or {1: spec.path}
+        for v, path in paths.items():
+            versions[v] = SecretKey(name, _read_file(name, path, spec.encoding))
+    else:
+        prefix = spec.prefix or name
+        d = Path(spec.path)
+        if not d.is_dir():
+            raise KeyLoadError(f"key {name!r} (directory {spec.path}): not a directory")
+        for f in d.iterdir():
+            stem, dot, ver = f.name.rpartition(".v")
+            if dot and stem == prefix and ver.isdigit() and int(ver) >= 1:
+                versions[int(ver)] = SecretKey(name, _read_file(name, str(f), spec.encoding))
+        if not versions:
+            raise KeyLoadError(f"key {name!r} (directory {spec.path}): no {prefix}.v<N> files")
+    return KeyRing(name, versions, spec.current)
+
+
+def load_key(name: str, spec, environ: Mapping[str, str] | None = None) -> SecretKey:
+    """The current version of a key (see :func:`load_keyring`). Raises :class:`KeyLoadError`."""
+    return load_keyring(name, spec, environ).key
 
 
 def require_aes(key: SecretKey, purpose: str) -> bytes:

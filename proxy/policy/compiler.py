@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-from ..crypto.keys import SecretKey, load_key, require_aes
+from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
 from ..errors import KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..transforms import BuildContext, build_transform
 from ..transforms.drop import DROPPED
@@ -172,13 +172,17 @@ class CompiledRoute:
     AES key for sealing dead-letter payloads), ``stats`` (:class:`RouteStats`), ``transforms``.
     """
 
-    def __init__(self, route: Route, policy_name: str, keys: Mapping[str, SecretKey]):
+    def __init__(self, route: Route, policy_name: str, keys: Mapping[str, SecretKey],
+                 keyrings: Mapping[str, KeyRing] | None = None):
         self.name = route.name
         self.source, self.sink, self.dead_letter = route.source, route.sink, route.dead_letter
         self.group = route.consumer_group or f"dpp.{policy_name}.{route.name}"
         self.dead_letter_key = require_aes(keys[route.dead_letter_key], f"dead_letter_key of route {route.name}")
         self.dead_letter_key_name = route.dead_letter_key
-        ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys)
+        ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys, keyrings=keyrings)
+        used = sorted({r.key for r in route.rules if getattr(r, "key", None)})
+        self.key_versions = {k: (keyrings[k].current if keyrings and k in keyrings else 1) for k in used}
+        self.key_versions_header = ",".join(f"{k}={v}" for k, v in self.key_versions.items()).encode()
         self.rules = list(route.rules)
         self.rule_labels = [r.label for r in route.rules]
         self.rule_actions = [r.action for r in route.rules]
@@ -282,9 +286,12 @@ class CompiledRoute:
             return Outcome(DEAD_LETTER, reason=Reason.SERIALIZE_FAILED.value, stage=Stage.SERIALIZE.value,
                            error_class=type(e).__name__)
 
-    def reveal(self, obj: dict, rule_labels: list[str] | None = None) -> tuple[dict, list[str]]:
-        """Re-identify reversible (FPE) fields of a protected record in place.
+    def reveal(self, obj: dict, rule_labels: list[str] | None = None,
+               key_versions: Mapping[str, int] | None = None) -> tuple[dict, list[str]]:
+        """Re-identify reversible (FPE, token) fields of a protected record in place.
 
+        ``key_versions`` (key name → version, from the ``dpp-key-versions`` header) selects the key
+        version each field was protected with; default: the current versions.
         Returns ``(record, labels of the rules revealed)``. Raises :class:`RecordError` on failure.
         """
         done = []
@@ -292,10 +299,11 @@ class CompiledRoute:
             if not t.reversible or (rule_labels and self.rule_labels[i] not in rule_labels):
                 continue
             label = self.rule_labels[i]
+            version = (key_versions or {}).get(getattr(rule, "key", ""))
 
-            def undo(c, k, t=t, label=label):
+            def undo(c, k, t=t, label=label, version=version):
                 try:
-                    c[k] = t.reverse(c[k])
+                    c[k] = t.reverse(c[k], version)
                 except TransformError as e:
                     raise RecordError(Stage.TRANSFORM, e.reason, label) from None
             if compile_visit(parse_path(rule.field))(obj, undo):
@@ -336,13 +344,14 @@ def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = Non
     pol = loaded.policy
     chosen = [r for r in pol.routes if routes is None or r.name in routes]
     needed = {r.dead_letter_key for r in chosen} | {getattr(x, "key", None) for r in chosen for x in r.rules} - {None}
-    keys: dict[str, SecretKey] = {}
+    rings: dict[str, KeyRing] = {}
     problems = []
     for name in sorted(needed):
         try:
-            keys[name] = load_key(name, pol.keys[name], environ)
+            rings[name] = load_keyring(name, pol.keys[name], environ)
         except KeyLoadError as e:
             problems.append((loaded.file, None, f"keys.{name}", str(e)))
+    keys = {name: ring.key for name, ring in rings.items()}
     if problems:
         raise PolicyError(problems)
     compiled = []
@@ -350,8 +359,8 @@ def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = Non
         if r not in chosen:
             continue
         try:
-            compiled.append(CompiledRoute(r, pol.name, keys))
-        except KeyLoadError as e:
+            compiled.append(CompiledRoute(r, pol.name, keys, rings))
+        except (KeyLoadError, ValueError) as e:
             problems.append((loaded.file, None, f"routes[{ri}]", str(e)))
     if problems:
         raise PolicyError(problems)

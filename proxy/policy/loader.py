@@ -107,7 +107,7 @@ def _data_loc(loc: tuple, data: Any) -> tuple:
     return tuple(out)
 
 
-_TAGS = {"keep", "mask", "redact", "drop", "pseudonymize", "fpe", "env", "file"}
+_TAGS = {"keep", "mask", "redact", "drop", "pseudonymize", "fpe", "tokenize", "detect", "env", "file", "dir"}
 
 
 def _message(err: dict) -> str:

@@ -33,23 +33,63 @@ class _Model(BaseModel):
 
 
 # --------------------------------------------------------------------------- keys
-class EnvKey(_Model):
-    """Key material read from an environment variable (hex or base64 text)."""
+class _KeyBase(_Model):
+    current: int | None = Field(default=None, ge=1, description="version new records use; default: the highest")
+
+
+class EnvKey(_KeyBase):
+    """Key material from environment variables (hex or base64 text): ``name`` (version 1) or
+    ``versions`` (version number → variable name)."""
 
     source: Literal["env"]
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable name")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable name")
+    versions: dict[int, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = None
     encoding: Literal["hex", "base64"] = "hex"
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "EnvKey":
+        _check_versions(self.name, self.versions, self.current, "name")
+        return self
 
-class FileKey(_Model):
-    """Key material read from a file (hex or base64 text, or raw bytes)."""
+
+class FileKey(_KeyBase):
+    """Key material from files (hex or base64 text, or raw bytes): ``path`` (version 1) or
+    ``versions`` (version number → file path)."""
 
     source: Literal["file"]
+    path: str | None = Field(default=None, min_length=1)
+    versions: dict[int, Annotated[str, Field(min_length=1)]] | None = None
+    encoding: Literal["hex", "base64", "raw"] = "hex"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "FileKey":
+        _check_versions(self.path, self.versions, self.current, "path")
+        return self
+
+
+class DirKey(_KeyBase):
+    """Versions of a key as files ``<prefix>.v<N>`` in a directory, e.g. a mounted Kubernetes Secret
+    with entries ``fpe.v1``, ``fpe.v2``. ``prefix`` defaults to the key's name in the policy."""
+
+    source: Literal["dir"]
     path: str = Field(min_length=1)
+    prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     encoding: Literal["hex", "base64", "raw"] = "hex"
 
 
-KeySpec = Annotated[Union[EnvKey, FileKey], Field(discriminator="source")]
+def _check_versions(single, versions, current, what: str) -> None:
+    if (single is None) == (versions is None):
+        raise ValueError(f"give exactly one of '{what}' or 'versions'")
+    if versions is not None:
+        if not versions or min(versions) < 1:
+            raise ValueError("versions are numbered from 1")
+        if current is not None and current not in versions:
+            raise ValueError(f"current version {current} is not among the versions")
+    elif current not in (None, 1):
+        raise ValueError("a single key is version 1")
+
+
+KeySpec = Annotated[Union[EnvKey, FileKey, DirKey], Field(discriminator="source")]
 
 
 # --------------------------------------------------------------------------- rules
@@ -152,8 +192,17 @@ class FpeRule(_Rule):
         return self.alphabet_chars if self.alphabet_chars is not None else ALPHABETS[self.alphabet or "digits"]
 
 
+class TokenizeRule(_Rule):
+    """Deterministic reversible token (AES-SIV, RFC 5297): ``prefix`` + base32; format not kept."""
+
+    action: Literal["tokenize"]
+    key: str
+    prefix: str = Field(default="tok_", max_length=32, pattern=r"^[A-Za-z0-9_.:-]*$")
+    domain: Slug | None = None
+
+
 Rule = Annotated[
-    Union[KeepRule, MaskRule, RedactRule, DropRule, PseudonymizeRule, FpeRule],
+    Union[KeepRule, MaskRule, RedactRule, DropRule, PseudonymizeRule, FpeRule, TokenizeRule],
     Field(discriminator="action"),
 ]
 

@@ -26,6 +26,8 @@ from .deadletter import envelope
 log = logging.getLogger("proxy.stream")
 
 PROVENANCE_HEADER = "dpp-policy"
+KEY_VERSIONS_HEADER = "dpp-key-versions"
+"""Header naming the key version each key used by the route had, e.g. ``fpe=2,pseudonym=1``."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ class RouteWorker:
         process = r.process
         sink, dlq = r.sink, r.dead_letter
         prov = (PROVENANCE_HEADER, self.provenance)
+        kv = (KEY_VERSIONS_HEADER, r.key_versions_header) if r.key_versions_header else None
         offsets: dict[tuple[str, int], int] = {}
         for m in msgs:
             err = m.error()
@@ -191,6 +194,8 @@ class RouteWorker:
                     hdrs.append(prov)
                 else:
                     hdrs = [prov]
+                if kv:
+                    hdrs.append(kv)
                 self._produce(sink, out.value, m.key(), hdrs)
             elif kind == DEAD_LETTER:
                 sealed, hdrs = envelope(r, self.policy.provenance, m.topic(), m.partition(), m.offset(), value, out)

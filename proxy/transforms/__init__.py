@@ -8,8 +8,9 @@ from .keep import Keep
 from .mask import Mask
 from .pseudonymize import Pseudonymize
 from .redact import Redact
+from .tokenize import Tokenize
 
-REGISTRY: dict[str, type[Transform]] = {t.action: t for t in (Keep, Mask, Redact, Drop, Pseudonymize, Fpe)}
+REGISTRY: dict[str, type[Transform]] = {t.action: t for t in (Keep, Mask, Redact, Drop, Pseudonymize, Fpe, Tokenize)}
 """Action name (policy ``action:``) → transform class."""
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Mapping
 
 import orjson
 
-from ..crypto.keys import SecretKey
+from ..crypto.keys import KeyRing, SecretKey
 from ..errors import Reason, TransformError
 
 
@@ -30,6 +30,13 @@ class BuildContext:
     policy_name: str
     route_name: str
     keys: Mapping[str, SecretKey]
+    keyrings: Mapping[str, KeyRing] | None = None
+
+    def keyring(self, name: str) -> KeyRing:
+        """All versions of key ``name`` (a single-version ring when only ``keys`` was given)."""
+        if self.keyrings is not None and name in self.keyrings:
+            return self.keyrings[name]
+        return KeyRing(name, {1: self.keys[name]})
 
     def binding(self, rule) -> str:
         """Context string binding outputs to a ``domain`` or, by default, to policy + field path."""
@@ -54,8 +61,9 @@ class Transform(ABC):
     def apply(self, value: Any) -> Any:
         """Protected replacement for one JSON value."""
 
-    def reverse(self, value: Any) -> Any:
-        """Undo :meth:`apply` (re-identification) where the transform allows it."""
+    def reverse(self, value: Any, version: int | None = None) -> Any:
+        """Undo :meth:`apply` (re-identification) where the transform allows it, with key
+        ``version`` (default: the current one)."""
         raise TransformError(Reason.UNSUPPORTED_TYPE, f"{self.action} is one-way")
 
     def __repr__(self) -> str:
@@ -87,16 +95,16 @@ class TextTransform(Transform):
             return None
         return self.apply_text(value if type(value) is str else as_text(value))
 
-    def reverse(self, value: Any) -> Any:
+    def reverse(self, value: Any, version: int | None = None) -> Any:
         if value is None:
             return None
         if type(value) is not str:
             raise TransformError(Reason.UNSUPPORTED_TYPE, "protected values are strings")
-        return self.reverse_text(value)
+        return self.reverse_text(value, version)
 
     @abstractmethod
     def apply_text(self, text: str) -> str:
         """Protect one string."""
 
-    def reverse_text(self, text: str) -> str:
+    def reverse_text(self, text: str, version: int | None = None) -> str:
         raise TransformError(Reason.UNSUPPORTED_TYPE, f"{self.action} is one-way")

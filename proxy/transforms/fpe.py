@@ -36,16 +36,22 @@ class Fpe(TextTransform):
         while self.radix ** n < MIN_DOMAIN:
             n += 1
         self.min_len = n
-        key = ctx.keys[rule.key]
-        if rule.algorithm == "ff1":
-            self._cipher = FF1(require_aes(key, f"fpe rule {rule.label}"), chars)
-            tweak = ctx.binding(rule).encode()
-            self._enc = lambda s: self._cipher.encrypt(s, tweak)
-            self._dec = lambda s: self._cipher.decrypt(s, tweak)
-        else:
-            self._cipher = LegacyFFX(key.material, chars)
-            self._enc = self._cipher.encrypt
-            self._dec = self._cipher.decrypt
+        ring = ctx.keyring(rule.key)
+        self.key_name = rule.key
+        self.current = ring.current
+        self._dec_by_version = {}
+        for v, key in ring.versions.items():
+            if rule.algorithm == "ff1":
+                cipher = FF1(require_aes(key, f"fpe rule {rule.label}"), chars)
+                tweak = ctx.binding(rule).encode()
+                enc = (lambda c, t: (lambda s: c.encrypt(s, t)))(cipher, tweak)
+                dec = (lambda c, t: (lambda s: c.decrypt(s, t)))(cipher, tweak)
+            else:
+                cipher = LegacyFFX(key.material, chars)
+                enc, dec = cipher.encrypt, cipher.decrypt
+            self._dec_by_version[v] = dec
+            if v == ring.current:
+                self._enc = enc
 
     def _run(self, text: str, fn) -> str:
         cs = self.charset
@@ -72,5 +78,9 @@ class Fpe(TextTransform):
     def apply_text(self, text: str) -> str:
         return self._run(text, self._enc)
 
-    def reverse_text(self, text: str) -> str:
-        return self._run(text, self._dec)
+    def reverse_text(self, text: str, version: int | None = None) -> str:
+        v = self.current if version is None else version
+        dec = self._dec_by_version.get(v)
+        if dec is None:
+            raise TransformError(Reason.KEY_UNAVAILABLE, f"key {self.key_name!r} has no version {v}")
+        return self._run(text, dec)
