@@ -167,9 +167,12 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
 
 def _create_route_topics(cp, bootstrap: str) -> None:
     from .stream.admin import ensure_topics, partition_count
+    from .stream.subjects import TOPIC_CONFIG
     for r in cp.routes:
         n = partition_count(bootstrap, r.source) or 3
         ensure_topics(bootstrap, {r.source: n, r.sink: n, r.dead_letter: n})
+        if r.subject_mode:
+            ensure_topics(bootstrap, {r.subject_topic: 1}, configs={r.subject_topic: TOPIC_CONFIG})
 
 
 @main.command()
@@ -199,8 +202,10 @@ def demo(count: int, bootstrap_servers: str | None, policy_file: str | None) -> 
 @click.option("--offset", "offsets", type=click.IntRange(min=0), nargs=2, default=None,
               help="FROM TO (inclusive) offsets to read; without --bootstrap-servers, JSON lines are read from stdin")
 @click.option("--key-versions", default=None, help="for stdin input: key versions, e.g. fpe=1 (default: current)")
+@click.option("--subject", "subject_id", default=None,
+              help="for stdin input on crypto-shredding routes: the data subject's id")
 def reveal(policy_file, route_name, reason, actor, fields, audit_file, audit_topic, bootstrap_servers, topic,
-           partition, offsets, key_versions) -> None:
+           partition, offsets, key_versions, subject_id) -> None:
     """Authorized re-identification of FPE and token fields, with an audit record per record.
 
     Reads protected records from a topic range (--bootstrap-servers, --offset FROM TO) or JSON lines on
@@ -218,6 +223,14 @@ def reveal(policy_file, route_name, reason, actor, fields, audit_file, audit_top
         route = cp.route(route_name)
     except KeyError as e:
         raise click.UsageError(str(e.args[0])) from None
+    subject_ref = None
+    if route.subject_mode:
+        if not bootstrap_servers:
+            raise click.UsageError(f"route {route.name} uses subject keys: --bootstrap-servers is needed to read them")
+        from .crypto.subjects import subject_ref as _ref
+        from .stream.subjects import KafkaSubjectKeys
+        route.subject_store = KafkaSubjectKeys(bootstrap_servers, route.subject_topic, route.subject_kek, follow=False)
+        subject_ref = _ref(route.subject_kek, subject_id) if subject_id else None
     audit = _audit_sink(audit_file, audit_topic, bootstrap_servers)
     try:
         rv = Revealer(route, cp.provenance, actor, reason, audit, list(fields) or None)
@@ -230,10 +243,10 @@ def reveal(policy_file, route_name, reason, actor, fields, audit_file, audit_top
     out = sys.stdout.buffer
     failed = 0
 
-    def one(value, where, kv):
+    def one(value, where, kv, ref=None):
         nonlocal failed
         try:
-            out.write(rv.reveal(value, where, kv) + b"\n")
+            out.write(rv.reveal(value, where, kv, ref or subject_ref) + b"\n")
         except RecordError as e:
             failed += 1
             click.echo(f"{_where(where)}: cannot reveal: {e.reason.value}"
@@ -248,8 +261,9 @@ def reveal(policy_file, route_name, reason, actor, fields, audit_file, audit_top
         for off, _key, value, headers in read_range(bootstrap_servers, t, partition, offsets[0], offsets[1]):
             if value is None:
                 continue
+            ref = headers.get("dpp-subject")
             one(value, {"topic": t, "partition": partition, "offset": off},
-                parse_key_versions(headers.get("dpp-key-versions")))
+                parse_key_versions(headers.get("dpp-key-versions")), ref.decode("ascii", "replace") if ref else None)
     else:
         kv = parse_key_versions(key_versions)
         for n, raw in enumerate(sys.stdin.buffer, 1):
@@ -286,6 +300,45 @@ def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str 
             if producer.flush(30) or errs:
                 raise click.ClickException("audit record not acknowledged; stopping before revealing")
     return audit
+
+
+@main.command()
+@click.argument("subject_id")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--route", "route_name", default=None, help="crypto-shredding route (default: the only one)")
+@click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
+@click.option("--reason", required=True, help="e.g. the erasure request's reference (goes into the audit record)")
+@click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER")
+@click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append the audit record here")
+def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor, audit_file) -> None:
+    """Crypto-shred SUBJECT_ID (erasure: PIPL Art. 47, GDPR Art. 17): erase the subject's key.
+
+    Their FPE and token values can never be revealed again; running workers pick the event up
+    within seconds and block (and count) later records of the subject.
+    """
+    import datetime as _dt
+
+    from .crypto.subjects import subject_ref
+    from .stream.subjects import KafkaSubjectKeys
+    cp = _load_compiled(policy_file, [route_name] if route_name else None)
+    routes = [r for r in cp.routes if r.subject_mode and (route_name is None or r.name == route_name)]
+    if not routes:
+        raise click.UsageError("no route of this policy uses subject_keys")
+    for r in routes:
+        ref = subject_ref(r.subject_kek, subject_id)
+        store = KafkaSubjectKeys(bootstrap_servers, r.subject_topic, r.subject_kek, follow=False)
+        try:
+            known = ref in store.keys
+            store.forget(ref)
+        finally:
+            store.close()
+        doc = {"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"), "action": "forget",
+               "actor": actor, "reason": reason, "policy": cp.provenance, "route": r.name, "subject_ref": ref,
+               "had_key": known}
+        if audit_file:
+            with open(audit_file, "ab") as f:
+                f.write(orjson.dumps(doc) + b"\n")
+        click.echo(f"route {r.name}: subject {ref} forgotten" + ("" if known else " (no key was stored yet)"))
 
 
 @main.group()

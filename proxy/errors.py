@@ -30,6 +30,7 @@ class Reason(str, Enum):
     KEY_UNAVAILABLE = "key-unavailable"
     TOKEN_INVALID = "token-invalid"
     SUBJECT_FORGOTTEN = "subject-forgotten"
+    SUBJECT_MISSING = "subject-missing"
 
 
 class DppError(Exception):

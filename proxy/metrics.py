@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .errors import Reason
 from .policy.compiler import LATENCY_BUCKETS, CompiledPolicy, CompiledRoute, RouteStats
 
 
@@ -48,6 +49,14 @@ class Metrics:
             for label, action in zip(route.rule_labels, route.rule_actions):
                 self.transforms.labels(route.name, label, action)
                 self.unmatched.labels(route.name, label)
+            # Outcome series start at zero too: increase()/rate() (alerts DppDeadLetters, DppBlockedSpike)
+            # never see the first records of a series that appears with a non-zero value.
+            for reason in Reason:
+                self.dead_lettered.labels(route.name, reason.value)
+            for model in lp.policy.routes:
+                if model.name == route.name:
+                    for b in model.block:
+                        self.blocked.labels(route.name, b.reason)
 
     def publish(self, route: CompiledRoute, stats: RouteStats, produced: int | None = None) -> None:
         """Add a drained :class:`RouteStats` to the counters. ``produced`` overrides the count of

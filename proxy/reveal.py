@@ -60,7 +60,8 @@ class Revealer:
         self.audit = audit
         self.fields = fields or reversible
 
-    def reveal(self, value: bytes, where: Mapping[str, Any], key_versions: Mapping[str, int] | None = None) -> bytes:
+    def reveal(self, value: bytes, where: Mapping[str, Any], key_versions: Mapping[str, int] | None = None,
+               subject_ref: str | None = None) -> bytes:
         """Reveal one protected JSON record; returns the revealed JSON bytes.
 
         Raises :class:`proxy.errors.RecordError` (after auditing the failure) when a field cannot
@@ -73,7 +74,7 @@ class Revealer:
             obj = orjson.loads(value)
             if type(obj) is not dict:
                 raise ValueError("not an object")
-            obj, done = self.route.reveal(obj, self.fields, key_versions)
+            obj, done = self.route.reveal(obj, self.fields, key_versions, subject_ref)
         except RecordError as e:
             self.audit(orjson.dumps({**doc, "result": "failed", "error": e.reason.value, "rule": e.rule}))
             raise

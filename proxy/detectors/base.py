@@ -49,7 +49,9 @@ class Detector:
     * ``checksum``: True when candidates are validated by a check character/digit;
     * ``fpe_alphabet``: characters FPE encrypts (others stay in place);
     * ``normalize``: canonical form for pseudonyms (``string``, ``phone`` or ``email``; the same
-      modes as the ``pseudonymize`` action, so a shared ``domain`` links both).
+      modes as the ``pseudonymize`` action, so a shared ``domain`` links both);
+    * ``report_in_url_path``: False when a finding lying inside a URL's scheme, host or path is
+      a resource identifier rather than personal data and is dropped (see :mod:`.urls`).
 
     Subclasses implement :meth:`find`. Instances are immutable after construction and safe to
     share between threads.
@@ -62,6 +64,7 @@ class Detector:
     fpe_alphabet: ClassVar[str] = DIGITS
     normalize: ClassVar[str] = "string"
     description: ClassVar[str] = ""
+    report_in_url_path: ClassVar[bool] = False
 
     def find(self, text: str) -> list[Finding]:
         """Every validated finding in ``text`` (any order, may overlap other detectors' findings)."""

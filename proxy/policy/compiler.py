@@ -17,6 +17,9 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+from collections import OrderedDict
+
+from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
 from ..errors import KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..transforms import BuildContext, build_transform
@@ -46,6 +49,7 @@ class Outcome:
     stage: str = ""
     error_class: str = ""
     rule: str = ""
+    subject: str = ""
 
 
 TOMBSTONE = Outcome(SINK, None)
@@ -187,6 +191,17 @@ class CompiledRoute:
         self.rule_labels = [r.label for r in route.rules]
         self.rule_actions = [r.action for r in route.rules]
         self.transforms = [build_transform(r, ctx) for r in route.rules]
+        self._ctx, self._keyrings = ctx, dict(keyrings or {k: KeyRing(k, {1: v}) for k, v in keys.items()})
+        sk = route.subject_keys
+        self.subject_mode = sk is not None
+        if sk is not None:
+            self.subject_topic = sk.topic
+            self.subject_kek = require_aes(keys[sk.key], f"subject_keys of route {route.name}")
+            self._subject_visit = compile_visit(parse_path(sk.field))
+            self.subject_store: _subjects.SubjectKeyStore = _subjects.MemorySubjectKeys()
+            self._reversible = [i for i, t in enumerate(self.transforms) if t.reversible]
+            self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
+        self._active = list(self.transforms)
         self._blocks = [(_compile_block(b.when), b.reason) for b in route.block]
         self._tree = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
                       if route.unlisted_fields == "drop" else None)
@@ -205,13 +220,22 @@ class CompiledRoute:
                 # collect only: every drop rule selects on the same record; protect() deletes once
                 return visit(obj, lambda c, k: hits.append((c, k)))
             return drop_step
-        apply = t.apply
+        if self.subject_mode and t.reversible:
+            active = self._active
 
-        def set_node(c, k):
-            try:
-                c[k] = apply(c[k])
-            except TransformError as e:
-                raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+            def set_node(c, k):  # per-subject transform, chosen per record in protect()
+                try:
+                    c[k] = active[i].apply(c[k])
+                except TransformError as e:
+                    raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+        else:
+            apply = t.apply
+
+            def set_node(c, k):
+                try:
+                    c[k] = apply(c[k])
+                except TransformError as e:
+                    raise RecordError(Stage.TRANSFORM, e.reason, label) from None
 
         def step(obj: dict, hits: list) -> int:
             return visit(obj, set_node)
@@ -226,6 +250,13 @@ class CompiledRoute:
         for hit, reason in self._blocks:
             if hit(obj):
                 return Outcome(BLOCK, reason=reason)
+        ref = ""
+        if self.subject_mode:
+            ref = self.subject_ref_of(obj)
+            key = self.subject_store.keys_for((ref,))[ref]
+            if key is None:
+                return Outcome(BLOCK, reason=Reason.SUBJECT_FORGOTTEN.value, subject=ref)
+            self._use_subject(key)
         if self._tree is not None:
             obj = _prune(obj, self._tree)
         counts = []
@@ -240,7 +271,56 @@ class CompiledRoute:
                 tr[pos] += n
             else:
                 un[pos] += 1
-        return obj
+        return (obj, ref) if ref else obj
+
+    # -- crypto-shredding -------------------------------------------------------------------
+    def subject_ref_of(self, obj: dict) -> str:
+        """Keyed reference of the record's data subject; raises :class:`RecordError` when the
+        subject field is absent or not a string/integer."""
+        found: list = []
+        self._subject_visit(obj, lambda c, k: found.append(c[k]))
+        if len(found) != 1 or type(found[0]) not in (str, int) or found[0] == "":
+            raise RecordError(Stage.TRANSFORM, Reason.SUBJECT_MISSING, "subject_keys")
+        return _subjects.subject_ref(self.subject_kek, str(found[0]))
+
+    def _subject_transforms(self, subject_key: bytes) -> list:
+        cached = self._subject_cache.get(subject_key)
+        if cached is not None:
+            self._subject_cache.move_to_end(subject_key)
+            return cached
+        rings = {name: KeyRing(name, {v: SecretKey(name, _subjects.derive_rule_key(k.material, subject_key))
+                                      for v, k in ring.versions.items()}, ring.current)
+                 for name, ring in self._keyrings.items()}
+        ctx = BuildContext(self._ctx.policy_name, self._ctx.route_name,
+                           {n: r.key for n, r in rings.items()}, rings)
+        built = list(self.transforms)
+        for i in self._reversible:
+            built[i] = build_transform(self.rules[i], ctx)
+        self._subject_cache[subject_key] = built
+        if len(self._subject_cache) > 4096:
+            self._subject_cache.popitem(last=False)
+        return built
+
+    def _use_subject(self, subject_key: bytes) -> None:
+        self._active[:] = self._subject_transforms(subject_key)
+
+    def prepare(self, values: list) -> None:
+        """Batch pre-pass for crypto-shredding routes: make sure every subject in ``values`` (raw
+        record bytes) has a key in the store, with one store round trip. No-op otherwise."""
+        if not self.subject_mode:
+            return
+        refs = set()
+        for v in values:
+            if v is None:
+                continue
+            try:
+                obj = orjson.loads(v)
+                if type(obj) is dict:
+                    refs.add(self.subject_ref_of(obj))
+            except (orjson.JSONDecodeError, RecordError):
+                continue
+        if refs:
+            self.subject_store.keys_for(refs)
 
     def process(self, value: bytes | None) -> Outcome:
         """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input."""
@@ -280,22 +360,39 @@ class CompiledRoute:
                            error_class=type(e).__name__)
         if type(res) is Outcome:
             return res
+        subject = ""
+        if type(res) is tuple:
+            res, subject = res
         try:
-            return Outcome(SINK, orjson.dumps(res))
+            return Outcome(SINK, orjson.dumps(res), subject=subject)
         except (TypeError, orjson.JSONEncodeError) as e:
             return Outcome(DEAD_LETTER, reason=Reason.SERIALIZE_FAILED.value, stage=Stage.SERIALIZE.value,
                            error_class=type(e).__name__)
 
     def reveal(self, obj: dict, rule_labels: list[str] | None = None,
-               key_versions: Mapping[str, int] | None = None) -> tuple[dict, list[str]]:
+               key_versions: Mapping[str, int] | None = None, subject_ref: str | None = None) -> tuple[dict, list[str]]:
         """Re-identify reversible (FPE, token) fields of a protected record in place.
 
         ``key_versions`` (key name → version, from the ``dpp-key-versions`` header) selects the key
         version each field was protected with; default: the current versions.
-        Returns ``(record, labels of the rules revealed)``. Raises :class:`RecordError` on failure.
+        On crypto-shredding routes ``subject_ref`` (the ``dpp-subject`` header) names the subject
+        whose key protected the record.
+        Returns ``(record, labels of the rules revealed)``. Raises :class:`RecordError` on failure
+        (reason ``subject-forgotten`` once the subject's key was erased).
         """
         done = []
-        for i, (rule, t) in enumerate(zip(self.rules, self.transforms)):
+        transforms = self.transforms
+        if self.subject_mode:
+            if not subject_ref:
+                raise RecordError(Stage.TRANSFORM, Reason.SUBJECT_MISSING, "subject_keys")
+            try:
+                key = self.subject_store.lookup(subject_ref)
+            except KeyError:
+                raise RecordError(Stage.TRANSFORM, Reason.KEY_UNAVAILABLE, "subject_keys") from None
+            if key is None:
+                raise RecordError(Stage.TRANSFORM, Reason.SUBJECT_FORGOTTEN, "subject_keys")
+            transforms = self._subject_transforms(key)
+        for i, (rule, t) in enumerate(zip(self.rules, transforms)):
             if not t.reversible or (rule_labels and self.rule_labels[i] not in rule_labels):
                 continue
             label = self.rule_labels[i]
@@ -343,7 +440,8 @@ def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = Non
     """
     pol = loaded.policy
     chosen = [r for r in pol.routes if routes is None or r.name in routes]
-    needed = {r.dead_letter_key for r in chosen} | {getattr(x, "key", None) for r in chosen for x in r.rules} - {None}
+    needed = ({r.dead_letter_key for r in chosen} | {r.subject_keys.key for r in chosen if r.subject_keys}
+              | {getattr(x, "key", None) for r in chosen for x in r.rules}) - {None}
     rings: dict[str, KeyRing] = {}
     problems = []
     for name in sorted(needed):

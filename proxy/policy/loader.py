@@ -185,6 +185,11 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
         if group in groups:
             out.append((base + ("consumer_group",), f"consumer group {group!r} is already used by routes[{groups[group]}]"))
         groups[group] = ri
+        if route.subject_keys is not None:
+            if route.subject_keys.key not in policy.keys:
+                out.append((base + ("subject_keys", "key"), f"unknown key {route.subject_keys.key!r}; declare it under keys"))
+            if route.subject_keys.topic in (route.source, route.sink, route.dead_letter):
+                out.append((base + ("subject_keys", "topic"), "the subject-key topic must differ from the route's topics"))
         if route.dead_letter_key not in policy.keys:
             out.append((base + ("dead_letter_key",), f"unknown key {route.dead_letter_key!r}; declare it under keys"))
         seen: dict[tuple, int] = {}

@@ -242,6 +242,30 @@ class BlockRule(_Model):
 
 
 # --------------------------------------------------------------------------- routes
+class SubjectKeys(_Model):
+    """Per-subject keys for crypto-shredding (erasure: PIPL Art. 47, GDPR Art. 17).
+
+    Every reversible field (``fpe``, ``tokenize``) of a record is protected with a key derived from
+    the rule's key and a random key of the record's data subject (id taken from ``field``). Subject
+    keys are wrapped with ``key`` (AES-GCM) and kept in the compacted topic ``topic``; ``dpp forget``
+    erases one, after which that subject's data can never be revealed and new records of the
+    subject are blocked (reason ``subject-forgotten``).
+    """
+
+    field: str = Field(description="field path holding the data subject's id (read before any rule)")
+    topic: Topic = Field(description="compacted topic holding wrapped subject keys")
+    key: str = Field(description="key (AES) wrapping subject keys")
+
+    @field_validator("field")
+    @classmethod
+    def _path_ok(cls, v: str) -> str:
+        try:
+            parse_path(v)
+        except PathSyntaxError as e:
+            raise ValueError(f"invalid field path: {e}") from None
+        return v
+
+
 class Route(_Model):
     """One source topic → one sink topic, with a dead-letter topic and the rules applied between."""
 
@@ -255,6 +279,7 @@ class Route(_Model):
     unlisted_fields: Literal["keep", "drop"] = "keep"
     block: list[BlockRule] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    subject_keys: SubjectKeys | None = None
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> "Route":

@@ -26,6 +26,8 @@ from .deadletter import envelope
 log = logging.getLogger("proxy.stream")
 
 PROVENANCE_HEADER = "dpp-policy"
+SUBJECT_HEADER = "dpp-subject"
+"""Header with the keyed reference of the record's data subject on crypto-shredding routes."""
 KEY_VERSIONS_HEADER = "dpp-key-versions"
 """Header naming the key version each key used by the route had, e.g. ``fpe=2,pseudonym=1``."""
 
@@ -82,6 +84,9 @@ class RouteWorker:
             **cfg.producer,
         })
         self._failed: list = []
+        if route.subject_mode:
+            from .subjects import KafkaSubjectKeys
+            route.subject_store = KafkaSubjectKeys(cfg.bootstrap_servers, route.subject_topic, route.subject_kek)
 
     # librdkafka callbacks ------------------------------------------------------------------
     def swap(self, route: CompiledRoute, policy: CompiledPolicy) -> None:
@@ -119,6 +124,8 @@ class RouteWorker:
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group})
             while not self.stop_event.is_set():
                 if self._next is not None:
+                    if self._next[0].subject_mode:
+                        self._next[0].subject_store = self.route.subject_store
                     self.route, self.policy = self._next
                     self.provenance = self.policy.provenance.encode()
                     self._next = None
@@ -176,6 +183,8 @@ class RouteWorker:
         sink, dlq = r.sink, r.dead_letter
         prov = (PROVENANCE_HEADER, self.provenance)
         kv = (KEY_VERSIONS_HEADER, r.key_versions_header) if r.key_versions_header else None
+        if r.subject_mode:
+            r.prepare([m.value() for m in msgs if m.error() is None])
         offsets: dict[tuple[str, int], int] = {}
         for m in msgs:
             err = m.error()
@@ -196,6 +205,8 @@ class RouteWorker:
                     hdrs = [prov]
                 if kv:
                     hdrs.append(kv)
+                if out.subject:
+                    hdrs.append((SUBJECT_HEADER, out.subject.encode()))
                 self._produce(sink, out.value, m.key(), hdrs)
             elif kind == DEAD_LETTER:
                 sealed, hdrs = envelope(r, self.policy.provenance, m.topic(), m.partition(), m.offset(), value, out)
@@ -253,8 +264,10 @@ class Engine:
     def reload(self, policy: CompiledPolicy) -> None:
         """Swap in a recompiled policy between batches. The routes (names, topics, groups) must be
         the same as the running ones; raises ``ValueError`` otherwise (a restart is needed)."""
-        old = {r.name: (r.source, r.sink, r.dead_letter, r.group) for r in self.policy.routes}
-        new = {r.name: (r.source, r.sink, r.dead_letter, r.group) for r in policy.routes}
+        def shape(routes):
+            return {r.name: (r.source, r.sink, r.dead_letter, r.group, getattr(r, "subject_topic", None))
+                    for r in routes}
+        old, new = shape(self.policy.routes), shape(policy.routes)
         if old != new:
             raise ValueError("routes, topics or consumer groups changed; restart the worker to apply")
         by_name = {r.name: r for r in policy.routes}

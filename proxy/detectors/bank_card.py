@@ -1,0 +1,85 @@
+"""``bank_card``: payment card numbers (ISO/IEC 7812), 13-19 digits, Luhn-checked.
+
+Written plain (``6222021234567890128``) or in groups with one consistent separator (space,
+``-`` or ``.``): 4-4-4-4[-1..4] (16-19 digits, UnionPay/Visa/Mastercard), 4-6-5 (Amex),
+4-6-4 (Diners) and 6-13 (19-digit UnionPay as printed by some banks). A candidate is reported
+when the digits pass the Luhn check (:func:`~proxy.detectors.checksums.luhn_valid`) and the
+issuer prefix and length fit a card scheme (:func:`iin_plausible`): this rejects millisecond
+and nanosecond timestamps (they start with ``1``) and most order numbers. An 18-digit run shaped like a
+resident ID (a ``19``/``20`` birth date at positions 7-14) is left to ``cn_resident_id``: real
+18-digit cards almost never look like that, mistyped ID and order numbers often do. The number
+must not touch other ASCII digits.
+"""
+from __future__ import annotations
+
+import re
+
+from .base import RegexDetector
+from .checksums import luhn_valid
+
+
+def iin_plausible(digits: str) -> bool:
+    """True when the leading digits and the length fit a card scheme.
+
+    Accepted: Visa ``4`` (13, 16, 19); Mastercard ``51``-``55`` and ``2221``-``2720`` (16);
+    Maestro ``50``, ``56``-``58`` (12-19 → 13-19 here); Amex ``34``/``37`` (15);
+    Diners ``30``, ``36``, ``38``, ``39`` (14-19); JCB ``35`` (16-19); UnionPay ``62``, ``81``
+    (16-19); Discover ``6011``, ``64``, ``65`` (16-19); other ``6`` (Maestro/domestic, 16-19);
+    legacy PRC domestic debit ``9`` (16-19). Everything else (``1``, ``7``, ``0``) is refused.
+    """
+    n = len(digits)
+    d0 = digits[0]
+    if d0 == "4":
+        return n in (13, 16, 19)
+    if d0 == "5":
+        d1 = digits[1]
+        if "1" <= d1 <= "5":
+            return n == 16
+        return n >= 13 and d1 != "9"
+    if d0 == "2":
+        return n == 16 and 2221 <= int(digits[:4]) <= 2720
+    if d0 == "3":
+        p = digits[:2]
+        if p in ("34", "37"):
+            return n == 15
+        if p in ("30", "36", "38", "39"):
+            return n >= 14
+        if p == "35":
+            return n >= 16
+        return False
+    if d0 == "6":
+        return n >= 16
+    if d0 == "8":
+        return digits[1] == "1" and n >= 16
+    if d0 == "9":
+        return n >= 16
+    return False
+
+
+class BankCard(RegexDetector):
+    """Luhn-valid payment card number of a plausible scheme, plain or grouped."""
+
+    name = "bank_card"
+    placeholder = "BANK_CARD"
+    priority = 60
+    checksum = True
+    description = "payment card number (Luhn, 13-19 digits)"
+    pattern = re.compile(
+        r"(?<![0-9])(?:"
+        r"[0-9]{13,19}"
+        r"|[0-9]{4}(?P<s1>[ .-])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{4}(?:(?P=s1)[0-9]{1,4})?"
+        r"|[0-9]{4}(?P<s2>[ .-])[0-9]{6}(?P=s2)[0-9]{4,5}"
+        r"|[0-9]{6}(?P<s3>[ .-])[0-9]{13}"
+        r")(?![0-9])"
+    )
+
+    def validate(self, m: re.Match) -> bool:
+        s = m.group()
+        digits = s if s.isdigit() else s.replace(" ", "").replace("-", "").replace(".", "")
+        n = len(digits)
+        if n == 18 and _ID_SHAPED.match(digits):
+            return False  # resident-ID shaped (birth date at 7-14): the ID detector decides
+        return 13 <= n <= 19 and iin_plausible(digits) and luhn_valid(digits)
+
+
+_ID_SHAPED = re.compile(r"[1-8][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")

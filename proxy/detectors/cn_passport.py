@@ -1,0 +1,29 @@
+"""``cn_passport``: PRC passport numbers (ordinary, diplomatic, service, public affairs).
+
+Formats issued by the PRC (Ministry of Public Security / MFA): ordinary e-passports ``E`` + 8
+digits and, since the E range ran out, ``E`` + a letter (not ``I``/``O``) + 7 digits; older
+ordinary passports ``G`` + 8 digits; diplomatic ``D``/``DE``, service ``S``/``SE`` and public
+affairs ``P``/``PE`` + 7 digits (``D``/``S``/``P`` + 8 digits for older ones). Upper case, not
+touching ASCII letters or digits. There is no check digit: precision relies on the exact shapes.
+"""
+from __future__ import annotations
+
+import re
+
+from .base import RegexDetector
+
+
+class CnPassport(RegexDetector):
+    """PRC passport number."""
+
+    name = "cn_passport"
+    placeholder = "CN_PASSPORT"
+    priority = 55
+    description = "PRC passport number"
+    pattern = re.compile(
+        r"(?<![0-9A-Za-z])(?:E[0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|G[0-9]{8}|[DSP]E[0-9]{7}|[DSP][0-9]{7,8})"
+        r"(?![0-9A-Za-z])"
+    )
+
+    def fpe_keep(self, value: str) -> int:
+        return 0

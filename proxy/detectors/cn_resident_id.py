@@ -1,0 +1,39 @@
+"""``cn_resident_id``: PRC resident identity card number (GB 11643-1999), 18-character and legacy
+15-digit forms.
+
+Candidates are digit runs of exactly 18 (last may be ``X``/``x``) or 15 digits, not touching
+other ASCII digits (CJK, letters and punctuation around them are fine). A candidate is reported
+only when :func:`~proxy.detectors.checksums.cn_resident_id_valid` holds: ISO 7064 MOD 11-2 check
+character, GB/T 2260 province code, a real calendar birth date from 1800-01-01 up to today.
+The 15-digit form has no check digit; it must have a province code and a real ``19YYMMDD`` date.
+"""
+from __future__ import annotations
+
+import re
+
+from .base import RegexDetector
+from .checksums import cn_resident_id_legacy_valid, cn_resident_id_valid
+
+_DATE = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+
+
+class CnResidentId(RegexDetector):
+    """18-character (MOD 11-2 check) or legacy 15-digit PRC resident ID number."""
+
+    name = "cn_resident_id"
+    placeholder = "CN_RESIDENT_ID"
+    priority = 90
+    checksum = True
+    description = "PRC resident identity card number (GB 11643-1999), 18 or legacy 15 characters"
+    pattern = re.compile(
+        r"(?<![0-9])[1-8][0-9]{5}(?:"
+        r"(?:18|19|20)[0-9]{2}" + _DATE + r"[0-9]{3}[0-9Xx]"
+        r"|[0-9]{2}" + _DATE + r"[0-9]{3}"
+        r")(?![0-9])"
+    )
+
+    def validate(self, m: re.Match) -> bool:
+        s = m.group()
+        if len(s) == 18:
+            return cn_resident_id_valid(s)
+        return cn_resident_id_legacy_valid(s)

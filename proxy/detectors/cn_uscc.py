@@ -1,0 +1,61 @@
+"""``cn_uscc``: Unified Social Credit Code of the PRC (GB 32100-2015).
+
+18 characters of the GB 32100 code set (digits and upper-case letters without I, O, S, V, Z):
+registration authority (``1``-``9``, ``A``-``G``, ``N``, ``Y``), organisation type, a 6-digit
+GB/T 2260 administrative division (checked: province-level code), the 9-character organisation
+code (its own GB 11714-1997 check character is verified) and the mod-31 check character
+(:func:`~proxy.detectors.checksums.uscc_valid`). Lower-case text is not matched (the standard's
+code set is upper case). The code must not touch other ASCII letters or digits.
+"""
+from __future__ import annotations
+
+import re
+
+from .base import RegexDetector
+from .checksums import CN_PROVINCE_CODES, USCC_CHARSET, uscc_valid
+
+_C = "0-9A-HJ-NP-RTUW-Y"  # GB 32100 code set as a regex class
+_GB11714_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def gb11714_valid(code9: str) -> bool:
+    """Check character of a 9-character organisation code (GB 11714-1997).
+
+    ``C9 = 11 - (sum(value(c_i) * W_i) mod 11)`` with ``W = 3,7,9,10,5,8,4,2``, digits valued
+    0-9 and letters A=10..Z=35; 10 is written ``X`` and 11 is written ``0``.
+    """
+    if len(code9) != 9:
+        return False
+    total = 0
+    for c, w in zip(code9, _GB11714_WEIGHTS):
+        if "0" <= c <= "9":
+            v = ord(c) - 48
+        elif "A" <= c <= "Z":
+            v = ord(c) - 55
+        else:
+            return False
+        total += v * w
+    r = 11 - total % 11
+    expected = "X" if r == 10 else "0" if r == 11 else str(r)
+    return code9[8] == expected
+
+
+class CnUscc(RegexDetector):
+    """GB 32100-2015 Unified Social Credit Code with both check characters verified."""
+
+    name = "cn_uscc"
+    placeholder = "CN_USCC"
+    priority = 85
+    checksum = True
+    fpe_alphabet = USCC_CHARSET
+    description = "Unified Social Credit Code (GB 32100-2015)"
+    pattern = re.compile(
+        r"(?<![0-9A-Za-z])[1-9A-GNY][0-9A-Z][0-9]{6}[" + _C + r"]{10}(?![0-9A-Za-z])"
+    )
+
+    def validate(self, m: re.Match) -> bool:
+        s = m.group()
+        return s[2:4] in CN_PROVINCE_CODES and uscc_valid(s) and gb11714_valid(s[8:17])
+
+    def fpe_keep(self, value: str) -> int:
+        return 2  # registration authority and organisation type are categories, not identity

@@ -1,0 +1,41 @@
+"""``email``: e-mail addresses (RFC 5321/5322 "dot-atom" subset seen in practice).
+
+Local part of ASCII letters, digits and ``_ % + -`` with single dots between runs (at most 64
+characters), ``@``, then a domain of at least two labels (letters, digits, inner ``-``) ending in
+an alphabetic or ``xn--`` top-level label; at most 254 characters in all. The address must not
+continue an ASCII word on the left, nor a domain on the right, but CJK text may touch it on both
+sides (``发送至zhang@163.com。``). Quoted local parts and non-ASCII addresses are not matched.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .base import RegexDetector
+
+ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class Email(RegexDetector):
+    """E-mail address."""
+
+    name = "email"
+    placeholder = "EMAIL"
+    priority = 80
+    normalize = "email"
+    fpe_alphabet = ALNUM
+    trigger = ("@",)
+    report_in_url_path = True  # an address in a URL path still names a person
+    description = "e-mail address"
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9._%+-])"
+        r"(?P<local>[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*)"
+        r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{2,59}))"
+        r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
+    )
+
+    def validate(self, m: re.Match) -> bool:
+        return len(m.group("local")) <= 64 and m.end() - m.start() <= 254
+
+    def canonical(self, value: str) -> str:
+        return unicodedata.normalize("NFC", value).strip().lower()

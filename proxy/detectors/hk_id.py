@@ -1,0 +1,42 @@
+"""``hk_id``: Hong Kong identity card numbers, with the check digit verified.
+
+One or two upper-case letters, six digits and a check character ``0``-``9`` or ``A``, the
+check usually written in brackets: ``A123456(3)``, ``AB987654(2)`` or ``A1234563``. Check
+(Immigration Department): values space=36, ``A``=10 … ``Z``=35, digits as is; weights 9..2
+over the 8 positions (a one-letter prefix is padded with a leading space);
+``check = (11 - sum mod 11) mod 11``, written ``A`` for 10.
+"""
+from __future__ import annotations
+
+import re
+
+from .base import RegexDetector
+
+
+def hkid_check_char(prefix: str, digits6: str) -> str:
+    """Check character of an HKID from its 1-2 letter prefix and 6 digits (see module doc)."""
+    letters = prefix if len(prefix) == 2 else " " + prefix
+    vals = [36 if c == " " else ord(c) - 55 for c in letters] + [ord(c) - 48 for c in digits6]
+    total = sum(v * w for v, w in zip(vals, (9, 8, 7, 6, 5, 4, 3, 2)))
+    r = (11 - total % 11) % 11
+    return "A" if r == 10 else str(r)
+
+
+class HkId(RegexDetector):
+    """Hong Kong identity card number (check digit verified)."""
+
+    name = "hk_id"
+    placeholder = "HK_ID"
+    priority = 65
+    checksum = True
+    description = "Hong Kong identity card number"
+    pattern = re.compile(
+        r"(?<![0-9A-Za-z])(?P<p>[A-Z]{1,2})(?P<d>[0-9]{6})(?:\((?P<c1>[0-9A])\)|(?P<c2>[0-9A])(?![0-9A-Za-z]))"
+    )
+
+    def validate(self, m: re.Match) -> bool:
+        check = m.group("c1") or m.group("c2")
+        return hkid_check_char(m.group("p"), m.group("d")) == check
+
+    def fpe_keep(self, value: str) -> int:
+        return 0
