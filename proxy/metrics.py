@@ -57,6 +57,9 @@ class Metrics:
                 if model.name == route.name:
                     for b in model.block:
                         self.blocked.labels(route.name, b.reason)
+            for rule in route.rules:
+                for det in getattr(rule, "detectors", ()):  # detect rules: pii_detections at zero
+                    self.detections.labels(route.name, det)
 
     def publish(self, route: CompiledRoute, stats: RouteStats, produced: int | None = None) -> None:
         """Add a drained :class:`RouteStats` to the counters. ``produced`` overrides the count of
@@ -77,6 +80,9 @@ class Metrics:
         for i, n in enumerate(stats.unmatched):
             if n:
                 self.unmatched.labels(name, route.rule_labels[i]).inc(n)
+        for det, n in stats.detections.items():
+            if n:
+                self.detections.labels(name, det).inc(n)
         if any(stats.latency_buckets):
             self._add_histogram(name, stats)
 

@@ -45,6 +45,9 @@ class SecretKey:
         raise TypeError("SecretKey cannot be pickled")
 
 
+_URLSAFE = str.maketrans("-_", "+/")
+
+
 def _decode(text: str | bytes, encoding: str, where: str) -> bytes:
     if encoding == "raw":
         return text if isinstance(text, bytes) else text.encode()
@@ -53,7 +56,8 @@ def _decode(text: str | bytes, encoding: str, where: str) -> bytes:
     try:
         if encoding == "hex":
             return bytes.fromhex(s)
-        return base64.b64decode(s + "=" * (-len(s) % 4), validate=False)
+        # strict: a stray character must not silently give another key; url-safe alphabet accepted
+        return base64.b64decode(s.translate(_URLSAFE) + "=" * (-len(s) % 4), validate=True)
     except (ValueError, binascii.Error):
         raise KeyLoadError(f"{where}: not valid {encoding}") from None
 

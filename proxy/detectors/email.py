@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .base import RegexDetector
+from .base import Detector, Encrypt, RegexDetector
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -39,3 +39,13 @@ class Email(RegexDetector):
 
     def canonical(self, value: str) -> str:
         return unicodedata.normalize("NFC", value).strip().lower()
+
+    def format_preserving(self, value: str, encrypt: Encrypt) -> str:
+        """Encrypt the letters and digits of the local part and domain, keeping ``@``, dots,
+        ``_ % + -`` and the top-level domain; the TLD is encrypted too only when the rest holds
+        fewer than 4 letters/digits (FF1's minimum domain for 62 symbols)."""
+        dot = value.rfind(".")
+        head, tld = value[:dot], value[dot:]
+        if dot > 0 and sum(c.isascii() and c.isalnum() for c in head) >= 4:
+            return Detector.format_preserving(self, head, encrypt) + tld
+        return Detector.format_preserving(self, value, encrypt)

@@ -13,7 +13,7 @@ from bisect import bisect_right
 
 from .base import Finding
 
-URL = re.compile(r"(?:\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://|(?<![A-Za-z0-9.])www\.)[^\s<>\"'\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]+")
+URL = re.compile(r"(?:(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://|(?<![A-Za-z0-9.])www\.)[^\s<>\"'\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]+")
 """Scheme URLs and ``www.`` hosts, up to white space, quotes, angle brackets or CJK punctuation."""
 
 _TRIGGERS = ("://", "www.")

@@ -188,6 +188,7 @@ class FaustRouteProtector:
         else:
             assert kind == BLOCK
             self.counts.blocked[out.reason] = self.counts.blocked.get(out.reason, 0) + 1
+            event.ack()
         if self.metrics is not None and time.monotonic() - self._last_publish >= self.publish_interval_s:
             self.publish_metrics()
         return out

@@ -67,11 +67,17 @@ class RouteStats:
     unmatched: list[int] = field(default_factory=list)    # per rule index
     latency_buckets: list[int] = field(default_factory=list)
     latency_sum: float = 0.0
+    detections: dict[str, int] = field(default_factory=dict)  # detector -> findings; filled by drain()
+    detection_sources: list = field(default_factory=list, repr=False, compare=False)  # drain_detections()
 
     def drain(self) -> "RouteStats":
-        """Return a copy of the counters and reset them to zero."""
+        """Return a copy of the counters and reset them to zero (``detections`` are collected
+        here from every ``detection_sources`` callable, e.g. ``Detect.drain_detections``)."""
         snap = RouteStats(self.consumed, self.produced, self.blocked, self.dead_lettered,
                           self.transforms, self.unmatched, self.latency_buckets, self.latency_sum)
+        for src in self.detection_sources:
+            for det, n in src().items():
+                snap.detections[det] = snap.detections.get(det, 0) + n
         self.consumed = self.produced = 0
         self.blocked, self.dead_lettered = {}, {}
         self.transforms = [0] * len(snap.transforms)
@@ -136,7 +142,11 @@ def _prune(node: Any, tree: dict | bool) -> Any:
         wild = tree.get("*")
         out_l = []
         for i, item in enumerate(node):
-            sub = tree.get(i, wild)
+            sub = tree.get(i)
+            if sub is None:
+                sub = wild
+            elif wild is not None:  # a[0].c and a[*].b both list fields of a[0]
+                sub = _merge_trees(sub, wild)
             if sub is None:
                 continue
             v = _prune(item, sub)
@@ -147,6 +157,16 @@ def _prune(node: Any, tree: dict | bool) -> Any:
 
 
 _GONE = object()
+
+
+def _merge_trees(a: dict | bool, b: dict | bool) -> dict | bool:
+    """Union of two allow-list trees (``True`` = the whole subtree is listed)."""
+    if a is True or b is True:
+        return True
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge_trees(out[k], v) if k in out else v
+    return out
 
 
 def _delete_nodes(hits: list) -> None:
@@ -208,10 +228,19 @@ class CompiledRoute:
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
         self._order = sorted(range(len(self.rules)), key=lambda i: isinstance(self.rules[i], DropRule))
         self._steps = [self._step(i) for i in self._order]
+        self._deferred: dict[int, list] = {}
+        if not self.subject_mode:
+            for i, t in enumerate(self.transforms):
+                if getattr(t, "encrypt_batch", None) is not None:
+                    self._deferred[i] = []
+        self._record_index = 0
+        self._batch_steps = [self._step(i, defer=True) for i in self._order]
         self.stats = RouteStats(transforms=[0] * len(self.rules), unmatched=[0] * len(self.rules),
-                                latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1))
+                                latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1),
+                                detection_sources=[t.drain_detections for t in self.transforms
+                                                   if hasattr(t, "drain_detections")])
 
-    def _step(self, i: int) -> Callable[[dict, list], int]:
+    def _step(self, i: int, defer: bool = False) -> Callable[[dict, list], int]:
         rule, t = self.rules[i], self.transforms[i]
         visit = compile_visit(parse_path(rule.field))
         label = self.rule_labels[i]
@@ -220,7 +249,17 @@ class CompiledRoute:
                 # collect only: every drop rule selects on the same record; protect() deletes once
                 return visit(obj, lambda c, k: hits.append((c, k)))
             return drop_step
-        if self.subject_mode and t.reversible:
+        if defer and i in self._deferred:
+            pending, split = self._deferred[i], t.split
+
+            def set_node(c, k):  # validate now, encrypt with the whole batch in _flush_deferred
+                try:
+                    sp = split(c[k])
+                except TransformError as e:
+                    raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+                if sp is not None:
+                    pending.append((self._record_index, c, k, sp[0], sp[1], sp[2]))
+        elif self.subject_mode and t.reversible:
             active = self._active
 
             def set_node(c, k):  # per-subject transform, chosen per record in protect()
@@ -241,7 +280,7 @@ class CompiledRoute:
             return visit(obj, set_node)
         return step
 
-    def protect(self, obj: dict) -> dict | Outcome:
+    def protect(self, obj: dict, steps=None) -> "dict | tuple[dict, str] | Outcome":
         """Apply block conditions and rules to a parsed record (mutated in place).
 
         Returns the protected object, or a block :class:`Outcome`. Raises :class:`RecordError`
@@ -261,7 +300,7 @@ class CompiledRoute:
             obj = _prune(obj, self._tree)
         counts = []
         hits: list = []
-        for step in self._steps:
+        for step in (steps or self._steps):
             counts.append(step(obj, hits))
         if hits:
             _delete_nodes(hits)
@@ -324,22 +363,85 @@ class CompiledRoute:
 
     def process(self, value: bytes | None) -> Outcome:
         """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input."""
+        t0 = time.perf_counter()
+        res = self._parse_protect(value, self._steps)
+        out = res if type(res) is Outcome else self._serialize(res)
+        self._count(out, time.perf_counter() - t0)
+        return out
+
+    def process_batch(self, values: list) -> list[Outcome]:
+        """Process a batch: same outcomes as ``[process(v) for v in values]``, but FF1 fields are
+        encrypted for the whole batch at once (``FF1.encrypt_many``: one AES call per round for all
+        values of a rule), which is several times cheaper per value than one at a time."""
+        if not self._deferred:
+            return [self.process(v) for v in values]
+        pc = time.perf_counter
+        n = len(values)
+        results: list = [None] * n
+        times = [0.0] * n
+        steps = self._batch_steps
+        for j, v in enumerate(values):
+            t0 = pc()
+            self._record_index = j
+            results[j] = self._parse_protect(v, steps)
+            times[j] = pc() - t0
+        t0 = pc()
+        failed = self._flush_deferred()
+        share = (pc() - t0) / n if n else 0.0
+        outs: list[Outcome] = [None] * n  # type: ignore[list-item]
+        for j, res in enumerate(results):
+            t1 = pc()
+            if type(res) is Outcome:
+                out = res
+            elif j in failed:
+                out = failed[j]
+            else:
+                out = self._serialize(res)
+            outs[j] = out
+            self._count(out, times[j] + share + (pc() - t1))
+        return outs
+
+    def _flush_deferred(self) -> dict[int, Outcome]:
+        """Encrypt every pending FF1 value, rule by rule, and write the results in place.
+        Returns ``{record index: dead-letter outcome}`` for records whose values failed."""
+        failed: dict[int, Outcome] = {}
+        for i, pending in self._deferred.items():
+            if not pending:
+                continue
+            t = self.transforms[i]
+            try:
+                encs = t.encrypt_batch([p[5] for p in pending])
+            except Exception:  # noqa: BLE001 - fall back to one at a time and fail closed per record
+                encs = []
+                for p in pending:
+                    try:
+                        encs.append(t.encrypt_batch([p[5]])[0])
+                    except Exception as e:  # noqa: BLE001
+                        encs.append(None)
+                        failed[p[0]] = Outcome(DEAD_LETTER, reason=Reason.TRANSFORM_FAILED.value,
+                                               stage=Stage.TRANSFORM.value, error_class=type(e).__name__,
+                                               rule=self.rule_labels[i])
+            join = t.join
+            for (_, c, k, text, pos, _num), enc in zip(pending, encs):
+                if enc is not None:
+                    c[k] = join(text, pos, enc)
+            pending.clear()
+        return failed
+
+    def _count(self, out: Outcome, dt: float) -> None:
         st = self.stats
         st.consumed += 1
-        t0 = time.perf_counter()
-        out = self._process(value)
-        dt = time.perf_counter() - t0
         st.latency_sum += dt
         st.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, dt)] += 1
-        if out.kind == SINK:
+        kind = out.kind
+        if kind == SINK:
             st.produced += 1
-        elif out.kind == BLOCK:
+        elif kind == BLOCK:
             st.blocked[out.reason] = st.blocked.get(out.reason, 0) + 1
         else:
             st.dead_lettered[out.reason] = st.dead_lettered.get(out.reason, 0) + 1
-        return out
 
-    def _process(self, value: bytes | None) -> Outcome:
+    def _parse_protect(self, value: bytes | None, steps) -> "Outcome | dict | tuple":
         if value is None:
             return TOMBSTONE
         try:
@@ -351,15 +453,16 @@ class CompiledRoute:
             return Outcome(DEAD_LETTER, reason=Reason.NOT_OBJECT.value, stage=Stage.DESERIALIZE.value,
                            error_class="TypeError")
         try:
-            res = self.protect(obj)
+            return self.protect(obj, steps)
         except RecordError as e:
             return Outcome(DEAD_LETTER, reason=e.reason.value, stage=e.stage.value,
                            error_class=type(e).__name__, rule=e.rule)
         except Exception as e:  # fail closed on any bug in a transform; never echo the message
             return Outcome(DEAD_LETTER, reason=Reason.TRANSFORM_FAILED.value, stage=Stage.TRANSFORM.value,
                            error_class=type(e).__name__)
-        if type(res) is Outcome:
-            return res
+
+    @staticmethod
+    def _serialize(res) -> Outcome:
         subject = ""
         if type(res) is tuple:
             res, subject = res

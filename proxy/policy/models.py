@@ -201,8 +201,57 @@ class TokenizeRule(_Rule):
     domain: Slug | None = None
 
 
+class DetectRule(_Rule):
+    """Find personal data in free text with validating detectors and replace every finding.
+
+    ``replace``: ``placeholder`` (``<CN_MOBILE>``), ``mask`` (``mask_char``, ``keep_first``,
+    ``keep_last`` per finding), ``pseudonymize`` (``<CN_MOBILE:hex>``, HMAC-SHA256 with ``key``,
+    ``length`` hex digits) or ``fpe`` (FF1 with the AES ``key``, each kind keeps its format).
+    ``regions`` (ISO 3166-1 alpha-2) are the national numbering plans the ``phone`` detector reads.
+    """
+
+    action: Literal["detect"]
+    detectors: list[str] = Field(min_length=1, description="detector names (proxy.detectors registry)")
+    replace: Literal["placeholder", "mask", "pseudonymize", "fpe"] = "placeholder"
+    mask_char: str = Field(default="*", min_length=1, max_length=1)
+    keep_first: int = Field(default=0, ge=0, le=64)
+    keep_last: int = Field(default=0, ge=0, le=64)
+    key: str | None = Field(default=None, description="key for replace: pseudonymize | fpe")
+    length: int = Field(default=16, ge=8, le=64, description="pseudonym: hex digits kept")
+    domain: Slug | None = None
+    regions: list[str] = Field(default_factory=list, description="phone detector: regions for national-format numbers")
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors_known(cls, v: list[str]) -> list[str]:
+        from ..detectors.registry import DETECTOR_CLASSES
+        for name in v:
+            if name not in DETECTOR_CLASSES:
+                raise ValueError(f"unknown detector {name!r}; known: {sorted(DETECTOR_CLASSES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a detector is listed twice")
+        return v
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_known(cls, v: list[str]) -> list[str]:
+        from ..detectors.phone import check_regions
+        check_regions(v)
+        return v
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> "DetectRule":
+        if self.replace in ("pseudonymize", "fpe") and not self.key:
+            raise ValueError(f"replace: {self.replace} needs a key")
+        if self.replace not in ("pseudonymize", "fpe") and self.key is not None:
+            raise ValueError("key is only used by replace: pseudonymize or fpe")
+        if self.regions and "phone" not in self.detectors:
+            raise ValueError("regions apply to the phone detector, which is not listed")
+        return self
+
+
 Rule = Annotated[
-    Union[KeepRule, MaskRule, RedactRule, DropRule, PseudonymizeRule, FpeRule, TokenizeRule],
+    Union[KeepRule, MaskRule, RedactRule, DropRule, PseudonymizeRule, FpeRule, TokenizeRule, DetectRule],
     Field(discriminator="action"),
 ]
 

@@ -179,23 +179,24 @@ class RouteWorker:
     def process_batch(self, msgs: list) -> None:
         """Protect, produce, wait for acknowledgement, commit. Raises :class:`DeliveryFailed`."""
         r = self.route
-        process = r.process
         sink, dlq = r.sink, r.dead_letter
         prov = (PROVENANCE_HEADER, self.provenance)
         kv = (KEY_VERSIONS_HEADER, r.key_versions_header) if r.key_versions_header else None
-        if r.subject_mode:
-            r.prepare([m.value() for m in msgs if m.error() is None])
-        offsets: dict[tuple[str, int], int] = {}
+        good = []
         for m in msgs:
             err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", extra={"route": r.name, "error_class": err.name()})
-                    if err.fatal():
-                        raise KafkaException(err)
-                continue
-            value = m.value()
-            out = process(value)
+            if err is None:
+                good.append(m)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", extra={"route": r.name, "error_class": err.name()})
+                if err.fatal():
+                    raise KafkaException(err)
+        values = [m.value() for m in good]
+        if r.subject_mode:
+            r.prepare(values)
+        outcomes = r.process_batch(values)
+        offsets: dict[tuple[str, int], int] = {}
+        for m, value, out in zip(good, values, outcomes):
             kind = out.kind
             if kind == SINK:
                 hdrs = m.headers()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import BuildContext, Transform
+from .detect import Detect
 from .drop import Drop
 from .fpe import Fpe
 from .keep import Keep
@@ -10,7 +11,7 @@ from .pseudonymize import Pseudonymize
 from .redact import Redact
 from .tokenize import Tokenize
 
-REGISTRY: dict[str, type[Transform]] = {t.action: t for t in (Keep, Mask, Redact, Drop, Pseudonymize, Fpe, Tokenize)}
+REGISTRY: dict[str, type[Transform]] = {t.action: t for t in (Keep, Mask, Redact, Drop, Pseudonymize, Fpe, Tokenize, Detect)}
 """Action name (policy ``action:``) → transform class."""
 
 

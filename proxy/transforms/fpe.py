@@ -11,13 +11,12 @@ are encrypted together as one numeral string, so ``4111-1111-1111-1111`` keeps i
 """
 from __future__ import annotations
 
-from ..crypto.ff1 import FF1, FF1DomainError
+from ..crypto.ff1 import FF1, FF1DomainError, max_length, min_length
 from ..crypto.ffx import LegacyFFX
 from ..crypto.keys import require_aes
 from ..errors import Reason, TransformError
-from .base import BuildContext, TextTransform
+from .base import BuildContext, TextTransform, as_text
 
-MIN_DOMAIN = 1_000_000
 
 
 class Fpe(TextTransform):
@@ -32,10 +31,10 @@ class Fpe(TextTransform):
         self.alphabet = chars
         self.charset = frozenset(chars)
         self.radix = len(chars)
-        n = 1
-        while self.radix ** n < MIN_DOMAIN:
-            n += 1
-        self.min_len = n
+        self.min_len = min_length(self.radix)
+        self.max_len = max_length(self.radix) if rule.algorithm == "ff1" else 10**9
+        self.encrypt_batch = None
+        """``encrypt_batch(list[str]) -> list[str]``: many numeral strings at once (FF1 only)."""
         ring = ctx.keyring(rule.key)
         self.key_name = rule.key
         self.current = ring.current
@@ -52,21 +51,45 @@ class Fpe(TextTransform):
             self._dec_by_version[v] = dec
             if v == ring.current:
                 self._enc = enc
+                if rule.algorithm == "ff1":
+                    self.encrypt_batch = (lambda c, t: (lambda xs: c.encrypt_many(xs, t)))(cipher, tweak)
 
-    def _run(self, text: str, fn) -> str:
+    def split(self, value) -> tuple[str, list[int] | None, str] | None:
+        """Validate a value and extract its numerals: ``(text, positions or None, numerals)``.
+
+        ``None`` for a JSON null (stays null). ``positions`` is ``None`` when every character is in
+        the alphabet. Raises :class:`TransformError` (unsupported type, domain too small or too large).
+        Used with :attr:`encrypt_batch` and :meth:`join` to encrypt a whole batch's values at once.
+        """
+        if value is None:
+            return None
+        text = value if type(value) is str else as_text(value)
         cs = self.charset
         if all(c in cs for c in text):
-            if len(text) < self.min_len:
-                raise TransformError(Reason.FPE_DOMAIN, f"{len(text)} alphabet characters, need {self.min_len}")
-            return self._call(fn, text)
-        pos = [i for i, c in enumerate(text) if c in cs]
-        if len(pos) < self.min_len:
-            raise TransformError(Reason.FPE_DOMAIN, f"{len(pos)} alphabet characters, need {self.min_len}")
-        enc = self._call(fn, "".join(text[i] for i in pos))
+            pos, num = None, text
+        else:
+            pos = [i for i, c in enumerate(text) if c in cs]
+            num = "".join(text[i] for i in pos)
+        n = len(num)
+        if n < self.min_len:
+            raise TransformError(Reason.FPE_DOMAIN, f"{n} alphabet characters, need {self.min_len}")
+        if n > self.max_len:
+            raise TransformError(Reason.FPE_DOMAIN, f"{n} alphabet characters, at most {self.max_len}")
+        return text, pos, num
+
+    @staticmethod
+    def join(text: str, pos: list[int] | None, enc: str) -> str:
+        """Put encrypted numerals back at ``pos`` (the inverse of :meth:`split`'s extraction)."""
+        if pos is None:
+            return enc
         chars = list(text)
         for i, c in zip(pos, enc):
             chars[i] = c
         return "".join(chars)
+
+    def _run(self, text: str, fn) -> str:
+        text, pos, num = self.split(text)
+        return self.join(text, pos, self._call(fn, num))
 
     @staticmethod
     def _call(fn, s: str) -> str:
