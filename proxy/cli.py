@@ -366,5 +366,63 @@ def crypto_ff1(key_hex: str, tweak_hex: str, alphabet: str, decrypt: bool, value
         raise click.ClickException(str(e)) from None
 
 
+@main.command()
+@click.option("--topic", default=None, help="Kafka topic to sample (with --bootstrap-servers)")
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers HOST:PORT[,HOST:PORT]")
+@click.option("--file", "file_", default=None, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSON-lines file to sample instead of a topic ('-' = stdin)")
+@click.option("--sample", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="records to read (a topic's newest, a file's first)")
+@click.option("--region", "regions", multiple=True,
+              help="phone detector: also read national numbers of this region (ISO 3166-1, repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
+@click.option("--all-fields", is_flag=True, help="table: list fields without personal data too")
+@click.option("--suggest-policy", "suggest", default=None, type=click.Path(dir_okay=False),
+              help="write a starter policy protecting every personal field to this YAML file")
+@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="topic: seconds to wait for records")
+def scan(topic, bootstrap_servers, file_, sample, regions, as_json, all_fields, suggest, timeout) -> None:
+    """Find which fields of a topic or JSON-lines file hold personal data, and how often.
+
+    Prints, per field path, every kind found (detector), in how many sampled records and whether
+    it fills the whole value; no record value is ever printed. --suggest-policy writes a policy
+    that `dpp check` accepts (minimum-necessary defaults; review it before use).
+    """
+    from tqdm import tqdm
+
+    from .scan import parse_values, read_jsonl, scan_records, suggest_policy, format_table
+    if (topic is None) == (file_ is None):
+        raise click.UsageError("give exactly one of --topic or --file")
+    if topic is not None and not bootstrap_servers:
+        raise click.UsageError("--topic needs --bootstrap-servers")
+    if topic is not None:
+        from .stream.sample import TopicNotFound, sample_topic
+        raw = sample_topic(bootstrap_servers, topic, sample, timeout_s=timeout)
+        source = topic
+    else:
+        if file_ != "-" and not Path(file_).is_file():
+            raise click.UsageError(f"no such file: {file_}")
+        raw = read_jsonl(file_, sample)
+        source = "records" if file_ == "-" else Path(file_).stem
+        TopicNotFound = LookupError  # noqa: N806 - only topics raise it
+    bar = tqdm(parse_values(raw), total=sample, desc="sampling", unit="rec", file=sys.stderr,
+               disable=None, leave=False)
+    try:
+        report = scan_records(bar, regions=regions)
+    except TopicNotFound as e:
+        raise click.ClickException(str(e)) from None
+    except ValueError as e:  # unknown region: names the region code, never data
+        raise click.BadParameter(str(e), param_hint="--region") from None
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_table(report, all_fields=all_fields))
+    if suggest:
+        Path(suggest).write_text(suggest_policy(report, source=source), encoding="utf-8")
+        click.echo(f"suggested policy written to {suggest}; check it with: dpp check {suggest}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

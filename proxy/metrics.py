@@ -57,6 +57,8 @@ class Metrics:
                 if model.name == route.name:
                     for b in model.block:
                         self.blocked.labels(route.name, b.reason)
+            if route.subject_mode:  # crypto-shredding routes block records of forgotten subjects
+                self.blocked.labels(route.name, Reason.SUBJECT_FORGOTTEN.value)
             for rule in route.rules:
                 for det in getattr(rule, "detectors", ()):  # detect rules: pii_detections at zero
                     self.detections.labels(route.name, det)

@@ -165,6 +165,7 @@ class _Scanner:
     def __init__(self, detectors: tuple[Detector, ...]):
         self.detectors = detectors
         self.report = ScanReport(detectors=[d.name for d in detectors])
+        self.containers: set[str] = set()
 
     def _field(self, segs: tuple) -> FieldReport | None:
         path = format_path(segs)
@@ -240,9 +241,15 @@ class _Scanner:
             kinds.add(f.detector)
 
     def _mark_container(self, segs: tuple, seen: dict) -> None:
-        fr = self.report.fields.get(format_path(segs))
-        if fr is not None:
-            fr.container = True
+        if len(self.containers) < MAX_PATHS:
+            self.containers.add(format_path(segs))
+
+    def finish(self) -> ScanReport:
+        for path in self.containers:
+            fr = self.report.fields.get(path)
+            if fr is not None:
+                fr.container = True
+        return self.report
 
 
 def scan_records(records: Iterable[Any], detectors: Iterable[str] | None = None, *,
@@ -262,7 +269,7 @@ def scan_records(records: Iterable[Any], detectors: Iterable[str] | None = None,
         else:
             sc.report.records += 1
             sc.report.invalid += 1
-    return sc.report
+    return sc.finish()
 
 
 def parse_values(values: Iterable[bytes | str | None]) -> Iterator[Any]:
@@ -354,13 +361,15 @@ def suggest_rules(report: ScanReport) -> list[dict]:
             rule = dict(_HINT_RULES[hint])
         elif fr.kinds:
             rule = _structured(fr) or (_detect_rule(fr, report) if only_scalar else None)
-        elif hint == "free_text":
+        elif hint == "free_text" and only_scalar:
             rule = _detect_rule(fr, report)
         elif hint in _HINT_RULES:
             rule = dict(_HINT_RULES[hint])
             if rule["action"] in ("mask", "pseudonymize") and (fr.types.get("boolean")):
                 rule = {"action": "redact"}
         if rule is None:
+            if fr.container:
+                continue
             rule = {"action": "keep"}
         if rule["action"] not in ("keep", "drop", "redact") and fr.types.get("boolean"):
             rule = {"action": "redact"}  # booleans cannot be masked/pseudonymized value-wise

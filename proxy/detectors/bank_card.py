@@ -8,13 +8,14 @@ issuer prefix and length fit a card scheme (:func:`iin_plausible`): this rejects
 and nanosecond timestamps (they start with ``1``) and most order numbers. An 18-digit run shaped like a
 resident ID (a ``19``/``20`` birth date at positions 7-14) is left to ``cn_resident_id``: real
 18-digit cards almost never look like that, mistyped ID and order numbers often do. The number
-must not touch other ASCII digits.
+must not touch ASCII letters or digits (the digits of an IBAN or of a product code are not a
+card number).
 """
 from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import Finding, RegexDetector
 from .checksums import luhn_valid
 
 
@@ -25,10 +26,14 @@ def iin_plausible(digits: str) -> bool:
     Maestro ``50``, ``56``-``58`` (12-19 → 13-19 here); Amex ``34``/``37`` (15);
     Diners ``30``, ``36``, ``38``, ``39`` (14-19); JCB ``35`` (16-19); UnionPay ``62``, ``81``
     (16-19); Discover ``6011``, ``64``, ``65`` (16-19); other ``6`` (Maestro/domestic, 16-19);
-    legacy PRC domestic debit ``9`` (16-19). Everything else (``1``, ``7``, ``0``) is refused.
+    legacy PRC domestic debit ``9`` (16-19). Everything else (``1``, ``7``, ``0``) is refused, and
+    17- or 18-digit numbers are accepted for UnionPay ``62`` only: elsewhere they are
+    order numbers far more often than cards.
     """
     n = len(digits)
     d0 = digits[0]
+    if n in (17, 18):
+        return digits[:2] == "62"  # only UnionPay issues 17/18-digit cards in number
     if d0 == "4":
         return n in (13, 16, 19)
     if d0 == "5":
@@ -65,16 +70,31 @@ class BankCard(RegexDetector):
     checksum = True
     description = "payment card number (Luhn, 13-19 digits)"
     pattern = re.compile(
-        r"(?<![0-9])(?:"
+        r"(?<![0-9A-Za-z])(?:"
         r"[0-9]{13,19}"
         r"|[0-9]{4}(?P<s1>[ .-])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{4}(?:(?P=s1)[0-9]{1,4})?"
         r"|[0-9]{4}(?P<s2>[ .-])[0-9]{6}(?P=s2)[0-9]{4,5}"
         r"|[0-9]{6}(?P<s3>[ .-])[0-9]{13}"
-        r")(?![0-9])"
+        r")(?![0-9A-Za-z])"
     )
 
+    def find(self, text: str) -> list[Finding]:
+        out = []
+        for m in self.pattern.finditer(text):
+            s = m.group()
+            if self._valid(s):
+                out.append(Finding(m.start(), m.end(), self.name, self.priority))
+            elif m.group("s1") and len(s) > 19 and self._valid(s[:19]):
+                # 4-4-4-4 followed by a separate short number ("… 2278 2025-03-15"): the card is
+                # the first 16 digits
+                out.append(Finding(m.start(), m.start() + 19, self.name, self.priority))
+        return out
+
     def validate(self, m: re.Match) -> bool:
-        s = m.group()
+        return self._valid(m.group())
+
+    @staticmethod
+    def _valid(s: str) -> bool:
         digits = s if s.isdigit() else s.replace(" ", "").replace("-", "").replace(".", "")
         n = len(digits)
         if n == 18 and _ID_SHAPED.match(digits):

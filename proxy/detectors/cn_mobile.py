@@ -3,8 +3,8 @@
 Eleven digits ``1AB`` + 8, written plain (``13900001111``), or 3-4-4 with one consistent
 separator (``139-0000-1111``, ``139 0000 1111``). ``1AB`` must be a currently allocated mobile
 prefix of the MIIT numbering plan (:data:`MOBILE_PREFIXES`; IoT 14x0/172, satellite 174 and
-unallocated 154/179/194 are excluded). The number must not touch other ASCII digits; a CJK
-character right before it is fine (``同事手机13900001111``).
+unallocated 154/179/194 are excluded). The number must not touch ASCII letters or digits (it
+would be part of a code); a CJK character right before it is fine (``同事手机13900001111``).
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ class CnMobile(RegexDetector):
     normalize = "phone"
     description = "mainland China mobile number, optional +86/0086"
     pattern = re.compile(
-        r"(?<![0-9+])(?P<cc>(?:\+86|0086|\(\+86\)|\+\(86\))[ -]?)?"
+        r"(?<![0-9A-Za-z+])(?P<cc>(?:\+86|0086|\(\+86\)|\+\(86\))[ -]?)?"
         r"(?P<num>1[3-9][0-9](?:(?P<sep>[ -]?)[0-9]{4}(?P=sep)[0-9]{4}))"
-        r"(?![0-9])"
+        r"(?![0-9A-Za-z])"
     )
 
     def validate(self, m: re.Match) -> bool:

@@ -2,7 +2,8 @@
 15-digit forms.
 
 Candidates are digit runs of exactly 18 (last may be ``X``/``x``) or 15 digits, not touching
-other ASCII digits (CJK, letters and punctuation around them are fine). A candidate is reported
+ASCII letters or digits (a code such as ``O110105…`` or ``…002XYZ`` is not an ID); CJK text,
+emoji and punctuation around them are fine (``身份证号11010519491231002X。``). A candidate is reported
 only when :func:`~proxy.detectors.checksums.cn_resident_id_valid` holds: ISO 7064 MOD 11-2 check
 character, GB/T 2260 province code, a real calendar birth date from 1800-01-01 up to today.
 The 15-digit form has no check digit; it must have a province code and a real ``19YYMMDD`` date.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import Finding, RegexDetector
 from .checksums import cn_resident_id_legacy_valid, cn_resident_id_valid
 
 _DATE = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
@@ -26,11 +27,21 @@ class CnResidentId(RegexDetector):
     checksum = True
     description = "PRC resident identity card number (GB 11643-1999), 18 or legacy 15 characters"
     pattern = re.compile(
-        r"(?<![0-9])[1-8][0-9]{5}(?:"
+        r"(?<![0-9A-Za-z])[1-8][0-9]{5}(?:"
         r"(?:18|19|20)[0-9]{2}" + _DATE + r"[0-9]{3}[0-9Xx]"
         r"|[0-9]{2}" + _DATE + r"[0-9]{3}"
-        r")(?![0-9])"
+        r")(?![0-9A-Za-z])"
     )
+
+    def find(self, text: str) -> list[Finding]:
+        # The legacy 15-digit form has no check digit: on the same span it yields (58) to a
+        # Luhn-valid card number (an Amex ``34``/``37`` number often looks like an Anhui or
+        # Shandong legacy ID); the 18-character form keeps priority 90.
+        out = []
+        for m in self.pattern.finditer(text):
+            if self.validate(m):
+                out.append(Finding(m.start(), m.end(), self.name, self.priority if m.end() - m.start() == 18 else 58))
+        return out
 
     def validate(self, m: re.Match) -> bool:
         s = m.group()

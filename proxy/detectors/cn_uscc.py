@@ -5,7 +5,9 @@ registration authority (``1``-``9``, ``A``-``G``, ``N``, ``Y``), organisation ty
 GB/T 2260 administrative division (checked: province-level code), the 9-character organisation
 code (its own GB 11714-1997 check character is verified) and the mod-31 check character
 (:func:`~proxy.detectors.checksums.uscc_valid`). Lower-case text is not matched (the standard's
-code set is upper case). The code must not touch other ASCII letters or digits.
+code set is upper case). The code must not touch other ASCII letters or digits. An all-digit
+code shaped like a resident ID (a birth date at positions 7-14) is left to ``cn_resident_id``:
+an ID number with a wrong check character passes both USCC checks 1 time in 341.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from .checksums import CN_PROVINCE_CODES, USCC_CHARSET, uscc_valid
 
 _C = "0-9A-HJ-NP-RTUW-Y"  # GB 32100 code set as a regex class
 _GB11714_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+_ID_SHAPED = re.compile(r"[1-8][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")
 
 
 def gb11714_valid(code9: str) -> bool:
@@ -55,6 +58,8 @@ class CnUscc(RegexDetector):
 
     def validate(self, m: re.Match) -> bool:
         s = m.group()
+        if s.isdigit() and _ID_SHAPED.match(s):
+            return False  # an all-digit, resident-ID shaped run: cn_resident_id decides
         return s[2:4] in CN_PROVINCE_CODES and uscc_valid(s) and gb11714_valid(s[8:17])
 
     def fpe_keep(self, value: str) -> int:

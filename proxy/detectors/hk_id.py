@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import Finding, RegexDetector
 
 
 def hkid_check_char(prefix: str, digits6: str) -> str:
@@ -37,6 +37,18 @@ class HkId(RegexDetector):
     def validate(self, m: re.Match) -> bool:
         check = m.group("c1") or m.group("c2")
         return hkid_check_char(m.group("p"), m.group("d")) == check
+
+    def find(self, text: str) -> list[Finding]:
+        # The bracketed check is the card's own spelling (priority 65). A bare code passes the
+        # check by chance 1 time in 11: with one letter (``P7280983``) it still beats the rare
+        # D/S/P passport shapes (60 > 55); with two letters (``EM0155441``) it yields (50) to the
+        # common e-passport and permit shapes (``E``/``C`` + letter + 7 digits).
+        out = []
+        for m in self.pattern.finditer(text):
+            if self.validate(m):
+                prio = self.priority if m.group("c1") else 60 if len(m.group("p")) == 1 else 50
+                out.append(Finding(m.start(), m.end(), self.name, prio))
+        return out
 
     def fpe_keep(self, value: str) -> int:
         return 0

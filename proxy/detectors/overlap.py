@@ -1,8 +1,11 @@
 """Resolve overlapping findings before anything is replaced, so no fragment is left behind.
 
 Findings that overlap (directly or through a chain) form one cluster; each cluster becomes a
-single finding spanning the union of its members, labelled with the member that wins:
-longest span first, then highest detector priority, then earliest start. Replacing the union
+single finding spanning the union of its members, labelled with the member that wins: the
+longest span first (an e-mail address that contains a mobile number is an e-mail address), then
+the highest detector priority (the more specific, better validated kind: a resident ID beats a
+card number on the same 18 digits, ``cn_mobile`` beats the generic ``phone``), then the earliest
+start. Replacing the union
 (instead of only the winner's span) guarantees that no character any detector validated stays
 in clear, e.g. when an e-mail address contains a mobile number, or a card number and a
 phone number share digits.

@@ -5,7 +5,8 @@ Numbers written in international form (``+44 20 7946 0958``, ``+1 212-555-0143``
 whatever the regions; numbers in national form (``(212) 555-0143``, ``020 7946 0958``) are found
 for each configured region (ISO 3166-1 alpha-2, e.g. ``["US", "GB"]``). Every candidate must be a
 *valid* number (``Leniency.VALID``: length and number range of the region's numbering plan),
-which refuses dates, times and most order numbers. An unknown region is a :class:`ValueError`
+which refuses dates, times and most order numbers. Unbalanced brackets around a match are
+trimmed, dotted quads (IPv4 addresses) are refused, and runs of blanks end a number. An unknown region is a :class:`ValueError`
 when the detector is built (a policy load error). Mainland mobiles are better found by
 ``cn_mobile`` (higher priority on equal spans).
 """
@@ -22,6 +23,9 @@ SUPPORTED_REGIONS: frozenset[str] = frozenset(phonenumbers.SUPPORTED_REGIONS)
 """Region codes ``phonenumbers`` has metadata for."""
 
 _CANDIDATE = re.compile(r"[0-9][0-9 ()./\-]{4,}[0-9]")
+_BLANK_RUN = re.compile(r"\s{2,}|[\t\r\n\f\v]")
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_OPEN, _CLOSE = "(（", ")）"
 
 
 def check_regions(regions) -> tuple[str, ...]:
@@ -51,10 +55,22 @@ class Phone(Detector):
     def find(self, text: str) -> list[Finding]:
         if not _CANDIDATE.search(text):
             return []
+        # libphonenumber reads "+81 3-1234-4505  1477137391" as one failed candidate: runs of
+        # blanks and line breaks end a number here (same length, so offsets do not move)
+        work = _BLANK_RUN.sub(lambda m: ";" * len(m.group()), text) if _BLANK_RUN.search(text) else text
         spans: dict[tuple[int, int], None] = {}
         for region in self._scan_regions:
-            for m in PhoneNumberMatcher(text, region, leniency=Leniency.VALID):
-                spans[(m.start, m.end)] = None
+            for m in PhoneNumberMatcher(work, region, leniency=Leniency.VALID):
+                s, e = m.start, m.end
+                raw = text[s:e]
+                # an unbalanced bracket belongs to the sentence, not to the number
+                if raw[0] in _OPEN and not any(c in _CLOSE for c in raw):
+                    s += 1
+                if raw[-1] in _CLOSE and not any(c in _OPEN for c in raw):
+                    e -= 1
+                if e - s < 3 or _DOTTED_QUAD.fullmatch(text, s, e):
+                    continue  # an IPv4 address is not a telephone number
+                spans[(s, e)] = None
         return [Finding(s, e, self.name, self.priority) for s, e in spans]
 
     def _parse(self, value: str):

@@ -13,8 +13,10 @@ from bisect import bisect_right
 
 from .base import Finding
 
-URL = re.compile(r"(?:(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://|(?<![A-Za-z0-9.])www\.)[^\s<>\"'\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]+")
-"""Scheme URLs and ``www.`` hosts, up to white space, quotes, angle brackets or CJK punctuation."""
+URL = re.compile(r"(?:(?<![A-Za-z0-9+\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://|(?<![A-Za-z0-9.])www\.)"
+                 r"[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]+")
+"""Scheme URLs and ``www.`` hosts: RFC 3986 characters only, so a URL ends at white space,
+quotes, angle brackets and any non-ASCII character (CJK text right after a URL is not part of it)."""
 
 _TRIGGERS = ("://", "www.")
 

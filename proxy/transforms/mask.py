@@ -2,8 +2,10 @@
 
 Maskable characters are letters and digits of any script (``str.isalnum``); other characters
 (``-``, space, ``@``, ``.``, ``+``) stay in place unless ``mask_separators`` is set, so the output
-keeps the input's length and separators. Never more than half of the maskable characters are
-kept: on short values ``keep_last`` shrinks first, then ``keep_first`` (``李四`` with 1/1 → ``李*``).
+keeps the input's length and separators. ``keep_first``/``keep_last`` are honoured as long as at
+least one maskable character is masked (``13900001111`` with 3/4 → ``139****1111``, ``王小明`` with
+1/1 → ``王*明``); when they would keep every character, at most half are kept instead, ``keep_last``
+shrinking first (``李四`` with 1/1 → ``李*``), so a short value is never passed through in clear.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class Mask(TextTransform):
         return "".join(chars)
 
     def _keep(self, n: int) -> tuple[int, int]:
+        if self.first + self.last < n:
+            return self.first, self.last
         budget = n // 2
         first = min(self.first, budget)
         last = min(self.last, budget - first)

@@ -1,0 +1,258 @@
+"""Policy loading (proxy.policy.loader): shipped policies load; broken ones give exact
+``FILE:LINE: PATH: message`` problems."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from proxy.errors import PolicyError, format_problem
+from proxy.policy.loader import LoadedPolicy, load_policy, load_policy_text
+from proxy.policy.models import DropRule, FpeRule, KeepRule, KeySpec, MaskRule, PseudonymizeRule, RedactRule, Rule
+
+def _tags(union_type, field: str) -> str:
+    """Discriminator values of a tagged union in declaration order, as pydantic lists them."""
+    members = get_args(get_args(union_type)[0])
+    return ", ".join(repr(get_args(m.model_fields[field].annotation)[0]) for m in members)
+
+
+ACTIONS = _tags(Rule, "action")      # 'keep', 'mask', ... (grows with new actions)
+KEY_SOURCES = _tags(KeySpec, "source")
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "policies"
+BROKEN = DATA / "broken"
+SHIPPED = sorted(p for ext in ("*.yaml", "*.yml") for p in (ROOT / "policies").rglob(ext))
+VALID_TEST = sorted(DATA.glob("valid-*.yaml"))
+
+
+def test_there_are_shipped_policies():
+    assert ACTIONS.startswith("'keep', 'mask', 'redact', 'drop', 'pseudonymize', 'fpe'")
+    assert KEY_SOURCES.startswith("'env', 'file'")
+    assert ROOT / "policies" / "examples" / "customer-pii.yaml" in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED + VALID_TEST, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_and_test_policy_loads(path):
+    lp = load_policy(path)
+    assert isinstance(lp, LoadedPolicy)
+    assert lp.file == str(path)
+    assert lp.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert lp.policy.routes
+
+
+def test_example_policy_contents():
+    lp = load_policy(ROOT / "policies" / "examples" / "customer-pii.yaml")
+    pol = lp.policy
+    assert pol.name == "customer-pii"
+    assert set(pol.keys) == {"pseudonym", "fpe", "dead-letter"}
+    route = pol.routes[0]
+    assert (route.source, route.sink, route.dead_letter) == ("crm.customers", "analytics.customers", "crm.customers.dlq")
+    assert route.block[0].when.field == "consent.analytics" and route.block[0].when.equals is False
+    by_field = {r.field: r for r in route.rules}
+    assert isinstance(by_field["orders[*].card_number"], FpeRule)
+    assert by_field["orders[*].card_number"].label == "order-card"
+    assert by_field["name"].label == "name"  # default label: the field path
+
+
+def test_all_actions_policy_builds_typed_models():
+    pol = load_policy(DATA / "valid-all-actions.yaml").policy
+    kinds = [type(r) for r in pol.routes[0].rules]
+    assert kinds == [MaskRule, MaskRule, PseudonymizeRule, FpeRule, FpeRule, DropRule, RedactRule, KeepRule]
+    fpe = pol.routes[0].rules[3]
+    assert fpe.algorithm == "ff1" and fpe.chars == "0123456789"
+    assert pol.routes[0].block[1].when.in_ == ["KP", "IR"]
+    assert pol.routes[1].unlisted_fields == "drop"
+    with pytest.raises(Exception):  # models are frozen
+        pol.routes[0].rules[0].keep_first = 5  # type: ignore[misc]
+
+
+def test_revision_and_provenance():
+    lp = load_policy(DATA / "valid-all-actions.yaml")
+    assert lp.revision == "r1" and lp.provenance == "unit-all-actions@r1"
+    text = (DATA / "valid-file-keys.yaml").read_text()
+    lp2 = load_policy_text(text, "x.yaml")
+    assert lp2.revision == hashlib.sha256(text.encode()).hexdigest()[:12]
+    assert lp2.provenance == f"unit-file-keys@{lp2.revision}"
+    # one changed byte, another revision
+    assert load_policy_text(text + "\n", "x.yaml").revision != lp2.revision
+
+
+# Every broken file, with the exact problems ``FILE:LINE: PATH: message`` (FILE is the path given).
+BROKEN_CASES = {
+    "unknown-key.yaml": [(14, "routes[0].rules[1].keep_frist", "unknown key")],
+    "unknown-action.yaml": [
+        (13, "routes[0].rules[0]", f"unknown action 'maks'; expected one of {ACTIONS}")],
+    "bad-path.yaml": [(15, "routes[0].rules[1].field", "invalid field path: expected a key at character 9")],
+    "missing-required.yaml": [(13, "routes[0].rules[0].key", "required key is missing")],
+    "duplicate-yaml-key.yaml": [(14, "routes[0].sink", "duplicate key")],
+    "yaml-syntax.yaml": [(14, "", "YAML syntax: expected ',' or '}', but got '{'")],
+    "unknown-key-reference.yaml": [(14, "routes[0].rules[1].key", "unknown key 'fpe'; declare it under keys")],
+    "duplicate-rule.yaml": [(15, "routes[0].rules[2].field", "field 'card' already has a rule (rules[0])")],
+    "rule-inside-dropped.yaml": [
+        (13, "routes[0].rules[0].field", "field 'address.city' lies inside 'address', which rules[1] already drops"),
+        (16, "routes[0].rules[3].field", "field 'orders[2].card' lies inside 'orders[*]', which rules[2] already drops"),
+    ],
+    "source-is-sink.yaml": [(7, "routes[0]", "source, sink and dead_letter must be three different topics")],
+    "bad-alphabet.yaml": [
+        (14, "routes[0].rules[1]",
+         "unknown alphabet 'octal'; use one of ['HEX', 'alnum', 'alnum_lower', 'alpha', 'digits', 'hex', 'lower', 'upper'] "
+         "or alphabet_chars"),
+        (15, "routes[0].rules[2]", "alphabet_chars must hold 2..65536 unique characters"),
+    ],
+    "block-equals-and-in.yaml": [(14, "routes[0].block[0].when", "give exactly one of 'equals' or 'in'")],
+    "several-problems.yaml": [
+        (3, "name", "String should match pattern '^[a-z0-9][a-z0-9._-]{0,62}$'"),
+        (5, "keys.k", f"unknown source 'vault'; expected one of {KEY_SOURCES}"),
+        (13, "routes[0].rules[0].mask_char", "String should have at most 1 character"),
+    ],
+}
+
+
+def expected_lines(name: str) -> list[str]:
+    """The exact ``dpp check`` lines for a broken test file (used here and by test_cli_offline)."""
+    f = str(BROKEN / name)
+    return [format_problem(f, line, path, msg) for line, path, msg in BROKEN_CASES[name]]
+
+
+def test_every_broken_file_has_a_case():
+    assert sorted(p.name for p in BROKEN.glob("*.yaml")) == sorted(BROKEN_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_CASES))
+def test_broken_policy_problems_are_exact(name):
+    with pytest.raises(PolicyError) as ei:
+        load_policy(BROKEN / name)
+    assert str(ei.value).splitlines() == expected_lines(name)
+    f = str(BROKEN / name)
+    assert ei.value.problems == [(f, line, path, msg) for line, path, msg in BROKEN_CASES[name]]
+
+
+def test_problem_format():
+    assert format_problem("p.yaml", 3, "routes[0].name", "bad") == "p.yaml:3: routes[0].name: bad"
+    assert format_problem("p.yaml", None, "", "bad") == "p.yaml:?: <root>: bad"
+
+
+def test_yaml_syntax_error_renders_root_path():
+    with pytest.raises(PolicyError) as ei:
+        load_policy(BROKEN / "yaml-syntax.yaml")
+    assert str(ei.value) == f"{BROKEN / 'yaml-syntax.yaml'}:14: <root>: YAML syntax: expected ',' or '}}', but got '{{'"
+
+
+# Inline cases: small edits of a valid policy, problem located by line.
+BASE = """\
+version: 1
+name: inline
+keys:
+  k: {source: env, name: K}
+routes:
+  - name: r
+    source: in.topic
+    sink: out.topic
+    dead_letter: dlq.topic
+    dead_letter_key: k
+    rules:
+      - {field: name, action: mask}
+"""
+
+
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        ("version: 1", "version: 2", ("<policy>", 1, "version", "Input should be 1")),
+        ("dead_letter_key: k", "dead_letter_key: nope",
+         ("<policy>", 10, "routes[0].dead_letter_key", "unknown key 'nope'; declare it under keys")),
+        ("    sink: out.topic\n", "", ("<policy>", 6, "routes[0].sink", "required key is missing")),
+        ("name: inline", "name: inline\ncolour: red", ("<policy>", 3, "colour", "unknown key")),
+        ("dead_letter: dlq.topic", "dead_letter: out.topic",
+         ("<policy>", 6, "routes[0]", "source, sink and dead_letter must be three different topics")),
+        ("      - {field: name, action: mask}\n",
+         "      - {field: name, action: mask, name: n}\n      - {field: mobile, action: mask, name: n}\n",
+         ("<policy>", 13, "routes[0].rules[1].name", "rule name 'n' is used twice (rules[0])")),
+        ("    source: in.topic", "    source: in.topic\n    format: avro",
+         ("<policy>", 8, "routes[0].format", "Input should be 'json'")),
+        ("      - {field: name, action: mask}", "      - {field: name, action: mask, keep_first: -1}",
+         ("<policy>", 12, "routes[0].rules[0].keep_first", "Input should be greater than or equal to 0")),
+        ("      - {field: name, action: mask}", "      - {field: name, action: pseudonymize, key: k, normalize: soundex}",
+         ("<policy>", 12, "routes[0].rules[0].normalize", "Input should be 'none', 'string', 'email' or 'phone'")),
+    ],
+)
+def test_inline_problems(old, new, expected):
+    assert old in BASE
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(BASE.replace(old, new))
+    assert ei.value.problems == [expected]
+
+
+def test_allow_list_of_only_drops_is_refused():
+    text = BASE.replace("    rules:\n      - {field: name, action: mask}\n",
+                        "    unlisted_fields: drop\n    rules:\n      - {field: a, action: drop}\n")
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(text, "p.yaml")
+    assert ei.value.problems == [
+        ("p.yaml", 12, "routes[0].rules", "unlisted_fields: drop with no keep/transform rule would drop every field")]
+
+
+def test_duplicate_route_name_and_consumer_group():
+    route2 = """  - name: r
+    source: in.topic
+    sink: out2.topic
+    dead_letter: dlq2.topic
+    dead_letter_key: k
+    rules: []
+"""
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(BASE + route2, "p.yaml")
+    assert ei.value.problems == [
+        ("p.yaml", 13, "routes[1].name", "duplicate route name 'r'"),
+        # same default group dpp.inline.r; the key is absent, so the route's line is given
+        ("p.yaml", 13, "routes[1].consumer_group", "consumer group 'dpp.inline.r' is already used by routes[0]"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("", ("<policy>", 1, "", "a policy must be a YAML mapping")),
+        ("- a\n- b\n", ("<policy>", 1, "", "a policy must be a YAML mapping")),
+        ("just text\n", ("<policy>", 1, "", "a policy must be a YAML mapping")),
+        ("a: [1\n", ("<policy>", 2, "", "YAML syntax: expected ',' or ']', but got '<stream end>'")),
+        ("a: 1\n---\nb: 2\n", ("<policy>", 2, "", "YAML syntax: but found another document")),
+    ],
+)
+def test_not_a_policy_document(text, problem):
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(text)
+    assert ei.value.problems == [problem]
+
+
+def test_duplicate_key_in_flow_mapping_and_nested():
+    text = BASE.replace("{field: name, action: mask}", "{field: name, action: mask, field: other}")
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(text, "p.yaml")
+    assert ei.value.problems == [("p.yaml", 12, "routes[0].rules[0].field", "duplicate key")]
+    text = BASE.replace("  k: {source: env, name: K}\n", "  k: {source: env, name: K}\n  k: {source: env, name: K2}\n")
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(text, "p.yaml")
+    assert ei.value.problems == [("p.yaml", 5, "keys.k", "duplicate key")]
+
+
+def test_unreadable_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(PolicyError) as ei:
+        load_policy(missing)
+    assert ei.value.problems == [(str(missing), None, "", "cannot read policy file: FileNotFoundError")]
+    assert str(ei.value) == f"{missing}:?: <root>: cannot read policy file: FileNotFoundError"
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(BASE.replace("inline", "inl\xe9ne").encode("latin-1"))
+    with pytest.raises(PolicyError) as ei:
+        load_policy(latin)
+    assert ei.value.problems == [(str(latin), None, "", "cannot read policy file: UnicodeDecodeError")]
+
+
+def test_loader_does_not_touch_keys(monkeypatch):
+    """Loading validates structure only; key variables are read by compile_policy."""
+    monkeypatch.delenv("K", raising=False)
+    assert load_policy_text(BASE).policy.keys["k"].name == "K"
