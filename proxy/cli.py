@@ -193,7 +193,8 @@ def demo(count: int, bootstrap_servers: str | None, policy_file: str | None) -> 
 @click.option("--reason", required=True, help="why re-identification is needed (goes into the audit record)")
 @click.option("--actor", default=lambda: os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown",
               show_default="$USER", help="who asks (goes into the audit record)")
-@click.option("--field", "fields", multiple=True, help="reveal only these rules (name or field path; repeatable)")
+@click.option("--field", "fields", multiple=True,
+              help="reveal only these rules: the rule's name, or its field path if it has no name (repeatable)")
 @click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append audit records (JSON lines)")
 @click.option("--audit-topic", default=None, help="produce audit records to this topic (needs --bootstrap-servers)")
 @click.option("--bootstrap-servers", default=None, help="read records from Kafka (with --topic) / audit topic")
@@ -265,7 +266,10 @@ def reveal(policy_file, route_name, reason, actor, fields, audit_file, audit_top
             one(value, {"topic": t, "partition": partition, "offset": off},
                 parse_key_versions(headers.get("dpp-key-versions")), ref.decode("ascii", "replace") if ref else None)
     else:
-        kv = parse_key_versions(key_versions)
+        try:
+            kv = parse_key_versions(key_versions, strict=True)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--key-versions") from None
         for n, raw in enumerate(sys.stdin.buffer, 1):
             one(raw.rstrip(b"\r\n"), {"line": n}, kv)
     out.flush()

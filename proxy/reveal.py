@@ -20,17 +20,21 @@ from .errors import RecordError
 from .policy.compiler import CompiledRoute
 
 
-def parse_key_versions(header: bytes | str | None) -> dict[str, int]:
+def parse_key_versions(header: bytes | str | None, strict: bool = False) -> dict[str, int]:
     """Parse a ``dpp-key-versions`` header (``fpe=2,pseudonym=1``) into ``{name: version}``.
-    Malformed items are ignored (the current version is then used)."""
+
+    Spaces around names and numbers are allowed. Malformed items raise ``ValueError`` when
+    ``strict`` (user input), else they are ignored (the current version is then used)."""
     if not header:
         return {}
     text = header.decode("ascii", "replace") if isinstance(header, bytes) else header
     out = {}
     for item in text.split(","):
-        name, _, v = item.partition("=")
-        if name and v.isdigit():
-            out[name.strip()] = int(v)
+        name, _, v = (x.strip() for x in item.partition("="))
+        if name and v.isdigit() and int(v) >= 1:
+            out[name] = int(v)
+        elif strict:
+            raise ValueError(f"expected NAME=VERSION items like fpe=2, got {item.strip()!r}")
     return out
 
 

@@ -144,6 +144,8 @@ def load_keyring(name: str, spec, environ: Mapping[str, str] | None = None) -> K
         for f in d.iterdir():
             stem, dot, ver = f.name.rpartition(".v")
             if dot and stem == prefix and ver.isdigit() and int(ver) >= 1:
+                if int(ver) in versions:
+                    raise KeyLoadError(f"key {name!r} (directory {spec.path}): version {int(ver)} given twice")
                 versions[int(ver)] = SecretKey(name, _read_file(name, str(f), spec.encoding))
         if not versions:
             raise KeyLoadError(f"key {name!r} (directory {spec.path}): no {prefix}.v<N> files")

@@ -246,7 +246,8 @@ class FaustRouteProtector:
 def protect_stream(app: "faust.App", policy: CompiledPolicy | CompiledRoute, route: str | None = None, *,
                    provenance: str | None = None, source: str | None = None, sink: str | None = None,
                    dead_letter: str | None = None, metrics: "Metrics | None" = None,
-                   agent_name: str | None = None, publish_interval_s: float = 1.0) -> FaustRouteProtector:
+                   agent_name: str | None = None, publish_interval_s: float = 1.0,
+                   crash_worker: bool = True) -> FaustRouteProtector:
     """Register a faust agent on ``app`` that protects a route's source topic into its sink.
 
     Args:
@@ -258,6 +259,10 @@ def protect_stream(app: "faust.App", policy: CompiledPolicy | CompiledRoute, rou
         metrics: optional :class:`proxy.metrics.Metrics` to publish the route's counters to (serve it
             with ``metrics.serve(port)``).
         agent_name: the faust agent's name (default ``dpp-<route name>``).
+        crash_worker: on :class:`DeliveryFailed`, stop the whole worker (mode's ``CrashingSupervisor``)
+            so the process supervisor (Kubernetes, systemd) restarts it and the uncommitted records
+            are consumed again. ``False``: faust's default supervisor restarts the agent, which
+            refuses every event from then on (the worker keeps running, the route makes no progress).
 
     Returns the :class:`FaustRouteProtector` (its ``agent`` attribute is the faust agent).
     Raises ``KeyError`` for an unknown route, ``ValueError`` when provenance is missing.
@@ -279,7 +284,12 @@ def protect_stream(app: "faust.App", policy: CompiledPolicy | CompiledRoute, rou
         await protector.run(stream)
 
     dpp_protect.__name__ = dpp_protect.__qualname__ = (agent_name or f"dpp-{compiled.name}").replace("-", "_")
-    protector.agent = app.agent(protector.source_topic, name=agent_name or f"dpp-{compiled.name}")(dpp_protect)
+    supervisor = None
+    if crash_worker:
+        from mode import CrashingSupervisor  # faust's service library
+        supervisor = CrashingSupervisor
+    protector.agent = app.agent(protector.source_topic, name=agent_name or f"dpp-{compiled.name}",
+                                supervisor_strategy=supervisor)(dpp_protect)
     if metrics is not None:
         async def dpp_publish_metrics() -> None:
             protector.publish_metrics()
