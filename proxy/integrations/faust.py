@@ -8,10 +8,14 @@ dead-letter key (:func:`proxy.stream.deadletter.envelope`) and sent to the dead-
 
 Delivery and offsets (at-least-once, fail closed): the stream is consumed with manual acks
 (``stream.noack()``); an event is acknowledged only after the broker acknowledged what it produced
-(or immediately, for a blocked record), so faust never commits the source offset of a record whose
-protected (or sealed) form is not safely in Kafka. A produce the broker finally refuses leaves its
-event unacknowledged (its offset and every later one stay uncommitted) and stops the agent with
-:class:`DeliveryFailed`; after a restart the records are consumed and protected again.
+(a blocked record needs nothing produced), and acknowledgements are released to faust strictly in
+offset order per partition, so faust never commits the source offset of a record whose protected
+(or sealed) form is not safely in Kafka. (In-order release matters: faust 0.15's commit logic
+commits past an unacknowledged offset when later ones are acknowledged before it, e.g. a blocked
+record right after a record still in flight.) A produce the broker finally refuses leaves its
+event, and every later one of its partition, unacknowledged and stops the agent at once with
+:class:`DeliveryFailed` (by default the whole worker, so that its supervisor restarts it); after
+the restart the records are consumed and protected again.
 
 Two ways to use it, both on an app you already have::
 
@@ -24,25 +28,30 @@ Two ways to use it, both on an app you already have::
     policy = compile_policy(load_policy("policies/examples/customer-pii.yaml"))
     protected = protect_stream(app, policy, route="crm-to-analytics")   # registers an agent
 
-or, inside an agent of your own (to do more with each event)::
+or, inside an agent of your own::
 
     protector = FaustRouteProtector(app, policy.route("crm-to-analytics"), provenance=policy.provenance)
 
     @app.agent(protector.source_topic)
     async def my_agent(stream):
-        async for event in stream.noack().events():
-            outcome = await protector.handle(event)   # sends and acks for you
-            ...
+        await protector.run(stream)        # or: async for event in stream.noack().events():
+                                           #         outcome = await protector.handle(event)
 
-This module never imports faust itself (it only calls methods of the app it is given), so
-``import proxy.integrations.faust`` works without faust installed. Tested with faust-streaming 0.15
-(aiokafka 0.14) against Kafka 4.2 (``tests/integration/test_faust_integration.py``).
+(``handle`` sends and acknowledges for you; with a loop of your own a refused delivery surfaces as
+:class:`DeliveryFailed` at the next event instead of at once.)
+
+This module imports neither faust nor Kafka clients at import time (it only calls methods of the
+app it is given; :func:`protect_stream` imports faust's ``mode`` for its supervisor). Tested with
+faust-streaming 0.15.3 (aiokafka 0.14) against Kafka 4.2 with the default ``at_least_once``
+processing guarantee (``tests/integration/test_faust_integration.py``); ``exactly_once``
+(transactions) is not supported.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -111,6 +120,34 @@ def _headers_list(headers: Any) -> list[tuple[str, bytes]]:
     return list(headers)
 
 
+class _InOrderAcks:
+    """Releases ``event.ack()`` in offset order per topic-partition, whatever order records finish in.
+
+    :meth:`enter` (in consumption order) returns an entry; :meth:`complete` marks it done and acks
+    every done entry at the head of its partition's queue. An entry never completed (a refused
+    delivery) holds back every later ack of its partition.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[Any, deque] = {}
+
+    def enter(self, event: Any) -> list:
+        entry = [event, False]
+        self._queues.setdefault(event.message.tp, deque()).append(entry)
+        return entry
+
+    def complete(self, entry: list) -> None:
+        entry[1] = True
+        q = self._queues[entry[0].message.tp]
+        while q and q[0][1]:
+            q.popleft()[0].ack()
+
+    @property
+    def waiting(self) -> int:
+        """Events entered and not yet acknowledged (completed or not)."""
+        return sum(len(q) for q in self._queues.values())
+
+
 class FaustRouteProtector:
     """Protects the events of one faust stream with one compiled dpp route.
 
@@ -146,6 +183,8 @@ class FaustRouteProtector:
         self.counts = FaustCounts()
         self.error: DeliveryFailed | None = None
         self.agent: Any = None
+        self._runners: set[asyncio.Task] = set()
+        self._acks = _InOrderAcks()
 
     # -------------------------------------------------------------------------------------------
     def protect(self, value: bytes | None) -> Outcome:
@@ -168,6 +207,7 @@ class FaustRouteProtector:
         if value is not None and not isinstance(value, (bytes, bytearray)):
             # A source topic declared with a codec would hand us decoded objects: refuse to guess.
             raise TypeError("the source topic must use raw bytes values (see raw_topic)")
+        entry = self._acks.enter(event)
         out = self.route.process(value)
         self.counts.consumed += 1
         kind = out.kind
@@ -175,12 +215,12 @@ class FaustRouteProtector:
             headers = _headers_list(msg.headers)
             headers.append(self._prov_header)
             fut = await self.sink_topic.send(key=msg.key, value=out.value, headers=headers, force=True)
-            self._track(fut, event, "sink")
+            self._track(fut, entry, "sink")
         elif kind == DEAD_LETTER:
             sealed, headers = envelope(self.route, self.provenance, msg.topic, msg.partition, msg.offset,
                                        value, out)
             fut = await self.dead_letter_topic.send(key=msg.key, value=sealed, headers=headers, force=True)
-            self._track(fut, event, "dead_letter")
+            self._track(fut, entry, "dead_letter")
             self.counts.dead_letter_reasons[out.reason] = self.counts.dead_letter_reasons.get(out.reason, 0) + 1
             log.warning("record dead-lettered", extra={
                 "route": self.route.name, "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
@@ -188,13 +228,14 @@ class FaustRouteProtector:
         else:
             assert kind == BLOCK
             self.counts.blocked[out.reason] = self.counts.blocked.get(out.reason, 0) + 1
-            event.ack()
+            self._acks.complete(entry)
         if self.metrics is not None and time.monotonic() - self._last_publish >= self.publish_interval_s:
             self.publish_metrics()
         return out
 
-    def _track(self, fut: Any, event: Any, kind: str) -> None:
-        """Acknowledge ``event`` when ``fut`` (the producer's delivery future) succeeds."""
+    def _track(self, fut: Any, entry: list, kind: str) -> None:
+        """Complete ``entry`` (see :class:`_InOrderAcks`) when ``fut``, the producer's delivery
+        future, succeeds; on failure record :class:`DeliveryFailed` and cancel the agent."""
         self.counts.pending += 1
 
         def done(f: asyncio.Future) -> None:
@@ -210,12 +251,16 @@ class FaustRouteProtector:
                         f"({'cancelled' if f.cancelled() else type(exc).__name__}); offsets not committed")
                     log.error("delivery failed", extra={"route": self.route.name, "topic_kind": kind,
                                                         "error_class": type(exc).__name__ if exc else "Cancelled"})
+                    # Stop the agent now, not at its next event (there may be none for a while).
+                    for task in list(self._runners):
+                        if not task.done():
+                            task.cancel()
                 return  # never ack: the source offset must not be committed
             if kind == "sink":
                 self.counts.produced += 1
             else:
                 self.counts.dead_lettered += 1
-            event.ack()
+            self._acks.complete(entry)
 
         fut.add_done_callback(done)
 
@@ -234,12 +279,21 @@ class FaustRouteProtector:
         """Agent body: protect every event of ``stream`` (a faust stream over :attr:`source_topic`).
 
         Raises :class:`DeliveryFailed` (stopping the agent, offsets not committed past the failed
-        record) when the broker refuses a record.
+        record) as soon as the broker refuses a record: the delivery callback cancels this task and
+        the cancellation is turned into the :class:`DeliveryFailed`.
         """
+        task = asyncio.current_task()
+        if task is not None:
+            self._runners.add(task)
         try:
             async for event in stream.noack().events():
                 await self.handle(event)
+        except asyncio.CancelledError:
+            if self.error is not None:
+                raise self.error from None
+            raise
         finally:
+            self._runners.discard(task)
             self.publish_metrics()
 
 

@@ -54,7 +54,7 @@ def _find_helm() -> str | None:
 HELM = _find_helm()
 if HELM is None:
     _why = "helm not found: go install helm.sh/helm/v3/cmd/helm@v3.22.0 (then ~/go/bin/helm)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         pytest.fail(f"{_why}; CI must install it", pytrace=False)
     pytestmark = pytest.mark.skip(reason=f"{_why}; CI=true makes this a failure")
 
