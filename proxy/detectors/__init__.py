@@ -6,8 +6,8 @@ Policy engine layer: never imports Kafka (import-linter contract in ``pyproject.
 from __future__ import annotations
 
 from .base import Detector, Finding
-from .engine import find_all
+from .engine import Scanner, find_all
 from .registry import DETECTOR_CLASSES, build_detector, build_detectors, detector_names
 
-__all__ = ["Detector", "Finding", "find_all", "DETECTOR_CLASSES", "build_detector", "build_detectors",
+__all__ = ["Detector", "Finding", "Scanner", "find_all", "DETECTOR_CLASSES", "build_detector", "build_detectors",
            "detector_names"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Finding, RegexDetector
+from .base import Finding, RegexDetector, TextInfo
 from .checksums import luhn_valid
 
 
@@ -90,6 +90,11 @@ class BankCard(RegexDetector):
                 out.append(Finding(m.start(), m.start() + 19, self.name, self.priority))
         return out
 
+    def possible(self, info: TextInfo) -> bool:
+        lens = info.lens
+        # plain 13-19 digits; 4-4-4-4[-n] (four runs of exactly 4); 4-6-4/5; 6-13 has a 13-digit run
+        return info.fours >= 4 or not lens.isdisjoint(_PLAIN_LENS) or (4 in lens and 6 in lens)
+
     def validate(self, m: re.Match) -> bool:
         return self._valid(m.group())
 
@@ -102,4 +107,5 @@ class BankCard(RegexDetector):
         return 13 <= n <= 19 and iin_plausible(digits) and luhn_valid(digits)
 
 
+_PLAIN_LENS = frozenset(range(13, 20))
 _ID_SHAPED = re.compile(r"[1-8][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")

@@ -20,6 +20,32 @@ from typing import Callable, ClassVar, Iterator, NamedTuple
 DIGITS = "0123456789"
 
 
+_RUNS = re.compile(r"[0-9]+")
+_UPPER = re.compile(r"[A-Z]")
+
+
+class TextInfo:
+    """Facts about a text computed once per :func:`~proxy.detectors.engine.find_all` call, so
+    detectors can skip texts that cannot hold their kind without running their regex.
+
+    ``runs``: every maximal run of ASCII digits (``str``); ``lens``: the set of their lengths;
+    ``fours``: how many runs have exactly 4 digits; ``short``: how many have 1-3 digits;
+    ``ascii``: the text is pure ASCII; ``upper``: it holds an ASCII capital letter.
+    """
+
+    __slots__ = ("text", "runs", "lens", "fours", "short", "ascii", "upper")
+
+    def __init__(self, text: str):
+        self.text = text
+        self.runs = runs = _RUNS.findall(text)
+        lengths = list(map(len, runs))
+        self.lens = set(lengths)
+        self.fours = lengths.count(4)
+        self.short = lengths.count(1) + lengths.count(2) + lengths.count(3)
+        self.ascii = text.isascii()
+        self.upper = _UPPER.search(text) is not None if runs else False
+
+
 class Finding(NamedTuple):
     """One validated occurrence: ``text[start:end]`` is personal data of kind ``detector``.
 
@@ -70,6 +96,11 @@ class Detector:
         """Every validated finding in ``text`` (any order, may overlap other detectors' findings)."""
         raise NotImplementedError
 
+    def possible(self, info: TextInfo) -> bool:
+        """Cheap necessary condition: False only when :meth:`find` cannot return anything for
+        ``info.text`` (e.g. no digit run of a length the kind needs). Default: True."""
+        return True
+
     def canonical(self, value: str) -> str:
         """Canonical form of a matched value for pseudonyms: NFC, separators (space, ``-``,
         ``.``) removed, upper-cased. Phone and e-mail detectors override (E.164, lower case)."""
@@ -107,13 +138,13 @@ class RegexDetector(Detector):
     """A detector made of one candidate regular expression and a :meth:`validate` step.
 
     ``pattern`` is compiled once per class. ``group`` selects the span reported (0 = whole
-    match). ``trigger`` is an optional cheap substring test: when none of its strings occurs in
-    the text, the regex is not run at all.
+    match). ``trigger`` is an optional substring: when it does not occur in the text, the regex
+    is not run at all.
     """
 
     pattern: ClassVar[re.Pattern]
     group: ClassVar[int | str] = 0
-    trigger: ClassVar[tuple[str, ...] | None] = None
+    trigger: ClassVar[str | None] = None
 
     def validate(self, m: re.Match) -> bool:
         """True when the candidate match is a real value of this kind (default: always)."""
@@ -121,7 +152,7 @@ class RegexDetector(Detector):
 
     def find(self, text: str) -> list[Finding]:
         trig = self.trigger
-        if trig is not None and not any(t in text for t in trig):
+        if trig is not None and trig not in text:
             return []
         out = []
         name, prio, grp, validate = self.name, self.priority, self.group, self.validate

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import RegexDetector, TextInfo
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _L = "A-HJ-NP-Z"
@@ -34,6 +34,9 @@ class CnLicencePlate(RegexDetector):
         r"(?P<serial>[DF][" + _L + r"0-9][0-9]{4}|[0-9]{5}[DF]|[" + _L + r"0-9]{4}[" + _L + r"0-9挂学警港澳领])"
         r"(?![0-9A-Za-z])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        return not info.ascii and bool(info.runs)  # a CJK province character and digits
 
     def validate(self, m: re.Match) -> bool:
         serial = m.group("serial")

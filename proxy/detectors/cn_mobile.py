@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import RegexDetector, TextInfo
 
 MOBILE_PREFIXES: frozenset[str] = frozenset(
     [str(p) for p in range(130, 140)]
@@ -37,6 +37,11 @@ class CnMobile(RegexDetector):
         r"(?P<num>1[3-9][0-9](?:(?P<sep>[ -]?)[0-9]{4}(?P=sep)[0-9]{4}))"
         r"(?![0-9A-Za-z])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        lens = info.lens
+        # plain 11 digits, glued to 86/0086 (13/15), or grouped 3-4-4
+        return 11 in lens or 13 in lens or 15 in lens or (3 in lens and info.fours >= 2)
 
     def validate(self, m: re.Match) -> bool:
         return m.group("num")[:3] in MOBILE_PREFIXES

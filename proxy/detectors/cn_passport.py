@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import RegexDetector, TextInfo
 
 
 class CnPassport(RegexDetector):
@@ -21,9 +21,13 @@ class CnPassport(RegexDetector):
     priority = 55
     description = "PRC passport number"
     pattern = re.compile(
-        r"(?<![0-9A-Za-z])(?:E[0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|G[0-9]{8}|[DSP]E[0-9]{7}|[DSP][0-9]{7,8})"
+        r"[EGDSP](?<![0-9A-Za-z][EGDSP])(?:(?<=E)[0-9]{8}|(?<=E)[A-HJ-NP-Z][0-9]{7}|(?<=G)[0-9]{8}"
+        r"|(?<=[DSP])E[0-9]{7}|(?<=[DSP])[0-9]{7,8})"
         r"(?![0-9A-Za-z])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        return info.upper and (7 in info.lens or 8 in info.lens)
 
     def fpe_keep(self, value: str) -> int:
         return 0

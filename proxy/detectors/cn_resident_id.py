@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Finding, RegexDetector
+from .base import Finding, RegexDetector, TextInfo
 from .checksums import cn_resident_id_legacy_valid, cn_resident_id_valid
 
 _DATE = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
@@ -27,11 +27,15 @@ class CnResidentId(RegexDetector):
     checksum = True
     description = "PRC resident identity card number (GB 11643-1999), 18 or legacy 15 characters"
     pattern = re.compile(
-        r"(?<![0-9A-Za-z])[1-8][0-9]{5}(?:"
+        r"[1-8](?<![0-9A-Za-z][1-8])[0-9]{5}(?:"
         r"(?:18|19|20)[0-9]{2}" + _DATE + r"[0-9]{3}[0-9Xx]"
         r"|[0-9]{2}" + _DATE + r"[0-9]{3}"
         r")(?![0-9A-Za-z])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        lens = info.lens
+        return 18 in lens or 17 in lens or 15 in lens  # 17: digits before a final X
 
     def find(self, text: str) -> list[Finding]:
         # The legacy 15-digit form has no check digit: on the same span it yields (58) to a

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import RegexDetector, TextInfo
 from .checksums import CN_PROVINCE_CODES, USCC_CHARSET, uscc_valid
 
 _C = "0-9A-HJ-NP-RTUW-Y"  # GB 32100 code set as a regex class
 _GB11714_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+_RUN6 = frozenset(range(6, 19))
 _ID_SHAPED = re.compile(r"[1-8][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")
 
 
@@ -53,8 +54,12 @@ class CnUscc(RegexDetector):
     fpe_alphabet = USCC_CHARSET
     description = "Unified Social Credit Code (GB 32100-2015)"
     pattern = re.compile(
-        r"(?<![0-9A-Za-z])[1-9A-GNY][0-9A-Z][0-9]{6}[" + _C + r"]{10}(?![0-9A-Za-z])"
+        r"[1-9A-GNY](?<![0-9A-Za-z][1-9A-GNY])[0-9A-Z][0-9]{6}[" + _C + r"]{10}(?![0-9A-Za-z])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        # the 6-digit administrative division code; letters elsewhere unless all 18 are digits
+        return not info.lens.isdisjoint(_RUN6) and (info.upper or 18 in info.lens)
 
     def validate(self, m: re.Match) -> bool:
         s = m.group()

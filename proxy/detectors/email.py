@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .base import Detector, Encrypt, RegexDetector
+from .base import Detector, Encrypt, RegexDetector, TextInfo
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -24,7 +24,7 @@ class Email(RegexDetector):
     priority = 80
     normalize = "email"
     fpe_alphabet = ALNUM
-    trigger = ("@",)
+    trigger = "@"
     report_in_url_path = True  # an address in a URL path still names a person
     description = "e-mail address"
     pattern = re.compile(
@@ -33,6 +33,9 @@ class Email(RegexDetector):
         r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{2,59}))"
         r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        return "@" in info.text
 
     def validate(self, m: re.Match) -> bool:
         return len(m.group("local")) <= 64 and m.end() - m.start() <= 254

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Finding, RegexDetector
+from .base import Finding, RegexDetector, TextInfo
 
 
 def hkid_check_char(prefix: str, digits6: str) -> str:
@@ -31,8 +31,11 @@ class HkId(RegexDetector):
     checksum = True
     description = "Hong Kong identity card number"
     pattern = re.compile(
-        r"(?<![0-9A-Za-z])(?P<p>[A-Z]{1,2})(?P<d>[0-9]{6})(?:\((?P<c1>[0-9A])\)|(?P<c2>[0-9A])(?![0-9A-Za-z]))"
+        r"(?P<p>[A-Z](?<![0-9A-Za-z][A-Z])[A-Z]?)(?P<d>[0-9]{6})(?:\((?P<c1>[0-9A])\)|(?P<c2>[0-9A])(?![0-9A-Za-z]))"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        return info.upper and (6 in info.lens or 7 in info.lens)
 
     def validate(self, m: re.Match) -> bool:
         check = m.group("c1") or m.group("c2")

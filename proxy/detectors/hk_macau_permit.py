@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import RegexDetector, TextInfo
 
 
 class HkMacauPermit(RegexDetector):
@@ -22,5 +22,10 @@ class HkMacauPermit(RegexDetector):
     priority = 55
     description = "mainland / Hong Kong / Macao travel permit number"
     pattern = re.compile(
-        r"(?<![0-9A-Za-z])(?:[HM][0-9]{10}|[HM][0-9]{8}|C[0-9]{8}|C[A-HJ-NP-Z][0-9]{7})(?![0-9A-Za-z])"
+        r"[HMC](?<![0-9A-Za-z][HMC])(?:(?<=[HM])[0-9]{10}|(?<=[HM])[0-9]{8}|(?<=C)[0-9]{8}|(?<=C)[A-HJ-NP-Z][0-9]{7})"
+        r"(?![0-9A-Za-z])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        lens = info.lens
+        return info.upper and (7 in lens or 8 in lens or 10 in lens)

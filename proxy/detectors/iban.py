@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Finding, RegexDetector
+from .base import Finding, RegexDetector, TextInfo
 from .checksums import iban_valid
 
 IBAN_LENGTHS: dict[str, int] = {
@@ -36,7 +36,10 @@ class Iban(RegexDetector):
     checksum = True
     fpe_alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     description = "IBAN (ISO 13616-1)"
-    pattern = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: ?[0-9A-Z]{1,4}){3,8}")
+    pattern = re.compile(r"[A-Z](?<![0-9A-Za-z][A-Z])[A-Z][0-9]{2}(?: ?[0-9A-Z]{1,4}){3,8}")
+
+    def possible(self, info: TextInfo) -> bool:
+        return info.upper  # country code letters (and check digits, so runs exist)
 
     def find(self, text: str) -> list[Finding]:
         out = []

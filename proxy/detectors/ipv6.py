@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .base import Encrypt, RegexDetector
+from .base import Encrypt, RegexDetector, TextInfo
 
 _H = r"[0-9A-Fa-f]{1,4}"
 
@@ -23,7 +23,7 @@ class IPv6(RegexDetector):
     name = "ipv6"
     placeholder = "IPV6"
     priority = 40
-    trigger = (":",)
+    trigger = ":"
     description = "IPv6 address"
     pattern = re.compile(
         r"(?<![0-9A-Za-z:.])"
@@ -31,6 +31,9 @@ class IPv6(RegexDetector):
         r"(?:(?<=:)(?:[0-9]{1,3}\.){3}[0-9]{1,3})?"
         r"(?![0-9A-Za-z:]|\.[0-9])"
     )
+
+    def possible(self, info: TextInfo) -> bool:
+        return bool(info.runs) and info.text.count(":") >= 2  # a digit is required (validate)
 
     def validate(self, m: re.Match) -> bool:
         s = m.group()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector
+from .base import RegexDetector, TextInfo
 
 
 class MacauId(RegexDetector):
@@ -17,6 +17,9 @@ class MacauId(RegexDetector):
     name = "macau_id"
     placeholder = "MACAU_ID"
     priority = 65
-    trigger = ("(",)
+    trigger = "("
     description = "Macao resident identity card number"
-    pattern = re.compile(r"(?<![0-9A-Za-z])[157][0-9]{6}\([0-9]\)")
+    pattern = re.compile(r"[157](?<![0-9A-Za-z][157])[0-9]{6}\([0-9]\)")
+
+    def possible(self, info: TextInfo) -> bool:
+        return 7 in info.lens

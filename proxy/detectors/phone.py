@@ -14,7 +14,7 @@ detector by far. Candidates are first cut out with one regular expression (digit
 by single separators, brackets and a leading ``+``); a plain digit run whose length no
 configured numbering plan allows (an 18-digit ID, a 16-digit card, a 13-digit timestamp) is
 dropped without parsing; the rest is handed to ``PhoneNumberMatcher`` on a window of the
-candidate plus one character either side, so its own checks (brackets, dates, time stamps,
+candidate plus one character before and three after, so its own checks (brackets, dates, time stamps,
 Latin letters around the number, inner matches) apply as on the whole text. Unbalanced brackets
 around a match are trimmed, dotted quads (IPv4 addresses) are refused, and runs of blanks end
 a number.
@@ -33,6 +33,7 @@ SUPPORTED_REGIONS: frozenset[str] = frozenset(phonenumbers.SUPPORTED_REGIONS)
 
 _SEP = r"(?: ?[\-./()（）] ?| )"
 _CANDIDATE = re.compile(r"[+＋]?[(（]?[0-9](?:[0-9]|" + _SEP + r"(?=[0-9(（]))*")
+_BLANK_RUN = re.compile(r"\s{2,}|[\t\r\n\f\v]")
 _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _OPEN, _CLOSE = "(（", ")）"
 
@@ -94,8 +95,10 @@ class Phone(Detector):
             if not self._worth_parsing(cand):
                 continue
             w0 = cm.start() - 1 if cm.start() else 0
-            w1 = min(n, cm.end() + 1)
+            w1 = min(n, cm.end() + 3)  # ":30" after "2024-05-01 12" marks a time stamp
             window = text[w0:w1]
+            if "  " in window or "\n" in window or "\t" in window:
+                window = _BLANK_RUN.sub(lambda m: ";" * len(m.group()), window)
             for region in self._scan_regions:
                 for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID):
                     s, e = w0 + m.start, w0 + m.end

@@ -97,8 +97,30 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 
 def _compile_block(when) -> Callable[[dict], bool]:
-    visit = compile_visit(parse_path(when.field))
+    segs = parse_path(when.field)
+    visit = compile_visit(segs)
     wanted = [when.equals] if when.in_ is None else list(when.in_)
+    if all(type(s) is str for s in segs):
+        # Object keys only (the common case, e.g. consent.analytics): at most one node, walked
+        # inline -- what compile_visit's step_key/leaf_key do, without a call and a list per record.
+        parents, last = segs[:-1], segs[-1]
+
+        def hit_keys(obj: dict) -> bool:
+            node = obj
+            for k in parents:
+                if type(node) is not dict:
+                    return False
+                node = node.get(k)
+                if node is None:
+                    return False
+            if type(node) is not dict or last not in node:
+                return False
+            v = node[last]
+            for w in wanted:
+                if _json_equal(v, w):
+                    return True
+            return False
+        return hit_keys
 
     def hit(obj: dict) -> bool:
         found = []
@@ -269,6 +291,9 @@ class CompiledRoute:
                     raise RecordError(Stage.TRANSFORM, e.reason, label) from None
         else:
             apply = t.apply
+            segs = parse_path(rule.field)
+            if all(type(s) is str for s in segs):
+                return self._key_step(segs, apply, label)
 
             def set_node(c, k):
                 try:
@@ -279,6 +304,40 @@ class CompiledRoute:
         def step(obj: dict, hits: list) -> int:
             return visit(obj, set_node)
         return step
+
+    @staticmethod
+    def _key_step(segs: tuple, apply: Callable[[Any], Any], label: str) -> Callable[[dict, list], int]:
+        """Step of a rule whose path has object keys only (``name``, ``address.postcode``): the
+        node is found and rewritten inline, with the semantics of ``compile_visit`` (a missing key,
+        a ``null`` or a non-object along the way = absent) but without its per-level calls."""
+        parents, last = segs[:-1], segs[-1]
+        if not parents:
+            def top_step(obj: dict, hits: list) -> int:
+                if type(obj) is dict and last in obj:
+                    try:
+                        obj[last] = apply(obj[last])
+                    except TransformError as e:
+                        raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+                    return 1
+                return 0
+            return top_step
+
+        def nested_step(obj: dict, hits: list) -> int:
+            node = obj
+            for k in parents:
+                if type(node) is not dict:
+                    return 0
+                node = node.get(k)
+                if node is None:
+                    return 0
+            if type(node) is dict and last in node:
+                try:
+                    node[last] = apply(node[last])
+                except TransformError as e:
+                    raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+                return 1
+            return 0
+        return nested_step
 
     def protect(self, obj: dict, steps=None) -> "dict | tuple[dict, str] | Outcome":
         """Apply block conditions and rules to a parsed record (mutated in place).
@@ -298,10 +357,8 @@ class CompiledRoute:
             self._use_subject(key)
         if self._tree is not None:
             obj = _prune(obj, self._tree)
-        counts = []
         hits: list = []
-        for step in (steps or self._steps):
-            counts.append(step(obj, hits))
+        counts = [step(obj, hits) for step in (steps or self._steps)]
         if hits:
             _delete_nodes(hits)
         tr, un = self.stats.transforms, self.stats.unmatched

@@ -38,7 +38,7 @@ from typing import Any
 
 from ..crypto.ff1 import FF1, FF1DomainError
 from ..crypto.keys import require_aes
-from ..detectors import build_detectors, find_all
+from ..detectors import Scanner, build_detectors
 from ..detectors.base import Detector
 from ..errors import Reason, TransformError
 from .base import BuildContext, Transform, as_text
@@ -54,6 +54,7 @@ class Detect(Transform):
         super().__init__(rule, ctx)
         self.detectors: tuple[Detector, ...] = build_detectors(rule.detectors, regions=rule.regions)
         self._by_name = {d.name: d for d in self.detectors}
+        self._scan = Scanner(self.detectors)
         self._counts: dict[str, int] = {}
         mode = rule.replace
         self.mode = mode
@@ -117,7 +118,7 @@ class Detect(Transform):
     # -- record path -----------------------------------------------------------------------
     def apply_text(self, text: str) -> str:
         """``text`` with every finding replaced (the same object when nothing was found)."""
-        findings = find_all(text, self.detectors)
+        findings = self._scan(text)
         if not findings:
             return text
         counts = self._counts
