@@ -7,9 +7,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .paths import PathSyntaxError, parse_path
+
+def _check_path(v: str) -> str:
+    try:
+        parse_path(v)
+    except PathSyntaxError as e:
+        raise ValueError(f"invalid field path: {e}") from None
+    return v
+
+
+FieldPath = Annotated[str, AfterValidator(_check_path)]
+"""A field path (see :mod:`proxy.policy.paths`), checked when the policy is loaded."""
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="lower-case name: a-z 0-9 . _ -")]
 Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$", description="Kafka topic name")]
@@ -94,17 +105,8 @@ KeySpec = Annotated[Union[EnvKey, FileKey, DirKey], Field(discriminator="source"
 
 # --------------------------------------------------------------------------- rules
 class _Rule(_Model):
-    field: str = Field(description="field path: a.b, a[*].b, \"key.with.dots\"")
+    field: FieldPath = Field(description="field path: a.b, a[*].b, \"key.with.dots\"")
     name: Slug | None = Field(default=None, description="rule name used in metrics; defaults to the field path")
-
-    @field_validator("field")
-    @classmethod
-    def _path_ok(cls, v: str) -> str:
-        try:
-            parse_path(v)
-        except PathSyntaxError as e:
-            raise ValueError(f"invalid field path: {e}") from None
-        return v
 
     @property
     def label(self) -> str:
@@ -261,18 +263,9 @@ class BlockWhen(_Model):
     """Condition on one field: ``equals`` a value or ``in`` a set of values (JSON-typed, so
     ``false`` does not equal ``0``). Exactly one of the two."""
 
-    field: str
+    field: FieldPath
     equals: JsonScalar = None
     in_: list[JsonScalar] | None = Field(default=None, alias="in")
-
-    @field_validator("field")
-    @classmethod
-    def _path_ok(cls, v: str) -> str:
-        try:
-            parse_path(v)
-        except PathSyntaxError as e:
-            raise ValueError(f"invalid field path: {e}") from None
-        return v
 
     @model_validator(mode="after")
     def _one_of(self) -> "BlockWhen":
@@ -301,18 +294,9 @@ class SubjectKeys(_Model):
     subject are blocked (reason ``subject-forgotten``).
     """
 
-    field: str = Field(description="field path holding the data subject's id (read before any rule)")
+    field: FieldPath = Field(description="field path holding the data subject's id (read before any rule)")
     topic: Topic = Field(description="compacted topic holding wrapped subject keys")
     key: str = Field(description="key (AES) wrapping subject keys")
-
-    @field_validator("field")
-    @classmethod
-    def _path_ok(cls, v: str) -> str:
-        try:
-            parse_path(v)
-        except PathSyntaxError as e:
-            raise ValueError(f"invalid field path: {e}") from None
-        return v
 
 
 class Route(_Model):
