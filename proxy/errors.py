@@ -24,6 +24,9 @@ class Reason(str, Enum):
     NOT_OBJECT = "not-an-object"
     UNSUPPORTED_TYPE = "unsupported-type"
     FPE_DOMAIN = "fpe-domain-too-small"
+    FPE_VARIANT_CHARS = "fpe-variant-characters"
+    """The value holds another form of an alphabet character (full-width ``１``, Arabic-Indic ``١``,
+    superscript ``²``, the other letter case) that FPE would have left in clear."""
     NORMALIZE_FAILED = "normalize-failed"
     TRANSFORM_FAILED = "transform-failed"
     SERIALIZE_FAILED = "serialize-failed"

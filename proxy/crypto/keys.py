@@ -97,15 +97,34 @@ class KeyRing:
         return f"KeyRing(name={self.name!r}, current={self.current}, versions=[{fps}])"
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_")
+
+
+def looks_like_key_material(ref: str) -> bool:
+    """True when a variable name or file path from a policy looks like key material pasted in its
+    place (32+ hex digits, or 22+ base64 characters mixing lower case, upper case and digits, not
+    starting with ``/``): such a reference is never echoed in a message."""
+    s = "".join(ref.split())
+    if len(s) >= 32 and _HEX.issuperset(s):
+        return True
+    return (len(s) >= 22 and not s.startswith("/") and _B64.issuperset(s) and any(c.islower() for c in s)
+            and any(c.isupper() for c in s) and any(c.isdigit() for c in s))
+
+
+def _shown(ref: str) -> str:
+    return "<value looks like key material, not shown>" if looks_like_key_material(ref) else ref
+
+
 def _read_env(name: str, var: str, encoding: str, env: Mapping[str, str]) -> bytes:
-    where = f"key {name!r} (environment variable {var})"
+    where = f"key {name!r} (environment variable {_shown(var)})"
     if var not in env or not env[var].strip():
         raise KeyLoadError(f"{where}: variable is not set")
     return _checked(_decode(env[var], encoding, where), where)
 
 
 def _read_file(name: str, path: str, encoding: str) -> bytes:
-    where = f"key {name!r} (file {path})"
+    where = f"key {name!r} (file {_shown(path)})"
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -140,7 +159,7 @@ def load_keyring(name: str, spec, environ: Mapping[str, str] | None = None) -> K
         prefix = spec.prefix or name
         d = Path(spec.path)
         if not d.is_dir():
-            raise KeyLoadError(f"key {name!r} (directory {spec.path}): not a directory")
+            raise KeyLoadError(f"key {name!r} (directory {_shown(spec.path)}): not a directory")
         for f in d.iterdir():
             stem, dot, ver = f.name.rpartition(".v")
             if dot and stem == prefix and ver.isdigit() and int(ver) >= 1:

@@ -1,7 +1,7 @@
 """Compile a validated policy into per-route plain callables, once, at load time.
 
 ``CompiledRoute.process(value_bytes)`` is the whole per-record path of the policy engine:
-deserialize (orjson) → block conditions → allow-list pruning → field rules → serialize.
+deserialize (orjson) → block conditions → field rules → allow-list pruning and drops → serialize.
 It returns an :class:`Outcome` and never raises for a bad record: a record that cannot be parsed
 or fully protected comes back as a dead-letter outcome (fail closed). Counters are kept as plain
 integers in :class:`RouteStats`; the stream layer moves them into Prometheus once per batch.
@@ -135,7 +135,7 @@ def _allow_tree(paths: list[tuple]) -> dict | bool:
     for segs in paths:
         node = tree
         for i, s in enumerate(segs):
-            k = "*" if s is WILDCARD else s
+            k = s  # WILDCARD itself, never "*": a member literally named "*" is not a wildcard
             if i == len(segs) - 1:
                 node[k] = True
             else:
@@ -148,22 +148,31 @@ def _allow_tree(paths: list[tuple]) -> dict | bool:
     return tree
 
 
-def _prune(node: Any, tree: dict | bool) -> Any:
-    """Keep only what ``tree`` lists; a listed container of an unexpected type is removed (``_GONE``)."""
+def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
+    """Keep only what ``tree`` lists; a listed container of an unexpected type is removed (``_GONE``).
+
+    Runs after the rules, on the record as received (array indexes of ``a[1]`` rules unshifted);
+    ``dropped`` holds ``(id(container), key)`` of nodes that drop rules selected, left out of the
+    containers rebuilt here (inside a subtree kept whole they are deleted in place afterwards).
+    """
     if tree is True:
         return node
     if type(node) is dict:
         out = {}
         for k, sub in tree.items():
             if isinstance(k, str) and k in node:
-                v = _prune(node[k], sub)
+                if dropped and (id(node), k) in dropped:
+                    continue
+                v = _prune(node[k], sub, dropped)
                 if v is not _GONE:
                     out[k] = v
         return out
     if type(node) is list:
-        wild = tree.get("*")
+        wild = tree.get(WILDCARD)
         out_l = []
         for i, item in enumerate(node):
+            if dropped and (id(node), i) in dropped:
+                continue
             sub = tree.get(i)
             if sub is None:
                 sub = wild
@@ -171,7 +180,7 @@ def _prune(node: Any, tree: dict | bool) -> Any:
                 sub = _merge_trees(sub, wild)
             if sub is None:
                 continue
-            v = _prune(item, sub)
+            v = _prune(item, sub, dropped)
             if v is not _GONE:
                 out_l.append(v)
         return out_l
@@ -256,6 +265,7 @@ class CompiledRoute:
                 if getattr(t, "encrypt_batch", None) is not None:
                     self._deferred[i] = []
         self._record_index = 0
+        self._batch_finish: list[tuple[int, list]] = []  # (record index, drop hits): _finish after the flush
         self._batch_steps = [self._step(i, defer=True) for i in self._order]
         self.stats = RouteStats(transforms=[0] * len(self.rules), unmatched=[0] * len(self.rules),
                                 latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1),
@@ -355,12 +365,16 @@ class CompiledRoute:
             if key is None:
                 return Outcome(BLOCK, reason=Reason.SUBJECT_FORGOTTEN.value, subject=ref)
             self._use_subject(key)
-        if self._tree is not None:
-            obj = _prune(obj, self._tree)
         hits: list = []
         counts = [step(obj, hits) for step in (steps or self._steps)]
-        if hits:
-            _delete_nodes(hits)
+        if hits or self._tree is not None:
+            if steps is self._batch_steps and self._deferred:
+                # FF1 values of this batch are written back by (container, index) in
+                # _flush_deferred: removing array elements now (drops, allow-list) would shift
+                # those indexes (cards[1] encrypted into cards[0]'s slot, cards[1] left in clear)
+                self._batch_finish.append((self._record_index, hits))
+            else:
+                obj = self._finish(obj, hits)
         tr, un = self.stats.transforms, self.stats.unmatched
         for pos, n in zip(self._order, counts):
             if n:
@@ -368,6 +382,15 @@ class CompiledRoute:
             else:
                 un[pos] += 1
         return (obj, ref) if ref else obj
+
+    def _finish(self, obj: dict, hits: list) -> dict:
+        """Structural removals, after every rule saw the record as received (so ``a[1]`` is the
+        received second element): allow-list pruning (``unlisted_fields: drop``), then drops."""
+        if self._tree is not None:
+            obj = _prune(obj, self._tree, {(id(c), k) for c, k in hits} if hits else None)
+        if hits:
+            _delete_nodes(hits)
+        return obj
 
     # -- crypto-shredding -------------------------------------------------------------------
     def subject_ref_of(self, obj: dict) -> str:
@@ -443,7 +466,13 @@ class CompiledRoute:
             results[j] = self._parse_protect(v, steps)
             times[j] = pc() - t0
         t0 = pc()
-        failed = self._flush_deferred()
+        try:
+            failed = self._flush_deferred()
+        finally:
+            finish, self._batch_finish = self._batch_finish, []
+        for j, hits in finish:  # after the FF1 write-back, as process() removes after every rule
+            if type(results[j]) is dict:
+                results[j] = self._finish(results[j], hits)
         share = (pc() - t0) / n if n else 0.0
         outs: list[Outcome] = [None] * n  # type: ignore[list-item]
         for j, res in enumerate(results):

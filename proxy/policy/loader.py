@@ -41,6 +41,7 @@ class _Lines:
 
     def __init__(self) -> None:
         self.lines: dict[tuple, int] = {}
+        self.count = 0  # nodes expanded so far (see MAX_NODES)
 
     def nearest(self, loc: tuple) -> int | None:
         loc = tuple(loc)
@@ -52,16 +53,33 @@ class _Lines:
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, path: tuple, line: int):
-        self.path, self.line = path, line
+    """A problem found while turning YAML nodes into data (duplicate key, bomb, depth)."""
+
+    def __init__(self, path: tuple, line: int, message: str = "duplicate key"):
+        self.path, self.line, self.message = path, line, message
+
+
+MAX_NODES = 250_000
+"""Most YAML nodes a policy may expand to (aliases count once per use): stops alias bombs
+("billion laughs") before they exhaust memory; a large real policy has a few thousand."""
+MAX_DEPTH = 64
+"""Deepest nesting a policy may use (the format itself needs fewer than 10 levels)."""
 
 
 def _to_data(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: _Lines) -> Any:
     lines.lines.setdefault(path, node.start_mark.line + 1)
+    lines.count += 1
+    if lines.count > MAX_NODES:
+        raise _DuplicateKey(path, node.start_mark.line + 1,
+                            f"policy expands to more than {MAX_NODES} YAML nodes (alias bomb?)")
+    if len(path) > MAX_DEPTH:
+        raise _DuplicateKey(path[:MAX_DEPTH], node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict = {}
         for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                raise _DuplicateKey(path, knode.start_mark.line + 1, "a mapping key must be a plain scalar")
             key = loader.construct_object(knode, deep=True)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 key = str(key)
@@ -134,12 +152,15 @@ def load_policy_text(text: str, file: str = "<policy>") -> LoadedPolicy:
     try:
         loader = yaml.SafeLoader(text)
         try:
-            node = loader.get_single_node()
+            try:
+                node = loader.get_single_node()
+            except RecursionError:
+                raise _DuplicateKey((), loader.get_mark().line + 1, "YAML nested too deeply") from None
             data = _to_data(loader, node, (), lines) if node is not None else None
         finally:
             loader.dispose()
     except _DuplicateKey as d:
-        raise PolicyError([(file, d.line, _render_loc(d.path), "duplicate key")]) from None
+        raise PolicyError([(file, d.line, _render_loc(d.path), d.message)]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise PolicyError([(file, mark.line + 1 if mark else None, "", f"YAML syntax: {e.problem or e.context}")]) from None
@@ -200,7 +221,7 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
             key = getattr(rule, "key", None)
             if key is not None and key not in policy.keys:
                 out.append((loc + ("key",), f"unknown key {key!r}; declare it under keys"))
-            norm = tuple("*" if s is WILDCARD else s for s in segs)
+            norm = segs  # WILDCARD is one object: a[*] and a."*" (a key named *) stay distinct
             if norm in seen:
                 out.append((loc + ("field",), f"field {rule.field!r} already has a rule (rules[{seen[norm]}])"))
             seen[norm] = i
@@ -216,6 +237,13 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
                 if len(a) < len(b) and is_prefix(a, b):
                     out.append((base + ("rules", i, "field"),
                                 f"field {rule.field!r} lies inside {other.field!r}, which rules[{j}] already {other.action}s"))
+                elif (j < i and rule.action not in ("keep", "drop") and other.action != "drop"
+                      and len(a) == len(b) and a != b and is_prefix(a, b)):
+                    # a[*].x and a[0].x select the same node: two rewrites of one value would depend
+                    # on rule order (a drop is fine: drops always apply last and win)
+                    out.append((base + ("rules", i, "field"),
+                                f"field {rule.field!r} overlaps {other.field!r} (rules[{j}]): "
+                                "one value would get two rules"))
         if route.unlisted_fields == "drop" and not any(not isinstance(r, DropRule) for r in route.rules):
             out.append((base + ("rules",), "unlisted_fields: drop with no keep/transform rule would drop every field"))
         for bi, blk in enumerate(route.block):

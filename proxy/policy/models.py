@@ -5,6 +5,7 @@ The JSON Schema in ``policies/policy.schema.json`` is generated from :class:`Pol
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -41,6 +42,21 @@ ALPHABETS: dict[str, str] = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _json_literal(v: Any) -> Any:
+    """A policy literal must be a value a record can hold: a finite number, an integer within
+    64 bits (records parse and serialize with orjson). YAML ``.nan``/``.inf`` or a 2**70 would
+    make every redacted record unserializable or a block condition that never matches."""
+    if type(v) is float and not math.isfinite(v):
+        raise ValueError("a literal must be a finite number (JSON has no NaN or Infinity)")
+    if type(v) is int and not -(1 << 63) <= v < (1 << 64):
+        raise ValueError("an integer literal must fit in 64 bits (-2**63 .. 2**64-1)")
+    return v
+
+
+JsonLiteral = Annotated[JsonScalar, AfterValidator(_json_literal)]
+"""A JSON scalar a record can hold (see :func:`_json_literal`): redact values, block values."""
 
 
 # --------------------------------------------------------------------------- keys
@@ -138,7 +154,7 @@ class RedactRule(_Rule):
     """Replace the value with a literal (default ``null``)."""
 
     action: Literal["redact"]
-    value: JsonScalar = None
+    value: JsonLiteral = None
 
 
 class DropRule(_Rule):
@@ -264,8 +280,8 @@ class BlockWhen(_Model):
     ``false`` does not equal ``0``). Exactly one of the two."""
 
     field: FieldPath
-    equals: JsonScalar = None
-    in_: list[JsonScalar] | None = Field(default=None, alias="in")
+    equals: JsonLiteral = None
+    in_: list[JsonLiteral] | None = Field(default=None, alias="in")
 
     @model_validator(mode="after")
     def _one_of(self) -> "BlockWhen":

@@ -100,7 +100,9 @@ class Detect(Transform):
         def encrypt(alphabet: str, numerals: str) -> str:
             c = self._ciphers.get(alphabet)
             if c is None:
-                c = self._ciphers[alphabet] = FF1(self._aes, alphabet)
+                # the tweak holds the field path (no length limit): allow it, FF1 takes any length
+                longest = len(self._binding) + max(len(n.encode()) for n in self._by_name)
+                c = self._ciphers[alphabet] = FF1(self._aes, alphabet, max_tweak_len=max(256, longest))
             return c.encrypt(numerals, tweak)
 
         try:

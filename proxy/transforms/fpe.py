@@ -2,7 +2,10 @@
 
 Characters outside the alphabet (dashes, spaces, a leading letter) stay where they are; the others
 are encrypted together as one numeral string, so ``4111-1111-1111-1111`` keeps its dashes and
-``A1234567`` keeps its ``A``. Reversible with the key (``reverse``).
+``A1234567`` keeps its ``A``. Reversible with the key (``reverse``). A character outside the
+alphabet that is another form of an alphabet character (full-width ``１``, Arabic-Indic ``١``,
+superscript ``²``, the other letter case: :func:`is_variant`) would stay in clear, so such a value
+fails closed (``fpe-variant-characters``) instead.
 
 * ``ff1`` (default): NIST SP 800-38G Rev.1 FF1 on AES, tweak = UTF-8 of the rule's binding
   (``domain:<name>`` or ``field:<policy>:<field path>``). A value whose alphabet characters give a
@@ -11,11 +14,26 @@ are encrypted together as one numeral string, so ``4111-1111-1111-1111`` keeps i
 """
 from __future__ import annotations
 
+import functools
+import unicodedata
+
 from ..crypto.ff1 import FF1, FF1DomainError, max_length, min_length
 from ..crypto.ffx import LegacyFFX
 from ..crypto.keys import require_aes
 from ..errors import Reason, TransformError
 from .base import BuildContext, TextTransform, as_text
+
+
+def is_variant(c: str, charset: frozenset) -> bool:
+    """True when character ``c`` (not in ``charset``) is another form of an alphabet character:
+    its NFKC compatibility form (full-width ``１``, superscript ``²``, circled ``①``, ligatures),
+    its other letter case, or its decimal digit value (Arabic-Indic ``١``, Devanagari ``१``) lies
+    in the alphabet. Such a character carries the same information as an alphabet character, so
+    leaving it in place would leave part of the value in clear."""
+    for x in unicodedata.normalize("NFKC", c):
+        if x in charset or x.lower() in charset or x.upper() in charset:
+            return True
+    return c.isdecimal() and str(unicodedata.decimal(c)) in charset
 
 
 
@@ -31,6 +49,7 @@ class Fpe(TextTransform):
         self.alphabet = chars
         self.charset = frozenset(chars)
         self.radix = len(chars)
+        self._variant = functools.lru_cache(maxsize=4096)(functools.partial(is_variant, charset=self.charset))
         self.min_len = min_length(self.radix)
         self.max_len = max_length(self.radix) if rule.algorithm == "ff1" else 10**9
         self.encrypt_batch = None
@@ -41,8 +60,11 @@ class Fpe(TextTransform):
         self._dec_by_version = {}
         for v, key in ring.versions.items():
             if rule.algorithm == "ff1":
-                cipher = FF1(require_aes(key, f"fpe rule {rule.label}"), chars)
                 tweak = ctx.binding(rule).encode()
+                # the tweak holds the field path, which has no length limit: FF1 allows any
+                # tweak length (maxTlen is the implementation's choice), so never refuse it per record
+                cipher = FF1(require_aes(key, f"fpe rule {rule.label}"), chars,
+                             max_tweak_len=max(256, len(tweak)))
                 enc = (lambda c, t: (lambda s: c.encrypt(s, t)))(cipher, tweak)
                 dec = (lambda c, t: (lambda s: c.decrypt(s, t)))(cipher, tweak)
             else:
@@ -65,10 +87,14 @@ class Fpe(TextTransform):
             return None
         text = value if type(value) is str else as_text(value)
         cs = self.charset
-        if all(c in cs for c in text):
+        if cs.issuperset(text):  # every character in the alphabet (one C call, not a generator)
             pos, num = None, text
         else:
             pos = [i for i, c in enumerate(text) if c in cs]
+            variant = self._variant
+            if any(variant(c) for c in text if c not in cs):
+                raise TransformError(Reason.FPE_VARIANT_CHARS, "a character outside the alphabet is another "
+                                     "form of an alphabet character (width, script or case)")
             num = "".join(text[i] for i in pos)
         n = len(num)
         if n < self.min_len:
