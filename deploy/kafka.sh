@@ -29,7 +29,7 @@ fetch() {
   command -v java >/dev/null || { log "java (17+) is required to run Kafka"; exit 1; }
   log "resolving Apache Kafka from Maven Central into $libs"
   rm -rf "$libs"; mkdir -p "$libs"
-  mvn -q -B -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
       -DoutputDirectory="$libs" -DincludeScope=runtime >&2
   touch "$libs/.complete"
 }
@@ -71,6 +71,11 @@ PROPS
 start() {
   if running; then log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"; echo "127.0.0.1:$port"; return 0; fi
   fetch
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; then
+    log "port $port or $cport on 127.0.0.1 is already in use by another process;"
+    log "choose other ports with DPP_KAFKA_PORT=<port> (the controller uses port+1)"
+    exit 1
+  fi
   write_config
   if [ ! -f "$state/data/meta.properties" ]; then
     local cid; cid="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
@@ -85,9 +90,15 @@ start() {
   log "started pid $(cat "$pidfile"); waiting for 127.0.0.1:$port"
   for _ in $(seq 1 240); do
     if ! running; then log "broker exited during start-up; last log lines:"; tail -n 30 "$log" >&2; exit 1; fi
+    if grep -q "Failed to bind\|failed to bind\|Exiting Kafka" "$log" 2>/dev/null; then
+      log "broker failed to start; last log lines:"; tail -n 30 "$log" >&2; stop >/dev/null 2>&1 || true; exit 1
+    fi
     if grep -q "Kafka Server started\|Transition from STARTING to STARTED" "$log" 2>/dev/null \
        && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      log "ready on 127.0.0.1:$port"; echo "127.0.0.1:$port"; return 0
+      sleep 0.5
+      if running && ! grep -q "Failed to bind\|failed to bind\|Exiting Kafka" "$log"; then
+        log "ready on 127.0.0.1:$port"; echo "127.0.0.1:$port"; return 0
+      fi
     fi
     sleep 0.5
   done

@@ -6,6 +6,7 @@ that failed); 2 usage errors (click's).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -77,7 +78,9 @@ def apply(policy_file: str, route_name: str | None, summary: bool) -> None:
     is reported on stderr as `line N: <outcome> <reason>` and never echoed. Exit 1 if any line
     could not be protected.
     """
+    from . import logs
     from .policy.compiler import BLOCK, SINK
+    logs.setup("WARNING")
     cp = _load_compiled(policy_file, [route_name] if route_name else None)
     try:
         route = cp.route(route_name)
@@ -128,13 +131,15 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
               help="HTTP port of /metrics (0: pick a free port)")
 @click.option("--route", "routes", multiple=True, help="run only these routes (repeatable)")
-@click.option("--batch-size", type=click.IntRange(1, 100000), default=5000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True,
+              help="records per batch (offsets are committed per batch); 1000 keeps a batch in the CPU cache")
 @click.option("--create-topics/--no-create-topics", default=False,
               help="create missing sink and dead-letter topics with the source's partition count")
 @click.option("--reload-interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="seconds between checks of the policy file for hot reload (0: off)")
 @click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="the start-up line (\"dpp running\", with the metrics port) is always logged")
 def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
         create_topics: bool, reload_interval: float, log_level: str) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
@@ -151,8 +156,10 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
         _create_route_topics(cp, bootstrap_servers)
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size))
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
-    click.echo(json.dumps({"msg": "dpp running", "policy": cp.provenance,
-                           "routes": [r.name for r in cp.routes], "metrics_port": server.server_port}), err=True)
+    startup = logging.getLogger("proxy.cli")
+    startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says
+    startup.info("dpp running", extra={
+        "policy": cp.provenance, "routes": [r.name for r in cp.routes], "metrics_port": server.server_port})
     watcher = None
     if reload_interval > 0:
         from .stream.reload import PolicyWatcher

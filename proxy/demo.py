@@ -34,9 +34,9 @@ def ensure_demo_keys() -> Path | None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             for v in KEY_VARS:
-                f.write(f"{v}={secrets.token_hex(32)}\n")
+                f.write(f"export {v}={secrets.token_hex(32)}\n")
     for line in path.read_text().splitlines():
-        name, _, value = line.partition("=")
+        name, _, value = line.removeprefix("export ").partition("=")
         os.environ.setdefault(name, value)
     return path
 
@@ -48,27 +48,49 @@ def start_local_kafka() -> str:
     return out[-1]
 
 
-def _side_by_side(left: dict, right: dict | None, width: int = 58) -> str:
-    a = orjson.dumps(left, option=orjson.OPT_INDENT_2).decode().splitlines()
-    b = orjson.dumps(right, option=orjson.OPT_INDENT_2).decode().splitlines() if right is not None else ["(not in sink)"]
-    rows = [f"{'SOURCE (crm.customers)':<{width}} | SINK (analytics.customers)", "-" * width + "-+-" + "-" * width]
-    for i in range(max(len(a), len(b))):
-        l = a[i] if i < len(a) else ""
-        r = b[i] if i < len(b) else ""
-        rows.append(f"{_fit(l, width)} | {_fit(r, width).rstrip()}")
-    return "\n".join(rows)
+def _flatten(node, prefix: str = "") -> list[tuple[str, object]]:
+    """``[(path, scalar)]`` of a JSON value, paths spelled like policy field paths."""
+    if isinstance(node, dict):
+        out = []
+        for k, v in node.items():
+            out += _flatten(v, f"{prefix}.{k}" if prefix else k)
+        return out or [(prefix, {})]
+    if isinstance(node, list):
+        out = []
+        for i, v in enumerate(node):
+            out += _flatten(v, f"{prefix}[{i}]")
+        return out or [(prefix, [])]
+    return [(prefix, node)]
+
+
+def side_by_side(source: dict, sink: dict | None, width: int = 44) -> str:
+    """A table of every field of ``source``: its value, and the value the sink record has for the
+    same path (``(dropped)`` when absent). Wide (CJK) characters count as two columns."""
+    right = dict(_flatten(sink)) if sink is not None else {}
+    rows = _flatten(source)
+    fw = max(len(p) for p, _ in rows)
+    head = f"{'field':<{fw}}  {_fit('source (crm.customers)', width)}  sink (analytics.customers)"
+    lines = [head, "-" * len(head)]
+    for path, value in rows:
+        l = orjson.dumps(value).decode()
+        r = orjson.dumps(right[path]).decode() if path in right else ("(not in sink)" if sink is None else "(dropped)")
+        lines.append(f"{path:<{fw}}  {_fit(l, width)}  {_fit(r, width).rstrip()}")
+    return "\n".join(lines)
 
 
 def _fit(s: str, w: int) -> str:
-    """Trim/pad ``s`` to ``w`` terminal columns (East Asian wide characters take two)."""
-    out, used = [], 0
-    for ch in s:
-        cw = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-        if used + cw > w:
-            break
-        out.append(ch)
-        used += cw
-    return "".join(out) + " " * (w - used)
+    """Trim (with an ellipsis) or pad ``s`` to ``w`` terminal columns (East Asian wide characters take two)."""
+    def cw(ch: str) -> int:
+        return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    if sum(cw(c) for c in s) > w:
+        out, used = [], 0
+        for ch in s:
+            if used + cw(ch) > w - 1:
+                break
+            out.append(ch)
+            used += cw(ch)
+        return "".join(out) + "…" + " " * (w - used - 1)
+    return s + " " * (w - sum(cw(c) for c in s))
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -115,7 +137,7 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     run_id = f"{int(time.time())}"
     records = list(generate_records(count, seed=int(run_id) % 100000))
     bad = malformed_payloads(3, seed=1)
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "log_level": 3})
     t0 = time.perf_counter()
     for rec in records:
         p.produce(route.source, orjson.dumps(rec), rec["record_id"].encode())
@@ -151,7 +173,7 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     pick = next(r for r in records if r["consent"]["analytics"] and r["orders"] and r["locale"] == "zh_CN")
     sink_rec = _find_by_key(bootstrap, route.sink, pick["record_id"].encode())
     print()
-    print(_side_by_side(pick, sink_rec))
+    print(side_by_side(pick, sink_rec))
     s = scrape(port)
     print()
     print(f"metric totals (http://127.0.0.1:{port}/metrics, proxy ran {elapsed:.1f} s):")
@@ -175,6 +197,12 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     print()
     print("every consumed record is accounted for (produced + blocked + dead-lettered)" if ok
           else "WARNING: counts do not add up")
+    print()
+    print("next: the same keys for your own commands:  source .cache/demo-keys.env")
+    print(f"      dpp run --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}")
+    print(f"      dpp reveal --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}"
+          " --partition 0 --offset 0 4 --reason demo --audit-file /tmp/dpp-audit.jsonl")
+    print("      bash deploy/kafka.sh stop          # stop the local broker")
     return 0 if ok else 1
 
 

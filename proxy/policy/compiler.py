@@ -11,6 +11,7 @@ No Kafka here (import-linter contract): the same compiled route serves ``dpp run
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -27,6 +28,8 @@ from ..transforms.drop import DROPPED
 from .loader import LoadedPolicy
 from .models import DropRule, Route
 from .paths import WILDCARD, compile_visit, parse_path
+
+log = logging.getLogger("proxy.policy")
 
 SINK, BLOCK, DEAD_LETTER = "sink", "block", "dead_letter"
 
@@ -257,6 +260,8 @@ class CompiledRoute:
         self._tree = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
                       if route.unlisted_fields == "drop" else None)
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
+        self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
+                        for r in self.rules]
         self._order = sorted(range(len(self.rules)), key=lambda i: isinstance(self.rules[i], DropRule))
         self._steps = [self._step(i) for i in self._order]
         self._deferred: dict[int, list] = {}
@@ -381,7 +386,18 @@ class CompiledRoute:
                 tr[pos] += n
             else:
                 un[pos] += 1
+                lit = self._dotted[pos]
+                if lit is not None and lit in obj:
+                    self._warn_dotted(pos)
         return (obj, ref) if ref else obj
+
+    def _warn_dotted(self, pos: int) -> None:
+        """A rule ``a.b`` (nested path) did not match, but the record has a top-level key spelled
+        ``a.b``: the policy author most likely meant the quoted key (``'"a.b"'`` in YAML)."""
+        self._dotted[pos] = None  # once per rule
+        log.warning("rule did not match, but the record has a top-level key spelled like its path: "
+                    "quote the key in the policy (field: '\"a.b\"')",
+                    extra={"route": self.name, "rule": self.rule_labels[pos], "problem": "unquoted-dotted-key"})
 
     def _finish(self, obj: dict, hits: list) -> dict:
         """Structural removals, after every rule saw the record as received (so ``a[1]`` is the
@@ -637,7 +653,7 @@ def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = Non
         try:
             rings[name] = load_keyring(name, pol.keys[name], environ)
         except KeyLoadError as e:
-            problems.append((loaded.file, None, f"keys.{name}", str(e)))
+            problems.append((loaded.file, loaded.line_of(("keys", name)), f"keys.{name}", str(e)))
     keys = {name: ring.key for name, ring in rings.items()}
     if problems:
         raise PolicyError(problems)
@@ -648,7 +664,7 @@ def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = Non
         try:
             compiled.append(CompiledRoute(r, pol.name, keys, rings))
         except (KeyLoadError, ValueError) as e:
-            problems.append((loaded.file, None, f"routes[{ri}]", str(e)))
+            problems.append((loaded.file, loaded.line_of(("routes", ri)), f"routes[{ri}]", str(e)))
     if problems:
         raise PolicyError(problems)
     return CompiledPolicy(loaded, tuple(compiled))

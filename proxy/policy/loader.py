@@ -6,7 +6,7 @@ so ``dpp check`` can print ``FILE:LINE: PATH: message``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,16 @@ class LoadedPolicy:
     policy: Policy
     file: str
     sha256: str
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, loc: tuple) -> int | None:
+        """1-based line of a data location (e.g. ``("keys", "fpe")``), or of its nearest parent."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return None
 
     @property
     def revision(self) -> str:
@@ -179,7 +189,7 @@ def load_policy_text(text: str, file: str = "<policy>") -> LoadedPolicy:
     problems = [(file, lines.nearest(loc), _render_loc(loc), msg) for loc, msg in semantic_problems(policy)]
     if problems:
         raise PolicyError(problems)
-    return LoadedPolicy(policy=policy, file=file, sha256=hashlib.sha256(text.encode()).hexdigest())
+    return LoadedPolicy(policy=policy, file=file, sha256=hashlib.sha256(text.encode()).hexdigest(), lines=lines.lines)
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:

@@ -11,6 +11,7 @@ SIGTERM/SIGINT (via :meth:`Engine.stop`) lets the in-flight batch finish and com
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -25,6 +26,9 @@ from .deadletter import envelope
 
 log = logging.getLogger("proxy.stream")
 
+_RDKAFKA_LOG = logging.getLogger("proxy.librdkafka")
+"""librdkafka's own log lines go through Python logging, so they come out as JSON lines too."""
+
 PROVENANCE_HEADER = "dpp-policy"
 SUBJECT_HEADER = "dpp-subject"
 """Header with the keyed reference of the record's data subject on crypto-shredding routes."""
@@ -37,7 +41,7 @@ class EngineConfig:
     """Engine settings. ``consumer``/``producer`` are extra librdkafka properties merged last."""
 
     bootstrap_servers: str
-    batch_size: int = 5000
+    batch_size: int = 1000
     poll_timeout_s: float = 0.5
     batch_linger_s: float = 0.005
     """After a wait for the first record of a batch: how long to gather more before processing
@@ -74,6 +78,7 @@ class RouteWorker:
             "session.timeout.ms": 10000,
             "heartbeat.interval.ms": 1000,
             "fetch.wait.max.ms": 100,
+            "logger": _RDKAFKA_LOG,
             **cfg.consumer,
         })
         self.producer = Producer({
@@ -84,6 +89,7 @@ class RouteWorker:
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": max(100000, cfg.batch_size * 4),
             "queue.buffering.max.kbytes": 1048576,
+            "logger": _RDKAFKA_LOG,
             **cfg.producer,
         })
         self._failed: list = []
@@ -207,7 +213,8 @@ class RouteWorker:
             if err is None:
                 good.append(m)
             elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error", extra={"route": r.name, "error_class": err.name()})
+                log.warning("consumer error", extra={"route": r.name, "topic": m.topic(), "partition": m.partition(),
+                                                      "error_class": err.name()})
                 if err.fatal():
                     raise KafkaException(err)
         values = [m.value() for m in good]
@@ -302,6 +309,10 @@ class Engine:
 
     def run(self) -> int:
         """Run until stopped; returns 0 on a clean stop, 1 if a route failed."""
+        # Everything allocated so far (modules, the compiled policy, clients) is long-lived: move it
+        # out of the cyclic collector's generations, so its full collections stop re-scanning it
+        # (measured: ~20 ms pauses and ~10 % of the record path's CPU without this).
+        gc.freeze()
         threads = [threading.Thread(target=w.run, name=f"route-{w.route.name}", daemon=True) for w in self.workers]
         for t in threads:
             t.start()

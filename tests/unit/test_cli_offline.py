@@ -267,7 +267,7 @@ def test_apply_missing_key_names_key_and_variable(monkeypatch, test_keys):
     res = runner().invoke(main, ["apply", "--policy", str(ALL_ACTIONS), "--route", "people"], input=b"{}\n")
     assert res.exit_code == 1
     assert res.stdout == ""
-    assert res.stderr == (f"{ALL_ACTIONS}:?: keys.fpe: key 'fpe' (environment variable DPP_TEST_KEY_FPE): "
+    assert res.stderr == (f"{ALL_ACTIONS}:8: keys.fpe: key 'fpe' (environment variable DPP_TEST_KEY_FPE): "
                           "variable is not set\n")
     assert KEY_PSEUDONYM.hex() not in res.stderr and KEY_DLQ.hex() not in res.stderr
 

@@ -326,9 +326,11 @@ def test_compile_refuses_wrong_key_lengths():
     lp = load_policy_text(policy(["{field: a, action: fpe, key: k}"]), "p.yaml")
     with pytest.raises(PolicyError) as ei:
         compile_policy(lp, environ={"K": "33" * 20, "DLQ": KEYS["DLQ"]})
-    assert ei.value.problems == [("p.yaml", None, "routes[0]", "key 'k' for fpe rule a: 20 bytes; AES needs 16, 24 or 32")]
+    line = lp.line_of(("routes", 0))
+    assert line is not None
+    assert ei.value.problems == [("p.yaml", line, "routes[0]", "key 'k' for fpe rule a: 20 bytes; AES needs 16, 24 or 32")]
     with pytest.raises(PolicyError) as ei:
         compile_policy(lp, environ={"K": KEYS["K"], "DLQ": "44" * 20})
-    assert ei.value.problems == [("p.yaml", None, "routes[0]",
+    assert ei.value.problems == [("p.yaml", line, "routes[0]",
                                   "key 'dlq' for dead_letter_key of route r: 20 bytes; AES needs 16, 24 or 32")]
     assert "33" * 20 not in str(ei.value) and "44" * 20 not in str(ei.value)

@@ -167,8 +167,8 @@ def test_compile_missing_variable_is_a_policy_error_naming_key_and_variable():
     secret_dlq = base64.b64encode(MATERIAL).decode()
     with pytest.raises(PolicyError) as ei:
         compile_policy(load_policy_text(POLICY, "p.yaml"), environ={"DPP_UNIT_DLQ": secret_dlq})
-    assert ei.value.problems == [("p.yaml", None, "keys.mac", "key 'mac' (environment variable DPP_UNIT_MAC): variable is not set")]
-    assert str(ei.value) == "p.yaml:?: keys.mac: key 'mac' (environment variable DPP_UNIT_MAC): variable is not set"
+    assert ei.value.problems == [("p.yaml", 4, "keys.mac", "key 'mac' (environment variable DPP_UNIT_MAC): variable is not set")]
+    assert str(ei.value) == "p.yaml:4: keys.mac: key 'mac' (environment variable DPP_UNIT_MAC): variable is not set"
     assert secret_dlq not in str(ei.value) and MATERIAL.hex() not in str(ei.value)
 
 
@@ -177,8 +177,8 @@ def test_compile_reports_every_bad_key_without_values():
     with pytest.raises(PolicyError) as ei:
         compile_policy(load_policy_text(POLICY, "p.yaml"), environ=environ)
     assert str(ei.value).splitlines() == [
-        "p.yaml:?: keys.dlq: key 'dlq' (environment variable DPP_UNIT_DLQ): not valid base64",
-        "p.yaml:?: keys.mac: key 'mac' (environment variable DPP_UNIT_MAC): 4 bytes; at least 16 are required",
+        "p.yaml:5: keys.dlq: key 'dlq' (environment variable DPP_UNIT_DLQ): not valid base64",
+        "p.yaml:4: keys.mac: key 'mac' (environment variable DPP_UNIT_MAC): 4 bytes; at least 16 are required",
     ]
     for v in environ.values():
         assert v not in str(ei.value)
