@@ -188,8 +188,11 @@ def _create_route_topics(cp, bootstrap: str) -> None:
 @click.option("--policy", "policy_file", default=None, type=click.Path(dir_okay=False),
               help="default: policies/examples/customer-pii.yaml")
 def demo(count: int, bootstrap_servers: str | None, policy_file: str | None) -> None:
-    """The README's main job: start the local broker, produce COUNT generated records, run the
-    proxy with the example policy, print a source record beside its sink record and the metric totals."""
+    """End-to-end demo on a local broker: produce COUNT generated records, protect them, show the result.
+
+    Starts the local Kafka (deploy/kafka.sh; port DPP_KAFKA_PORT, default 9092) unless
+    --bootstrap-servers is given, runs the proxy with the example policy, and prints a source record
+    beside its sink record and the metric totals read from /metrics."""
     from .demo import run_demo
     sys.exit(run_demo(count=count, bootstrap=bootstrap_servers, policy_file=policy_file))
 
@@ -322,7 +325,7 @@ def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str 
 @click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER")
 @click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append the audit record here")
 def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor, audit_file) -> None:
-    """Crypto-shred SUBJECT_ID (erasure: PIPL Art. 47, GDPR Art. 17): erase the subject's key.
+    """Erase a data subject's key (crypto-shredding; PIPL Art. 47, GDPR Art. 17).
 
     Their FPE and token values can never be revealed again; running workers pick the event up
     within seconds and block (and count) later records of the subject.
@@ -350,6 +353,71 @@ def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor
             with open(audit_file, "ab") as f:
                 f.write(orjson.dumps(doc) + b"\n")
         click.echo(f"route {r.name}: subject {ref} forgotten" + ("" if known else " (no key was stored yet)"))
+
+
+@main.command("dead-letter")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--route", "route_name", default=None, help="route whose dead-letter topic to read")
+@click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
+@click.option("--partition", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--offset", "offsets", type=click.IntRange(min=0), nargs=2, required=True, help="FROM TO (inclusive)")
+@click.option("--reason", required=True, help="why the payloads are opened (goes into the audit record)")
+@click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER")
+@click.option("--audit-file", required=True, type=click.Path(dir_okay=False), help="append audit records here")
+@click.option("--replay", is_flag=True, help="produce each original payload back to its source topic (same key)")
+def dead_letter(policy_file, route_name, bootstrap_servers, partition, offsets, reason, actor, audit_file, replay) -> None:
+    """Open sealed dead-letter records (authorized operators), e.g. to replay them after a fix.
+
+    Prints one JSON line per record: where it came from, why it was dead-lettered, and the original
+    payload (``payload``, UTF-8 text, or ``payload_base64``). Every record opened is audited first.
+    With --replay the payload is produced back to its source topic (after you fixed the producer
+    or the policy), where the proxy processes it again.
+    """
+    import base64
+    import datetime as _dt
+
+    from .crypto.aead import DecryptionError
+    from .stream.deadletter import open_envelope
+    from .stream.read import produce_one, read_range
+    cp = _load_compiled(policy_file, [route_name] if route_name else None)
+    try:
+        route = cp.route(route_name)
+    except KeyError as e:
+        raise click.UsageError(str(e.args[0])) from None
+    out, failed = sys.stdout.buffer, 0
+    for off, key, value, headers in read_range(bootstrap_servers, route.dead_letter, partition, *offsets):
+        h = {k: v.decode("utf-8", "replace") for k, v in headers.items() if v is not None}
+        where = {"topic": route.dead_letter, "partition": partition, "offset": off}
+        doc = {"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"), "action": "dead-letter-open",
+               "actor": actor, "reason": reason, "policy": cp.provenance, "route": route.name, "record": where,
+               "replay": replay}
+        try:
+            payload = open_envelope(route.dead_letter_key, value or b"", h)
+        except (DecryptionError, KeyError, ValueError) as e:
+            failed += 1
+            _append(audit_file, {**doc, "result": "failed", "error": type(e).__name__})
+            click.echo(f"{route.dead_letter}[{partition}]@{off}: cannot open ({type(e).__name__})", err=True)
+            continue
+        _append(audit_file, {**doc, "result": "opened"})
+        rec = {**where, "source": {"topic": h.get("dpp.source.topic"), "partition": h.get("dpp.source.partition"),
+                                   "offset": h.get("dpp.source.offset")},
+               "stage": h.get("dpp.stage"), "reason": h.get("dpp.reason"), "rule": h.get("dpp.rule")}
+        try:
+            rec["payload"] = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            rec["payload_base64"] = base64.b64encode(payload).decode()
+        out.write(orjson.dumps(rec) + b"\n")
+        if replay:
+            produce_one(bootstrap_servers, h["dpp.source.topic"], payload, key)
+    out.flush()
+    sys.exit(1 if failed else 0)
+
+
+def _append(path: str, doc: dict) -> None:
+    with open(path, "ab") as f:
+        f.write(orjson.dumps(doc) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @main.group()
