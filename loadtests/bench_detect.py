@@ -1,21 +1,22 @@
 #!/usr/bin/env python
 """Benchmark (not a test): dpp's detectors vs Presidio's analyzer, MB/s of text, side by side.
 
-Run from the repository root (needs ``pip install presidio-analyzer``; no spaCy model)::
+Run from the repository root (needs ``pip install presidio-analyzer spacy``; no spaCy model)::
 
-    python loadtests/bench_detect.py [--samples 5000] [--seed 7] [--repeat 3] [--with-phone] [--spacy-blank]
+    python loadtests/bench_detect.py [--samples 5000] [--seed 7] [--repeat 5] [--with-phone]
+                                     [--presidio both|noop|spacy-blank] [--clock cpu|wall]
 
 Both sides scan the same labeled corpus (``loadtests/detect_corpus.py``: zh_CN/en_US text with
-hard negatives) for the same kinds, one text at a time, in one process, one after the other.
-Two comparisons: (1) the kinds Presidio has pattern recognizers for (card, e-mail, IP, IBAN),
-each side with its own recognizers; (2) every pattern kind, where Presidio gets custom
-recognizers for the kinds it lacks.
+hard negatives) for the same kinds, one text at a time, in one process. Two comparisons: (1) the
+kinds Presidio has pattern recognizers for (card, e-mail, IP, IBAN), each side with its own
+recognizers; (2) every pattern kind, where Presidio gets custom recognizers for the kinds it
+lacks. Each comparison times dpp and Presidio on both NLP engines (below) in the same run.
 
 * **dpp**: :func:`proxy.detectors.find_all` with the kinds compared (``phone`` apart);
-* **Presidio**: ``AnalyzerEngine`` restricted to pattern recognizers, with no NLP model:
-  ``NoOpNlpEngine`` (Presidio's engine for recognizers that need no NLP artifacts; with
-  ``--spacy-blank`` a ``SpacyNlpEngine`` on ``spacy.blank("en")`` instead, i.e. a tokenizer but no
-  trained model, which is what a default install would download). Built-in recognizers for the
+* **Presidio**: ``AnalyzerEngine`` restricted to pattern recognizers, with no NLP model, on two
+  NLP engines: ``NoOpNlpEngine`` (Presidio's engine for recognizers that need no NLP artifacts:
+  the fastest Presidio can be) and a ``SpacyNlpEngine`` on ``spacy.blank("en")`` (a tokenizer but
+  no trained model: the least a default setup runs). Built-in recognizers for the
   kinds it has: ``CreditCardRecognizer``, ``EmailRecognizer``, ``IpRecognizer``,
   ``IbanRecognizer``; for the PRC / Hong Kong / Macao kinds it has none, so it gets
   ``PatternRecognizer`` subclasses with dpp's own regular expressions and check functions in
@@ -23,10 +24,16 @@ recognizers for the kinds it lacks.
   ``EmailRecognizer`` calls ``tldextract``, which would fetch the public-suffix list from the
   internet: it is pointed at the list bundled with tldextract (no network).
 
-``--with-phone`` adds a second comparison for telephone numbers: dpp's ``phone`` detector vs
+``--with-phone`` adds a third comparison for telephone numbers: dpp's ``phone`` detector vs
 Presidio's ``PhoneRecognizer`` (both on libphonenumber, regions US and GB).
 
-Throughput is UTF-8 megabytes of corpus text per second, best of ``--repeat`` runs. Quality is
+Throughput is UTF-8 megabytes of corpus text per second, best of ``--repeat`` passes over the
+corpus; the engines take turns pass by pass (dpp, Presidio NoOp, Presidio spaCy, dpp, …), so a
+change in machine load hits them alike. ``--clock cpu`` (default) times the process's CPU time
+(``time.process_time``: both engines are single-threaded), which other jobs on a shared machine
+disturb far less than wall time (``--clock wall``). Timed is each engine's own call on one text,
+``find_all(text, detectors)`` and ``AnalyzerEngine.analyze(text, language="en")``; turning the
+results into ``(start, end, kind)`` for scoring is not timed. Quality is
 measured with overlap matching (a label counts as found when a detection of the same kind
 overlaps it), because Presidio's spans may include neighbouring characters; dpp's exact-span
 figures are in ``detect_corpus.py``.
@@ -38,6 +45,7 @@ import platform
 import re
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -139,66 +147,104 @@ def presidio_finder(analyzer):
             if kind:
                 out.append((r.start, r.end, kind))
         return out
+    find.timed = partial(analyzer.analyze, language="en")
     return find
 
 
 def dpp_find(names, regions=()):
+    """``find(text) -> [(start, end, kind)]`` over :func:`find_all`; ``find.timed`` is the call
+    the benchmark times (``find_all`` itself)."""
     dets = build_detectors(names, regions=regions)
 
     def find(text: str):
         return [(f.start, f.end, f.detector) for f in find_all(text, dets)]
+    find.timed = partial(find_all, detectors=dets)
     return find
 
 
-def best_seconds(fn, texts, repeat: int) -> float:
-    best = float("inf")
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def best_seconds(fns: dict, texts, repeat: int, clock=time.process_time) -> dict:
+    """``{name: best seconds}`` for one pass of each ``fns[name].timed`` (the engine's own call) over
+    ``texts``: ``repeat`` rounds, the engines taking turns within each round (interleaved, so load
+    changes hit them alike)."""
+    best = {name: float("inf") for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for t in texts:
-            fn(t)
-        best = min(best, time.perf_counter() - t0)
+        for name, find in fns.items():
+            fn = find.timed
+            t0 = clock()
+            for t in texts:
+                fn(t)
+            best[name] = min(best[name], clock() - t0)
     return best
 
 
-def _table(kinds, a: dict[str, Counts], b: dict[str, Counts]) -> str:
-    lines = ["| kind | labels | dpp precision | dpp recall | Presidio precision | Presidio recall |",
-             "|---|---:|---:|---:|---:|---:|"]
+def _table(kinds, q: dict[str, dict[str, Counts]]) -> str:
+    names = list(q)
+    head = "| kind | labels | " + " | ".join(f"{n} precision | {n} recall" for n in names) + " |"
+    lines = [head, "|---|---:|" + "---:|" * (2 * len(names))]
+    first = q[names[0]]
     for k in kinds:
-        x, y = a[k], b[k]
-        lines.append(f"| {k} | {x.tp + x.fn} | {x.precision:.4f} | {x.recall:.4f} | {y.precision:.4f} | {y.recall:.4f} |")
-    tot = lambda d, f: sum(getattr(d[k], f) for k in kinds)  # noqa: E731
-    ra = tot(a, "tp") / max(1, tot(a, "tp") + tot(a, "fn"))
-    rb = tot(b, "tp") / max(1, tot(b, "tp") + tot(b, "fn"))
-    pa = tot(a, "tp") / max(1, tot(a, "tp") + tot(a, "fp"))
-    pb = tot(b, "tp") / max(1, tot(b, "tp") + tot(b, "fp"))
-    lines.append(f"| **all** | {tot(a, 'tp') + tot(a, 'fn')} | {pa:.4f} | {ra:.4f} | {pb:.4f} | {rb:.4f} |")
+        cells = " | ".join(f"{q[n][k].precision:.4f} | {q[n][k].recall:.4f}" for n in names)
+        lines.append(f"| {k} | {first[k].tp + first[k].fn} | {cells} |")
+
+    def tot(d, f):
+        return sum(getattr(d[k], f) for k in kinds)
+
+    cells = []
+    for n in names:
+        d = q[n]
+        cells.append(f"{tot(d, 'tp') / max(1, tot(d, 'tp') + tot(d, 'fp')):.4f} | "
+                     f"{tot(d, 'tp') / max(1, tot(d, 'tp') + tot(d, 'fn')):.4f}")
+    lines.append(f"| **all** | {tot(first, 'tp') + tot(first, 'fn')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def compare(title, texts, corpus, kinds, ours, theirs, repeat, mb):
-    evaluate(corpus[:50], ours, relaxed=True, kinds=kinds)  # warm-up (lazy compiles, caches)
-    evaluate(corpus[:50], theirs, relaxed=True, kinds=kinds)
-    t_ours = best_seconds(ours, texts, repeat)
-    t_theirs = best_seconds(theirs, texts, max(1, repeat))
-    qa = evaluate(corpus, ours, relaxed=True, kinds=kinds)
-    qb = evaluate(corpus, theirs, relaxed=True, kinds=kinds)
+def _recall(c: dict[str, Counts], kinds) -> float:
+    tp = sum(c[k].tp for k in kinds)
+    return tp / max(1, tp + sum(c[k].fn for k in kinds))
+
+
+def compare(title, texts, corpus, kinds, engines: dict, repeat, mb, clock) -> dict[str, float]:
+    """Time and score ``engines`` (``{label: find}``, dpp first); returns ``{presidio label:
+    speed-up of dpp}``."""
+    for fn in engines.values():
+        evaluate(corpus[:50], fn, relaxed=True, kinds=kinds)  # warm-up (lazy compiles, caches)
+    secs = best_seconds(engines, texts, repeat, clock)
+    quality = {name: evaluate(corpus, fn, relaxed=True, kinds=kinds) for name, fn in engines.items()}
+    ours = next(iter(engines))
     print(f"\n## {title}\n")
-    print("| engine | seconds | MB/s | µs/text |\n|---|---:|---:|---:|")
-    print(f"| dpp find_all | {t_ours:.3f} | {mb / t_ours:.2f} | {t_ours / len(texts) * 1e6:.1f} |")
-    print(f"| Presidio AnalyzerEngine | {t_theirs:.3f} | {mb / t_theirs:.2f} | {t_theirs / len(texts) * 1e6:.1f} |")
-    print(f"\nspeed-up: **{t_theirs / t_ours:.1f}x**\n")
-    print(_table(kinds, qa, qb))
-    return t_theirs / t_ours, qa, qb
+    print("| engine | seconds | MB/s | µs/text | dpp speed-up |\n|---|---:|---:|---:|---:|")
+    for name, t in secs.items():
+        up = "" if name == ours else f"**{t / secs[ours]:.1f}x**"
+        print(f"| {name} | {t:.3f} | {mb / t:.2f} | {t / len(texts) * 1e6:.1f} | {up} |")
+    print()
+    print(_table(kinds, quality))
+    r_ours = _recall(quality[ours], kinds)
+    for name in secs:
+        if name != ours:
+            r = _recall(quality[name], kinds)
+            print(f"\nrecall dpp {r_ours:.4f} vs {name} {r:.4f}: {'equal or better' if r_ours >= r else 'LOWER'}", end="")
+    print()
+    return {name: secs[name] / secs[ours] for name in secs if name != ours}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--with-phone", action="store_true", help="also compare telephone numbers (libphonenumber)")
-    ap.add_argument("--spacy-blank", action="store_true", help="Presidio on a blank spaCy pipeline instead of NoOp")
+    ap.add_argument("--presidio", choices=["both", "noop", "spacy-blank"], default="both",
+                    help="Presidio NLP engine(s): NoOpNlpEngine, spaCy blank('en'), or both (default)")
+    ap.add_argument("--spacy-blank", action="store_true", help="same as --presidio spacy-blank")
+    ap.add_argument("--clock", choices=list(CLOCKS), default="cpu", help="process CPU time (default) or wall time")
     args = ap.parse_args(argv)
+    setups = {"both": ["noop", "spacy-blank"], "noop": ["noop"], "spacy-blank": ["spacy-blank"]}[
+        "spacy-blank" if args.spacy_blank else args.presidio]
+    label = {"noop": "Presidio (NoOp)", "spacy-blank": "Presidio (spaCy blank)"}
+    clock = CLOCKS[args.clock]
 
     from importlib.metadata import version
     corpus = generate_corpus(args.samples, args.seed)
@@ -206,21 +252,28 @@ def main(argv: list[str] | None = None) -> int:
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     print(f"# detect benchmark: {len(texts)} texts, {mb:.3f} MB UTF-8, seed {args.seed}")
     print(f"python {platform.python_version()}, presidio-analyzer {version('presidio-analyzer')}, "
-          f"{platform.machine()}, Presidio NLP engine: {'spaCy blank(en)' if args.spacy_blank else 'NoOpNlpEngine'}")
-    speedup_builtin, _, _ = compare(
-        "Presidio's own pattern recognizers and the same kinds in dpp (card, e-mail, IPv4/IPv6, IBAN)",
-        texts, corpus, BUILTIN_KINDS, dpp_find(BUILTIN_KINDS),
-        presidio_finder(make_presidio(args.spacy_blank, builtin_only=True)), args.repeat, mb)
-    speedup, _, _ = compare("all pattern kinds (every dpp detector but phone; Presidio gets PatternRecognizers "
-                            "with dpp's regexes and checks for the PRC/HK/Macao kinds)", texts, corpus, PATTERN_KINDS,
-                            dpp_find(PATTERN_KINDS), presidio_finder(make_presidio(args.spacy_blank)),
-                            args.repeat, mb)
+          f"{platform.machine()}, Presidio NLP engines: {', '.join(label[x] for x in setups)}; "
+          f"clock: {args.clock} ({clock.__name__}), best of {args.repeat} interleaved passes")
+
+    def engines(kinds, regions=(), **kw):
+        out = {"dpp find_all": dpp_find(kinds, regions)}
+        for x in setups:
+            out[label[x]] = presidio_finder(make_presidio(x == "spacy-blank", **kw))
+        return out
+
+    up_builtin = compare("Presidio's own pattern recognizers and the same kinds in dpp (card, e-mail, IPv4/IPv6, IBAN)",
+                         texts, corpus, BUILTIN_KINDS, engines(BUILTIN_KINDS, builtin_only=True), args.repeat, mb, clock)
+    up_all = compare("all pattern kinds (every dpp detector but phone; Presidio gets PatternRecognizers "
+                     "with dpp's regexes and checks for the PRC/HK/Macao kinds)", texts, corpus, PATTERN_KINDS,
+                     engines(PATTERN_KINDS), args.repeat, mb, clock)
     if args.with_phone:
         compare(f"telephone numbers (libphonenumber both sides, regions {', '.join(REGIONS)})", texts, corpus,
-                ["phone"], dpp_find(["phone"], REGIONS),
-                presidio_finder(make_presidio(args.spacy_blank, phone_only=True)), args.repeat, mb)
-    print(f"\ntarget >= 10x: Presidio's own kinds {speedup_builtin:.1f}x ({'met' if speedup_builtin >= 10 else 'NOT met'}), "
-          f"all pattern kinds {speedup:.1f}x ({'met' if speedup >= 10 else 'NOT met'})")
+                ["phone"], engines(["phone"], REGIONS, phone_only=True), args.repeat, mb, clock)
+    print()
+    for name in up_all:
+        a, b = up_builtin[name], up_all[name]
+        print(f"target >= 10x vs {name}: Presidio's own kinds {a:.1f}x ({'met' if a >= 10 else 'NOT met'}), "
+              f"all pattern kinds {b:.1f}x ({'met' if b >= 10 else 'NOT met'})")
     return 0
 
 

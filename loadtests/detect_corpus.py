@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]  # loadtests/profile.py vs stdlib
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]  # keep this folder off sys.path when run as a script
 sys.path.insert(0, str(_HERE.parent))  # run from a checkout
 
 import phonenumbers  # noqa: E402

@@ -51,6 +51,11 @@ class EngineConfig:
     producer: dict[str, Any] = field(default_factory=dict)
 
 
+_REBALANCE_COMMIT_ERRORS = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+                                      KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST})
+"""Commit errors that mean "the group is rebalancing", not "the worker is broken"."""
+
+
 class DeliveryFailed(RuntimeError):
     """The broker did not acknowledge produced records after retries; offsets were not committed."""
 
@@ -93,6 +98,7 @@ class RouteWorker:
             **cfg.producer,
         })
         self._failed: list = []
+        self._uncommitted: dict[tuple[str, int], int] = {}  # offsets refused during a rebalance
         if route.subject_mode:
             from .subjects import KafkaSubjectKeys
             route.subject_store = KafkaSubjectKeys(cfg.bootstrap_servers, route.subject_topic, route.subject_kek)
@@ -112,6 +118,7 @@ class RouteWorker:
         # Batches are committed before the next consume(), so nothing is in flight here.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
         for p in partitions:
+            self._uncommitted.pop((p.topic, p.partition), None)  # its next owner resumes from the committed offset
             try:
                 self.metrics.lag.remove(self.route.name, str(p.partition))
             except KeyError:
@@ -245,10 +252,32 @@ class RouteWorker:
             offsets[(m.topic(), m.partition())] = m.offset() + 1
         self._await_acks()
         if offsets:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                                 asynchronous=False)
+            self._commit(offsets)
         self.batches += 1
         self.metrics.publish(r, r.stats.drain())
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit a batch's offsets (its records are already acknowledged by the broker).
+
+        While the consumer group rebalances (a worker joins or leaves) the broker refuses commits
+        (``REBALANCE_IN_PROGRESS``, ``ILLEGAL_GENERATION``, ``UNKNOWN_MEMBER_ID``): the worker keeps
+        running, and the offsets are committed with the next batch for the partitions it still
+        owns. A partition that moved meanwhile is resumed by its new owner from the last committed
+        offset, so a few records are protected and produced again (at-least-once; byte-identical).
+        """
+        pending = {k: o for k, o in self._uncommitted.items() if k in self.assigned and o > offsets.get(k, -1)}
+        offsets = {**offsets, **pending}
+        try:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                 asynchronous=False)
+            self._uncommitted = {}
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            if not isinstance(err, KafkaError) or err.code() not in _REBALANCE_COMMIT_ERRORS:
+                raise
+            self._uncommitted = offsets
+            log.warning("offsets not committed: consumer group rebalancing; kept for the next batch",
+                        extra={"route": self.route.name, "error_class": err.name(), "partitions": len(offsets)})
 
     def _await_acks(self) -> None:
         for attempt in range(self.cfg.max_produce_attempts):

@@ -1,0 +1,289 @@
+"""The benchmark: dpp measured against the physical limit of the same machine, side by side.
+
+::
+
+    python -m loadtests.bench [--records 200000] [--size 0.5k|2k]
+
+One run, one broker, the same pre-produced data for every row (each row reads the same source
+topic with a consumer group of its own and writes a sink topic of its own):
+
+* (a) a raw confluent-kafka consume → produce pass-through loop (:mod:`loadtests.passthrough`),
+  the same client settings and guarantees as ``dpp run``: **the limit**;
+* (b) ``dpp run`` with the example policy's rules without the FPE rules (``loadtests/policies/b-no-fpe.yaml``);
+* (c) (b) plus two FF1 fields, ``id_number`` and ``bank_card`` (``c-two-ff1.yaml``);
+* (d) (b) with ``detect`` on the note instead of ``redact`` (``d-detect.yaml``), on records whose
+  note is 200 characters (a data set of its own, so its ratio is to (a) re-run on that data, row a200);
+* (e) a faust-streaming pass-through agent (:mod:`loadtests.faust_passthrough`), for reference.
+
+Every row runs as its own process, measured by :mod:`loadtests.harness` (CPU from the
+"partitions assigned" line to the last record acknowledged in the sink). Then the latency phase:
+(a) and (b) on fresh topics while the generator produces at half of (b)'s measured throughput;
+end-to-end latency (produce stamp → read at the sink by a separate consumer), and the latency
+dpp adds = (b) − (a) at each percentile.
+
+Prints a table of records per proxy CPU-second and each row's ratio to (a), checks the issue's
+targets, and writes ``loadtests/results/bench-<size>-<time>.json`` and ``….png`` (git-ignored).
+The machine's load average is printed before and after: on a shared machine, rerun when it is idle.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from .common import (DEFAULT_BOOTSTRAP, DETECT_NOTE_CHARS, POLICIES, RESULTS, SIZES, Dataset, Machine,
+                     delete_topics, ensure_key_env, load_average)
+from .harness import FAUST, RAW, Contender, dpp_contender, fill_source, measure_latency, measure_throughput
+
+TARGETS = {"b_records_per_cpu_s": 100_000, "b_ratio_to_a": 1 / 3, "c_records_per_cpu_s": 30_000,
+           "added_p99_ms": 50.0}
+
+ROWS_B = dpp_contender("b", "dpp, example policy without FPE", POLICIES / "b-no-fpe.yaml")
+ROWS_C = dpp_contender("c", "dpp, (b) + two FF1 fields", POLICIES / "c-two-ff1.yaml")
+ROWS_D = dpp_contender("d", f"dpp, (b) + detect on a {DETECT_NOTE_CHARS}-char note", POLICIES / "d-detect.yaml")
+RAW_D = Contender("a200", f"raw pass-through on the {DETECT_NOTE_CHARS}-char-note data (reference for d)", "raw")
+
+
+def detect_available(env: dict) -> str | None:
+    """``None`` when row (d) can run, else why not."""
+    if importlib.util.find_spec("proxy.transforms.detect") is None:
+        return "proxy/transforms/detect.py does not exist yet"
+    old = dict(os.environ)
+    try:
+        os.environ.update(env)
+        from proxy.policy.compiler import compile_policy
+        from proxy.policy.loader import load_policy
+        compile_policy(load_policy(ROWS_D.policy))
+    except Exception as e:  # noqa: BLE001 - reported as the row's reason
+        return f"the detect policy does not compile: {type(e).__name__}: {str(e)[:200]}"
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return None
+
+
+def faust_available() -> str | None:
+    """``None`` when faust-streaming is importable, else why not."""
+    if importlib.util.find_spec("faust") is None:
+        return "faust-streaming is not installed (pip install faust-streaming)"
+    return None
+
+
+def _fmt(v, spec: str, na: str = "n/a") -> str:
+    return na if v is None else format(v, spec)
+
+
+def table(rows: list[dict], ref: dict[str, dict]) -> str:
+    """The results table (text)."""
+    head = (f"{'row':<5} {'contender':<52} {'rec/s':>8} {'MB/s':>6} {'CPU-s/100k':>10} {'rec/CPU-s':>10} "
+            f"{'ratio to (a)':>12} {'RSS MB':>7}")
+    out = [head, "-" * len(head)]
+    for r in rows:
+        if not r.get("ok"):
+            why = r.get("na") or r.get("error", "failed")
+            out.append(f"{r['key']:<5} {r['label'][:52]:<52} n/a: {why}")
+            continue
+        base = ref.get(r["key"])
+        ratio = r.get("ratio_to_a")
+        ratio_s = "1.00 (limit)" if r["key"] in ("a", "a200") else _fmt(ratio, ".2f")
+        if r["key"] == "d" and base is not None:
+            ratio_s += " vs a200"
+        out.append(f"{r['key']:<5} {r['label'][:52]:<52} {r['records_per_s']:>8,} {r['mb_per_s']:>6.1f} "
+                   f"{r['cpu_s_per_100k']:>10.3f} {_fmt(r['records_per_cpu_s'], ',d'):>10} {ratio_s:>12} "
+                   f"{r['peak_rss_mb']:>7.0f}")
+    return "\n".join(out)
+
+
+def check_targets(rows: dict[str, dict], latency: dict | None) -> list[tuple[str, bool | None, str]]:
+    """``[(target, met (None = not measured), detail)]`` for the issue's targets."""
+    out = []
+    b, c = rows.get("b", {}), rows.get("c", {})
+    bv = b.get("records_per_cpu_s") if b.get("ok") else None
+    out.append(("(b) >= 100,000 records per proxy CPU-second", None if bv is None else bv >= 100_000,
+                f"{_fmt(bv, ',d')}"))
+    ratio = b.get("ratio_to_a") if b.get("ok") else None
+    out.append(("(b) >= 1/3 of (a) in the same run", None if ratio is None else ratio >= 1 / 3, f"{_fmt(ratio, '.2f')}"))
+    cv = c.get("records_per_cpu_s") if c.get("ok") else None
+    out.append(("(c) >= 30,000 records per proxy CPU-second", None if cv is None else cv >= 30_000, f"{_fmt(cv, ',d')}"))
+    added = latency.get("added_p99_ms") if latency else None
+    out.append(("added p99 latency <= 50 ms at half of (b)'s max throughput", None if added is None else added <= 50,
+                f"{_fmt(added, '.1f')} ms" if added is not None else "not measured"))
+    return out
+
+
+def chart(path: Path, rows: list[dict], latency: dict | None, title: str) -> None:
+    """PNG: records per proxy CPU-second per row (ratio to (a) on the bars) and, when measured,
+    the latency percentiles of (a) and (b)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ok = [r for r in rows if r.get("ok")]
+    ncols = 2 if latency and latency.get("a", {}).get("ok") and latency.get("b", {}).get("ok") else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 4.8), squeeze=False)
+    ax = axes[0][0]
+    labels = [f"({r['key']})" for r in ok]
+    vals = [r["records_per_cpu_s"] or 0 for r in ok]
+    colors = ["#888888" if r["kind"] == "raw" else "#d08c1f" if r["kind"] == "faust" else "#2a6fb0" for r in ok]
+    bars = ax.bar(labels, vals, color=colors)
+    for bar, r in zip(bars, ok):
+        ratio = r.get("ratio_to_a")
+        ref = "(a200)" if r["key"] == "d" else "(a)"
+        txt = f"{r['records_per_cpu_s']:,}" + (f"\n{ratio:.2f}× {ref}" if ratio is not None and r["kind"] != "raw" else "")
+        ax.annotate(txt, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+    ax.axhline(TARGETS["b_records_per_cpu_s"], color="#c0392b", linestyle="--", linewidth=1)
+    ax.annotate("target (b) 100k", (0, TARGETS["b_records_per_cpu_s"]), color="#c0392b", fontsize=8,
+                va="bottom")
+    ax.set_ylabel("records per proxy CPU-second")
+    ax.set_title("throughput per CPU (higher is better)", fontsize=10)
+    ax.margins(y=0.2)
+    if ncols == 2:
+        ax2 = axes[0][1]
+        qs = ["p50", "p95", "p99"]
+        xs = range(len(qs))
+        a, b = latency["a"], latency["b"]
+        ax2.bar([x - 0.2 for x in xs], [a[q] for q in qs], width=0.4, label="(a) raw", color="#888888")
+        ax2.bar([x + 0.2 for x in xs], [b[q] for q in qs], width=0.4, label="(b) dpp", color="#2a6fb0")
+        ax2.set_xticks(list(xs), qs)
+        ax2.set_ylabel("end-to-end latency, ms")
+        ax2.set_title(f"latency at {latency['rate']:,} records/s (half of (b)'s max)", fontsize=10)
+        ax2.legend()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=200_000, help="records per row (default %(default)s)")
+    ap.add_argument("--size", choices=sorted(SIZES), default="0.5k", help="record size (default %(default)s)")
+    ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap (default %(default)s)")
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=1000, help="dpp --batch-size and the raw loop's batch")
+    ap.add_argument("--only", default="a,b,c,d,e", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--latency-seconds", type=float, default=13.0,
+                    help="produce time per latency row, the first 3 s not counted (0: skip)")
+    ap.add_argument("--faust-records", type=int, default=50_000,
+                    help="records for row (e), the first of the same source topic (default %(default)s: faust is slow)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON and PNG (default %(default)s)")
+    a = ap.parse_args(argv)
+    only = set(a.only.split(","))
+    machine = Machine()
+    print(f"loadtests.bench: {a.records:,} records of ~{a.size} per row, {a.partitions} partitions, "
+          f"broker {a.bootstrap}; {machine.cpus} CPUs, load average {machine.load_before[0]:.2f} "
+          f"{machine.load_before[1]:.2f} {machine.load_before[2]:.2f}", flush=True)
+    if machine.load_before[0] > 1.0:
+        print("  note: the machine is busy (1-minute load > 1): figures will be noisy; rerun when idle.", flush=True)
+    env = ensure_key_env()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = RESULTS / "logs" / f"bench-{stamp}"
+    data = Dataset.for_size(a.size)
+    d_na = detect_available(env) if "d" in only else "not selected (--only)"
+    e_na = faust_available() if "e" in only else "not selected (--only)"
+    t_start = time.perf_counter()
+    topics: list[str] = []
+    rows: list[dict] = []
+    latency: dict | None = None
+    try:
+        src, nbytes = fill_source(a.bootstrap, data, a.records, a.partitions)
+        topics.append(src)
+        expected_dpp = data.consenting(a.records)
+        plan: list[tuple[Contender, str, int, int]] = []   # contender, source, bytes, expected sink
+        for c in (RAW, ROWS_B, ROWS_C):
+            if c.key in only:
+                plan.append((c, src, nbytes, expected_dpp if c.blocks else a.records))
+        if d_na is None:
+            data_d = Dataset(DETECT_NOTE_CHARS, data.max_orders)
+            src_d, nbytes_d = fill_source(a.bootstrap, data_d, a.records, a.partitions)
+            topics.append(src_d)
+            plan.append((RAW_D, src_d, nbytes_d, a.records))
+            plan.append((ROWS_D, src_d, nbytes_d, data_d.consenting(a.records)))
+        for c, source, nb, expected in plan:
+            print(f"  running ({c.key}) {c.label} …", flush=True)
+            rows.append(measure_throughput(c, a.bootstrap, source, a.partitions, a.records, nb, expected, workdir,
+                                           env, a.batch_size))
+        if "d" in only and d_na is not None:
+            rows.append({"key": "d", "label": ROWS_D.label, "kind": "dpp", "ok": False, "na": d_na})
+        if e_na is None:
+            n_e = min(a.faust_records or a.records, a.records)
+            print(f"  running (e) {FAUST.label} …", flush=True)
+            rows.append(measure_throughput(FAUST, a.bootstrap, src, a.partitions, n_e, int(nbytes * n_e / a.records),
+                                           n_e, workdir, env, a.batch_size))
+        elif "e" in only:
+            rows.append({"key": "e", "label": FAUST.label, "kind": "faust", "ok": False, "na": e_na})
+        by = {r["key"]: r for r in rows}
+        for r in rows:
+            if not r.get("ok"):
+                continue
+            ref = by.get("a200") if r["key"] == "d" else by.get("a")
+            if ref and ref.get("ok") and r.get("records_per_cpu_s") and ref.get("records_per_cpu_s"):
+                r["ratio_to_a"] = round(r["records_per_cpu_s"] / ref["records_per_cpu_s"], 3)
+        b = by.get("b", {})
+        if a.latency_seconds > 0 and b.get("ok") and "a" in only:
+            rate = max(1000, round(b["records_per_s"] / 2, -2))
+            latency = {"rate": int(rate), "seconds": a.latency_seconds}
+            for c in (RAW, ROWS_B):
+                print(f"  latency ({c.key}) at {int(rate):,} records/s for {a.latency_seconds:g} s …", flush=True)
+                latency[c.key] = measure_latency(c, a.bootstrap, a.size, rate, a.latency_seconds, workdir, env,
+                                                 a.partitions, a.batch_size)
+            la, lb = latency["a"], latency["b"]
+            if la.get("ok") and lb.get("ok"):
+                for q in ("p50", "p95", "p99"):
+                    latency[f"added_{q}_ms"] = round(lb[q] - la[q], 2)
+                if la.get("p99_median_second") is not None and lb.get("p99_median_second") is not None:
+                    latency["added_p99_median_second_ms"] = round(lb["p99_median_second"] - la["p99_median_second"], 2)
+    finally:
+        delete_topics(a.bootstrap, topics)
+    elapsed = time.perf_counter() - t_start
+    by = {r["key"]: r for r in rows}
+    print()
+    print(table(rows, {"d": by.get("a200", {})}))
+    if latency:
+        print()
+        print(f"end-to-end latency at {latency['rate']:,} records/s (half of (b)'s {b['records_per_s']:,}/s), "
+              f"{a.latency_seconds:g} s, first 3 s excluded:")
+        for k in ("a", "b"):
+            r = latency.get(k, {})
+            if r.get("ok"):
+                print(f"  ({k}) p50 {r['p50']:.1f} ms  p95 {r['p95']:.1f} ms  p99 {r['p99']:.1f} ms  max {r['max']:.1f} ms"
+                      f"  ({r['n']:,} records, {r['rate_achieved']:,.0f}/s achieved, proxy CPU {r['proxy_cpu_util']:.2f}, "
+                      f"waiting for a CPU {r['proxy_runqueue_wait']:.2f} s/s)")
+            else:
+                print(f"  ({k}) failed: {r.get('error')}")
+        if "added_p99_ms" in latency:
+            print(f"  added by dpp: p50 {latency['added_p50_ms']:+.1f} ms  p95 {latency['added_p95_ms']:+.1f} ms  "
+                  f"p99 {latency['added_p99_ms']:+.1f} ms")
+        if "added_p99_median_second_ms" in latency:
+            print(f"  per-second p99, median second: (a) {latency['a']['p99_median_second']:.1f} ms, "
+                  f"(b) {latency['b']['p99_median_second']:.1f} ms, added {latency['added_p99_median_second_ms']:+.1f} ms "
+                  f"(less sensitive to a few seconds of interference from other jobs)")
+    print()
+    targets = check_targets(by, latency)
+    for name, met, detail in targets:
+        print(f"  target {name}: {detail} -> {'met' if met else 'NOT met' if met is False else 'not measured'}")
+    load_after = load_average()
+    print(f"\ntotal {elapsed:.0f} s; load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = a.out / f"bench-{a.size}-{stamp}.json", a.out / f"bench-{a.size}-{stamp}.png"
+    doc = {"command": "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "records": a.records, "size": a.size, "mean_record_bytes": round(data.mean_bytes()),
+           "partitions": a.partitions, "batch_size": a.batch_size, "machine": machine.as_dict(), "rows": rows,
+           "latency": latency, "targets": [{"target": n, "met": m, "value": d} for n, m, d in targets],
+           "elapsed_s": round(elapsed, 1)}
+    json_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    try:
+        chart(png_path, rows, latency,
+              f"dpp benchmark, {a.records:,} records of ~{a.size}, {machine.cpus} CPUs, load {machine.load_before[0]:.1f}")
+        print(f"wrote {json_path} and {png_path}")
+    except ImportError:
+        print(f"wrote {json_path} (no chart: pip install matplotlib)")
+    return 0 if all(r.get("ok") or r.get("na") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
