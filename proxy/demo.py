@@ -202,7 +202,8 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     print(f"      dpp run --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}")
     print(f"      dpp reveal --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}"
           " --partition 0 --offset 0 4 --reason demo --audit-file /tmp/dpp-audit.jsonl")
-    print("      bash deploy/kafka.sh stop          # stop the local broker")
+    port_env = f"DPP_KAFKA_PORT={os.environ['DPP_KAFKA_PORT']} " if os.environ.get("DPP_KAFKA_PORT") else ""
+    print(f"      {port_env}bash deploy/kafka.sh stop          # stop the local broker")
     return 0 if ok else 1
 
 
