@@ -29,8 +29,11 @@ fetch() {
   command -v java >/dev/null || { log "java (17+) is required to run Kafka"; exit 1; }
   log "resolving Apache Kafka from Maven Central into $libs"
   rm -rf "$libs"; mkdir -p "$libs"
-  mvn -q -B -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$libs" -DincludeScope=runtime >&2
+  mkdir -p "$cache"
+  if ! mvn -q -B -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+       -DoutputDirectory="$libs" -DincludeScope=runtime >"$cache/fetch.log" 2>&1; then
+    log "resolving Kafka failed; Maven said:"; cat "$cache/fetch.log" >&2; exit 1
+  fi
   touch "$libs/.complete"
 }
 
