@@ -38,6 +38,9 @@ class CnLicencePlate(RegexDetector):
     def possible(self, info: TextInfo) -> bool:
         return not info.ascii and bool(info.runs)  # a CJK province character and digits
 
+    def prefilter(self, text: str) -> bool:
+        return not text.isascii()
+
     def validate(self, m: re.Match) -> bool:
         serial = m.group("serial")
         return sum("0" <= c <= "9" for c in serial) >= 2

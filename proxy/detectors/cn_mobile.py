@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector, TextInfo
+from .base import RegexDetector, Start, TextInfo
 
 MOBILE_PREFIXES: frozenset[str] = frozenset(
     [str(p) for p in range(130, 140)]
@@ -36,6 +36,13 @@ class CnMobile(RegexDetector):
         r"(?<![0-9A-Za-z+])(?P<cc>(?:\+86|0086|\(\+86\)|\+\(86\))[ -]?)?"
         r"(?P<num>1[3-9][0-9](?:(?P<sep>[ -]?)[0-9]{4}(?P=sep)[0-9]{4}))"
         r"(?![0-9A-Za-z])"
+    )
+
+    starts = (
+        Start("1", (11,)), Start("1", (3,), follow=" -"),  # 13900001111, 139 0000 1111
+        Start("0", (15,)), Start("0", (4, 7), follow=" -"),  # 0086…: glued, "0086 …", "0086139 …"
+        Start("8", (2, 13), offsets=(-2, -1)),  # "+86 …", "(+86)…", "+(86)…", "+8613900001111"
+        Start("8", (5,), follow=" -", offsets=(-2, -1)),  # "+86139 0000 1111"
     )
 
     def possible(self, info: TextInfo) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector, TextInfo
+from .base import RegexDetector, Start, TextInfo
 
 
 class CnPassport(RegexDetector):
@@ -25,6 +25,8 @@ class CnPassport(RegexDetector):
         r"|(?<=[DSP])E[0-9]{7}|(?<=[DSP])[0-9]{7,8})"
         r"(?![0-9A-Za-z])"
     )
+
+    starts = (Start("EGDSP", (8, 9)),)
 
     def possible(self, info: TextInfo) -> bool:
         return info.upper and (7 in info.lens or 8 in info.lens)

@@ -12,14 +12,27 @@ an ID number with a wrong check character passes both USCC checks 1 time in 341.
 from __future__ import annotations
 
 import re
+from operator import mul
 
-from .base import RegexDetector, TextInfo
-from .checksums import CN_PROVINCE_CODES, USCC_CHARSET, uscc_valid
+from .base import RegexDetector, Start, TextInfo
+from .checksums import CN_PROVINCE_CODES, USCC_CHARSET, USCC_WEIGHTS
 
 _C = "0-9A-HJ-NP-RTUW-Y"  # GB 32100 code set as a regex class
 _GB11714_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 _RUN6 = frozenset(range(6, 19))
 _ID_SHAPED = re.compile(r"[1-8][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")
+_USCC_VALUE = {c: i for i, c in enumerate(USCC_CHARSET)}
+_V36 = {c: int(c, 36) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
+def uscc_check_ok(s: str) -> bool:
+    """:func:`~proxy.detectors.checksums.uscc_valid` for an 18-character string: every
+    character in the GB 32100 code set and the mod-31 check character right."""
+    try:
+        v = list(map(_USCC_VALUE.__getitem__, s))
+    except KeyError:
+        return False
+    return len(v) == 18 and v[17] == -sum(map(mul, v, USCC_WEIGHTS)) % 31
 
 
 def gb11714_valid(code9: str) -> bool:
@@ -30,15 +43,10 @@ def gb11714_valid(code9: str) -> bool:
     """
     if len(code9) != 9:
         return False
-    total = 0
-    for c, w in zip(code9, _GB11714_WEIGHTS):
-        if "0" <= c <= "9":
-            v = ord(c) - 48
-        elif "A" <= c <= "Z":
-            v = ord(c) - 55
-        else:
-            return False
-        total += v * w
+    try:
+        total = sum(map(mul, map(_V36.__getitem__, code9[:8]), _GB11714_WEIGHTS))
+    except KeyError:
+        return False
     r = 11 - total % 11
     expected = "X" if r == 10 else "0" if r == 11 else str(r)
     return code9[8] == expected
@@ -57,15 +65,19 @@ class CnUscc(RegexDetector):
         r"[1-9A-GNY](?<![0-9A-Za-z][1-9A-GNY])[0-9A-Z][0-9]{6}[" + _C + r"]{10}(?![0-9A-Za-z])"
     )
 
+    starts = (Start("123456789ABCDEFGNY", (18,)),)
+
     def possible(self, info: TextInfo) -> bool:
         # the 6-digit administrative division code; letters elsewhere unless all 18 are digits
         return not info.lens.isdisjoint(_RUN6) and (info.upper or 18 in info.lens)
 
     def validate(self, m: re.Match) -> bool:
         s = m.group()
+        if s[2:4] not in CN_PROVINCE_CODES:
+            return False
         if s.isdigit() and _ID_SHAPED.match(s):
             return False  # an all-digit, resident-ID shaped run: cn_resident_id decides
-        return s[2:4] in CN_PROVINCE_CODES and uscc_valid(s) and gb11714_valid(s[8:17])
+        return uscc_check_ok(s) and gb11714_valid(s[8:17])
 
     def fpe_keep(self, value: str) -> int:
         return 2  # registration authority and organisation type are categories, not identity

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Finding, RegexDetector, TextInfo
+from .base import Finding, RegexDetector, Start, TextInfo, new_finding
 
 
 def hkid_check_char(prefix: str, digits6: str) -> str:
@@ -34,6 +34,10 @@ class HkId(RegexDetector):
         r"(?P<p>[A-Z](?<![0-9A-Za-z][A-Z])[A-Z]?)(?P<d>[0-9]{6})(?:\((?P<c1>[0-9A])\)|(?P<c2>[0-9A])(?![0-9A-Za-z]))"
     )
 
+    _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    # "A123456(3)" / "AB123456(3)": the run stops at the bracket; "A1234563" / "AB1234563"
+    starts = (Start(_UPPER, (7, 8), follow="("), Start(_UPPER, (8, 9)))
+
     def possible(self, info: TextInfo) -> bool:
         return info.upper and (6 in info.lens or 7 in info.lens)
 
@@ -41,17 +45,15 @@ class HkId(RegexDetector):
         check = m.group("c1") or m.group("c2")
         return hkid_check_char(m.group("p"), m.group("d")) == check
 
-    def find(self, text: str) -> list[Finding]:
+    def finding(self, m: re.Match) -> Finding | None:
         # The bracketed check is the card's own spelling (priority 65). A bare code passes the
         # check by chance 1 time in 11: with one letter (``P7280983``) it still beats the rare
         # D/S/P passport shapes (60 > 55); with two letters (``EM0155441``) it yields (50) to the
         # common e-passport and permit shapes (``E``/``C`` + letter + 7 digits).
-        out = []
-        for m in self.pattern.finditer(text):
-            if self.validate(m):
-                prio = self.priority if m.group("c1") else 60 if len(m.group("p")) == 1 else 50
-                out.append(Finding(m.start(), m.end(), self.name, prio))
-        return out
+        if self.validate(m):
+            prio = self.priority if m.group("c1") else 60 if len(m.group("p")) == 1 else 50
+            return new_finding((m.start(), m.end(), self.name, prio))
+        return None
 
     def fpe_keep(self, value: str) -> int:
         return 0

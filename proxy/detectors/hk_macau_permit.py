@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector, TextInfo
+from .base import RegexDetector, Start, TextInfo
 
 
 class HkMacauPermit(RegexDetector):
@@ -25,6 +25,8 @@ class HkMacauPermit(RegexDetector):
         r"[HMC](?<![0-9A-Za-z][HMC])(?:(?<=[HM])[0-9]{10}|(?<=[HM])[0-9]{8}|(?<=C)[0-9]{8}|(?<=C)[A-HJ-NP-Z][0-9]{7})"
         r"(?![0-9A-Za-z])"
     )
+
+    starts = (Start("HMC", (9, 11)),)
 
     def possible(self, info: TextInfo) -> bool:
         lens = info.lens

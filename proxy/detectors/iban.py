@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import re
 
-from .base import Finding, RegexDetector, TextInfo
-from .checksums import iban_valid
+from .base import LONG, Finding, RegexDetector, Start, TextInfo, new_finding
+
+_LETTER_VALUES = {ord(c): str(10 + i) for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+
+
+def mod97_ok(cand: str) -> bool:
+    """:func:`~proxy.detectors.checksums.iban_valid` for what :class:`Iban` extracts (upper-case
+    letters and digits, single spaces, 15-34 characters without them, letters then digits
+    first): the rearranged number, letters as 10-35, is 1 mod 97."""
+    compact = cand.replace(" ", "")
+    return int((compact[4:] + compact[:4]).translate(_LETTER_VALUES)) % 97 == 1
+
+_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 IBAN_LENGTHS: dict[str, int] = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
@@ -38,36 +49,45 @@ class Iban(RegexDetector):
     description = "IBAN (ISO 13616-1)"
     pattern = re.compile(r"[A-Z](?<![0-9A-Za-z][A-Z])[A-Z][0-9]{2}(?: ?[0-9A-Z]{1,4}){3,8}")
 
+    # the run starts with two capitals and the check digits ("GB82", "GB82WEST1234…"; any two
+    # capitals, as the pattern: a match that is no country still consumes its text); it may go
+    # on in lower case past the match, hence any length from 4
+    starts = (Start(_CAPITALS, range(4, LONG + 1), second=_CAPITALS),)
+
     def possible(self, info: TextInfo) -> bool:
         return info.upper  # country code letters (and check digits, so runs exist)
 
-    def find(self, text: str) -> list[Finding]:
-        out = []
-        for m in self.pattern.finditer(text):
-            s = m.group()
-            want = IBAN_LENGTHS.get(s[:2])
-            if want is None:
-                continue
-            # take exactly `want` alphanumerics from the start; the span ends after the last one
+    def finding(self, m: re.Match) -> Finding | None:
+        s = m.group()
+        want = IBAN_LENGTHS.get(s[:2])
+        if want is None:
+            return None
+        # take exactly `want` alphanumerics from the start; the span ends after the last one
+        if " " not in s:
+            if len(s) < want:
+                return None
+            end = want
+        else:
             n = 0
-            end = None
+            end = 0
             for i, c in enumerate(s):
                 if c != " ":
                     n += 1
                     if n == want:
                         end = i + 1
                         break
-            if end is None:
-                continue
-            stop = m.start() + end
-            if stop < len(text) and (text[stop].isascii() and text[stop].isalnum()):
-                continue
-            cand = s[:end]
-            if " " in cand and not _grouped_ok(cand):
-                continue
-            if iban_valid(cand):
-                out.append(Finding(m.start(), stop, self.name, self.priority))
-        return out
+            if not end:
+                return None
+        text = m.string
+        stop = m.start() + end
+        if stop < len(text) and (text[stop].isascii() and text[stop].isalnum()):
+            return None
+        cand = s[:end]
+        if " " in cand and not _grouped_ok(cand):
+            return None
+        if mod97_ok(cand):
+            return new_finding((m.start(), stop, self.name, self.priority))
+        return None
 
     def fpe_keep(self, value: str) -> int:
         return 2  # the country code

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .base import Encrypt, RegexDetector, TextInfo
+from .base import DIGITS, Encrypt, RegexDetector, Start, TextInfo
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _VERSION_WORD = re.compile(r"(?:version|ver|release|build|rev|v|版本|版本号)[\s:：=#]*$", re.IGNORECASE)
@@ -27,6 +27,8 @@ class IPv4(RegexDetector):
     pattern = re.compile(
         r"(?<![0-9A-Za-z.])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?![0-9A-Za-z]|\.[0-9A-Za-z])"
     )
+
+    starts = (Start(DIGITS, (1, 2, 3), follow="."),)
 
     def possible(self, info: TextInfo) -> bool:
         return info.short >= 4  # four octets of 1-3 digits

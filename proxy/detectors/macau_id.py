@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .base import RegexDetector, TextInfo
+from .base import RegexDetector, Start, TextInfo
 
 
 class MacauId(RegexDetector):
@@ -20,6 +20,8 @@ class MacauId(RegexDetector):
     trigger = "("
     description = "Macao resident identity card number"
     pattern = re.compile(r"[157](?<![0-9A-Za-z][157])[0-9]{6}\([0-9]\)")
+
+    starts = (Start("157", (7,), follow="("),)
 
     def possible(self, info: TextInfo) -> bool:
         return 7 in info.lens

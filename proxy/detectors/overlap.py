@@ -12,7 +12,7 @@ phone number share digits.
 """
 from __future__ import annotations
 
-from .base import Finding
+from .base import Finding, new_finding
 
 
 def _key(f: Finding):
@@ -28,14 +28,17 @@ def resolve_overlaps(findings: list[Finding]) -> list[Finding]:
     out: list[Finding] = []
     best = fs[0]
     start, end = best.start, best.end
-    for f in fs[1:]:
+    for i in range(1, n):
+        f = fs[i]
         if f.start < end:
             if _key(f) > _key(best):
                 best = f
             if f.end > end:
                 end = f.end
             continue
-        out.append(best if (best.start, best.end) == (start, end) else Finding(start, end, best.detector, best.priority))
+        out.append(best if best.start == start and best.end == end
+                   else new_finding((start, end, best.detector, best.priority)))
         best, start, end = f, f.start, f.end
-    out.append(best if (best.start, best.end) == (start, end) else Finding(start, end, best.detector, best.priority))
+    out.append(best if best.start == start and best.end == end
+               else new_finding((start, end, best.detector, best.priority)))
     return out

@@ -13,8 +13,10 @@ from bisect import bisect_right
 
 from .base import Finding
 
-URL = re.compile(r"(?:(?<![A-Za-z0-9+\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://|(?<![A-Za-z0-9.])www\.)"
+URL = re.compile(r"[A-Za-z](?:(?<![A-Za-z0-9+\-][A-Za-z])[A-Za-z0-9+.\-]{1,15}+://|(?<=w)(?<![A-Za-z0-9.]w)ww\.)"
                  r"[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]+")
+# (a scheme not after [A-Za-z0-9+-], or "www." not after [A-Za-z0-9.]; written to start with its
+# first letter so the regex engine can skip to letters, the scheme run possessive: it holds no ":")
 """Scheme URLs and ``www.`` hosts: RFC 3986 characters only, so a URL ends at white space,
 quotes, angle brackets and any non-ASCII character (CJK text right after a URL is not part of it)."""
 

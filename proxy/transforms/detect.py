@@ -39,7 +39,7 @@ from typing import Any
 from ..crypto.ff1 import FF1, FF1DomainError
 from ..crypto.keys import require_aes
 from ..detectors import Scanner, build_detectors
-from ..detectors.base import Detector
+from ..detectors.base import Detector, fold_variants
 from ..errors import Reason, TransformError
 from .base import BuildContext, Transform, as_text
 from .mask import Mask
@@ -129,7 +129,9 @@ class Detect(Transform):
         pos = 0
         for f in findings:
             parts.append(text[pos:f.start])
-            parts.append(rep(f.detector, text[f.start:f.end]))
+            # non-ASCII digits / full-width letters are found as ASCII (detectors.engine): hand the
+            # replacement the ASCII form, so FPE encrypts every digit and pseudonyms match
+            parts.append(rep(f.detector, fold_variants(text[f.start:f.end])))
             pos = f.end
             counts[f.detector] = counts.get(f.detector, 0) + 1
         parts.append(text[pos:])
