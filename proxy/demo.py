@@ -112,7 +112,7 @@ def total(samples: dict, name: str, **match) -> float:
 
 def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every record was accounted for)."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer
 
     from . import logs
     from .generator import generate_records, malformed_payloads

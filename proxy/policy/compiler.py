@@ -24,7 +24,6 @@ from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
 from ..errors import KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..transforms import BuildContext, build_transform
-from ..transforms.drop import DROPPED
 from .loader import LoadedPolicy
 from .models import DropRule, Route
 from .paths import WILDCARD, compile_visit, parse_path

@@ -14,8 +14,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import PolicyError
-from .models import DropRule, KeepRule, Policy
-from .paths import WILDCARD, is_prefix, parse_path
+from .models import DropRule, Policy
+from .paths import is_prefix, parse_path
 
 
 @dataclass(frozen=True)
@@ -256,9 +256,7 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
                                 "one value would get two rules"))
         if route.unlisted_fields == "drop" and not any(not isinstance(r, DropRule) for r in route.rules):
             out.append((base + ("rules",), "unlisted_fields: drop with no keep/transform rule would drop every field"))
-        for bi, blk in enumerate(route.block):
-            _ = bi
     return out
 
 
-__all__ = ["LoadedPolicy", "load_policy", "load_policy_text", "semantic_problems", "KeepRule"]
+__all__ = ["LoadedPolicy", "load_policy", "load_policy_text", "semantic_problems"]

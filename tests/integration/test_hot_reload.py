@@ -13,8 +13,8 @@ import re
 import orjson
 import pytest
 
-from .helpers import (KAFKA_PYTHON_WARNINGS, DppProcess, drain, metric, produce, read_topic, route_setup,  # noqa: F401
-                      wait_until)
+from .helpers import (KAFKA_PYTHON_WARNINGS, DppProcess, drain, metric, produce, read_topic,  # noqa: F401
+                      route_setup)
 
 pytestmark = [pytest.mark.integration, *KAFKA_PYTHON_WARNINGS]
 
