@@ -31,12 +31,25 @@ def _load_compiled(policy_file: str, routes: list[str] | None = None):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="data-protection-proxy", prog_name="dpp")
-def main() -> None:
+@click.option("--kafka-config", "kafka_config", multiple=True, metavar="KEY=VALUE",
+              help="librdkafka property for every Kafka client (repeatable), e.g. security.protocol=SASL_SSL; "
+                   "VALUE env:NAME reads the environment variable NAME")
+@click.option("--kafka-config-file", type=click.Path(dir_okay=False), envvar="DPP_KAFKA_CONFIG_FILE",
+              help="file of KEY=VALUE librdkafka properties (env: DPP_KAFKA_CONFIG_FILE)")
+def main(kafka_config: tuple[str, ...], kafka_config_file: str | None) -> None:
     """dpp: streaming data-protection proxy for Apache Kafka.
 
     Routes Kafka topics through YAML policies that mask, format-preserving-encrypt (FF1),
     pseudonymize, redact or drop personal fields and block whole records.
     """
+    if kafka_config or kafka_config_file:
+        from .stream.clientconfig import ClientConfigError, parse_items, read_file, set_extra
+        try:
+            cfg = read_file(kafka_config_file) if kafka_config_file else {}
+            cfg.update(parse_items(kafka_config))
+        except ClientConfigError as e:
+            raise click.BadParameter(str(e), param_hint="--kafka-config/--kafka-config-file") from None
+        set_extra(cfg)
 
 
 @main.command()
@@ -300,7 +313,8 @@ def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str 
     producer = None
     if audit_topic:
         from confluent_kafka import Producer
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        from .stream.clientconfig import client_config
+        producer = Producer({**client_config(bootstrap), "enable.idempotence": True})
 
     def audit(doc: bytes) -> None:
         if audit_file:

@@ -6,6 +6,8 @@ import logging
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from .clientconfig import client_config
+
 log = logging.getLogger("proxy.stream")
 
 
@@ -16,7 +18,7 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.
 
     Returns the names created. Raises ``KafkaException`` if the broker refuses.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     new = [NewTopic(t, num_partitions=n, replication_factor=1, config=(configs or {}).get(t, {}))
            for t, n in topics.items() if t not in existing]
@@ -34,7 +36,7 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.
 
 def partition_count(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int | None:
     """Number of partitions of ``topic``, or ``None`` when it does not exist."""
-    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic=topic, timeout=timeout_s)
+    md = AdminClient(client_config(bootstrap)).list_topics(topic=topic, timeout=timeout_s)
     t = md.topics.get(topic)
     if t is None or t.error is not None:
         return None

@@ -20,6 +20,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from .clientconfig import client_config
+
 from ..metrics import Metrics
 from ..policy.compiler import DEAD_LETTER, SINK, CompiledPolicy, CompiledRoute
 from .deadletter import envelope
@@ -74,7 +76,7 @@ class RouteWorker:
         self._next: tuple[CompiledRoute, CompiledPolicy] | None = None
         self._lag_at = 0.0
         self.consumer = Consumer({
-            "bootstrap.servers": cfg.bootstrap_servers,
+            **client_config(cfg.bootstrap_servers),
             "group.id": route.group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -87,7 +89,7 @@ class RouteWorker:
             **cfg.consumer,
         })
         self.producer = Producer({
-            "bootstrap.servers": cfg.bootstrap_servers,
+            **client_config(cfg.bootstrap_servers),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,

@@ -5,12 +5,14 @@ from typing import Iterator
 
 from confluent_kafka import Consumer, TopicPartition
 
+from .clientconfig import client_config
+
 
 def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int | None,
                timeout_s: float = 10.0) -> Iterator[tuple[int, bytes | None, bytes | None, dict[str, bytes]]]:
     """Yield ``(offset, key, value, headers)`` for offsets ``start..end`` (``end=None``: up to the
     high watermark at call time). No consumer group offsets are committed."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "dpp-reveal", "enable.auto.commit": False,
+    c = Consumer({**client_config(bootstrap), "group.id": "dpp-reveal", "enable.auto.commit": False,
                   "enable.partition.eof": True})
     try:
         lo, hi = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
@@ -38,7 +40,7 @@ def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int 
 def produce_one(bootstrap: str, topic: str, value: bytes, key: bytes | None = None, timeout_s: float = 30.0) -> None:
     """Produce one record and wait for the broker's acknowledgement (raises ``RuntimeError``)."""
     from confluent_kafka import Producer
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    p = Producer({**client_config(bootstrap), "enable.idempotence": True})
     errs = []
     p.produce(topic, value, key, on_delivery=lambda e, m: errs.append(e) if e else None)
     if p.flush(timeout_s) or errs:

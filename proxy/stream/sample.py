@@ -13,6 +13,8 @@ from typing import Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from .clientconfig import client_config
+
 
 class TopicNotFound(LookupError):
     """The topic does not exist (or has no partitions) on the given cluster."""
@@ -40,7 +42,7 @@ def sample_topic(bootstrap: str, topic: str, count: int, *, timeout_s: float = 3
     :class:`TopicNotFound` for a missing topic and ``KafkaException`` for broker errors.
     """
     consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": f"dpp-scan-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

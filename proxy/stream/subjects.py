@@ -22,6 +22,8 @@ from typing import Iterable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from .clientconfig import client_config
+
 from ..crypto import subjects as sj
 
 log = logging.getLogger("proxy.subjects")
@@ -40,9 +42,9 @@ class KafkaSubjectKeys:
         self._next_offset = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dpp-subject-keys-reader",
+        self._consumer = Consumer({**client_config(bootstrap), "group.id": "dpp-subject-keys-reader",
                                    "enable.auto.commit": False, "enable.partition.eof": True})
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+        self._producer = Producer({**client_config(bootstrap), "enable.idempotence": True, "acks": "all",
                                    "linger.ms": 2})
         self._consumer.assign([TopicPartition(topic, 0, -2)])  # OFFSET_BEGINNING
         self.catch_up()
