@@ -400,11 +400,16 @@ def suggest_policy(report: ScanReport, *, source: str, name: str | None = None) 
     keys: dict[str, dict] = {"dead-letter": {"source": "env", "name": "DPP_KEY_DEAD_LETTER"}}
     if any(r.get("key") == "pseudonym" for r in rules):
         keys["pseudonym"] = {"source": "env", "name": "DPP_KEY_PSEUDONYM"}
-    named = []
+    named, used = [], {r["field"] for r in rules}
     for i, r in enumerate(rules):
         r = dict(r)
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", r["field"]):
-            r["name"] = f"field-{i}"  # metric label: a slug even when the path has [*] or quotes
+            # metric label: a readable slug of the path (orders[*].card_number -> orders.card_number)
+            slug = re.sub(r"[^a-z0-9._-]+", "-", r["field"].lower().replace("[*]", "")).strip("-._")[:56]
+            if not slug or not slug[0].isalnum() or slug in used:
+                slug = f"{slug or 'field'}-{i}".lstrip("-._") or f"field-{i}"
+            used.add(slug)
+            r["name"] = slug
         named.append(r)
     routes = [{
         "name": "protect",
