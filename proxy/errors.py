@@ -34,6 +34,9 @@ class Reason(str, Enum):
     TOKEN_INVALID = "token-invalid"
     SUBJECT_FORGOTTEN = "subject-forgotten"
     SUBJECT_MISSING = "subject-missing"
+    UNEXPECTED_SHAPE = "unexpected-shape"
+    """A rule's path meets a string/number where it needs an object or array: the value could hold
+    what the rule protects, so the record fails closed."""
 
 
 class DppError(Exception):

@@ -26,7 +26,7 @@ from ..errors import KeyLoadError, PolicyError, Reason, RecordError, Stage, Tran
 from ..transforms import BuildContext, build_transform
 from .loader import LoadedPolicy
 from .models import DropRule, Route
-from .paths import WILDCARD, compile_visit, parse_path
+from .paths import WILDCARD, PathShapeError, compile_visit, parse_path
 
 log = logging.getLogger("proxy.policy")
 
@@ -278,12 +278,17 @@ class CompiledRoute:
 
     def _step(self, i: int, defer: bool = False) -> Callable[[dict, list], int]:
         rule, t = self.rules[i], self.transforms[i]
-        visit = compile_visit(parse_path(rule.field))
+        # keep protects nothing (the allow-list prunes what does not fit); every other rule fails
+        # closed when its path meets a string/number where it needs an object or array
+        visit = compile_visit(parse_path(rule.field), strict=rule.action != "keep")
         label = self.rule_labels[i]
         if isinstance(rule, DropRule):
             def drop_step(obj: dict, hits: list) -> int:
                 # collect only: every drop rule selects on the same record; protect() deletes once
-                return visit(obj, lambda c, k: hits.append((c, k)))
+                try:
+                    return visit(obj, lambda c, k: hits.append((c, k)))
+                except PathShapeError:
+                    raise RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, label) from None
             return drop_step
         if defer and i in self._deferred:
             pending, split = self._deferred[i], t.split
@@ -306,7 +311,7 @@ class CompiledRoute:
         else:
             apply = t.apply
             segs = parse_path(rule.field)
-            if all(type(s) is str for s in segs):
+            if all(type(s) is str for s in segs) and rule.action != "keep":
                 return self._key_step(segs, apply, label)
 
             def set_node(c, k):
@@ -316,14 +321,18 @@ class CompiledRoute:
                     raise RecordError(Stage.TRANSFORM, e.reason, label) from None
 
         def step(obj: dict, hits: list) -> int:
-            return visit(obj, set_node)
+            try:
+                return visit(obj, set_node)
+            except PathShapeError:
+                raise RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, label) from None
         return step
 
     @staticmethod
     def _key_step(segs: tuple, apply: Callable[[Any], Any], label: str) -> Callable[[dict, list], int]:
         """Step of a rule whose path has object keys only (``name``, ``address.postcode``): the
-        node is found and rewritten inline, with the semantics of ``compile_visit`` (a missing key,
-        a ``null`` or a non-object along the way = absent) but without its per-level calls."""
+        node is found and rewritten inline, with the semantics of ``compile_visit(strict=True)`` (a
+        missing key or a ``null`` along the way = absent; a string or number where an object is
+        needed = ``unexpected-shape``) but without its per-level calls."""
         parents, last = segs[:-1], segs[-1]
         if not parents:
             def top_step(obj: dict, hits: list) -> int:
@@ -339,12 +348,12 @@ class CompiledRoute:
         def nested_step(obj: dict, hits: list) -> int:
             node = obj
             for k in parents:
-                if type(node) is not dict:
-                    return 0
                 node = node.get(k)
                 if node is None:
                     return 0
-            if type(node) is dict and last in node:
+                if type(node) is not dict:
+                    raise RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, label)
+            if last in node:
                 try:
                     node[last] = apply(node[last])
                 except TransformError as e:

@@ -122,16 +122,28 @@ def is_prefix(a: tuple, b: tuple) -> bool:
 Visitor = Callable[[Any, Any], None]
 
 
-def compile_visit(segs: tuple) -> Callable[[dict, Callable[[Any, Any], None]], int]:
+class PathShapeError(ValueError):
+    """(``strict`` visits) A node on the path has the wrong JSON type: a string or number where the
+    path needs an object or array. The message names the path depth only, never the value."""
+
+
+def compile_visit(segs: tuple, strict: bool = False) -> Callable[[dict, Callable[[Any, Any], None]], int]:
     """Compile a path into ``visit(record, fn) -> matches``.
 
     ``fn(container, key)`` is called for every node the path selects, with the parent container
     (a ``dict`` or ``list``) and the key/index, so it can read, replace or delete the node in place.
-    Returns the number of nodes visited (0 = the path is absent from this record). Nodes of the
-    wrong type along the way (a string where an object is expected) count as absent.
+    Returns the number of nodes visited (0 = the path is absent from this record: a missing key, an
+    index out of range, or ``null`` on the way). A node of the wrong type on the way (a string where
+    an object is expected) counts as absent, or with ``strict`` raises :class:`PathShapeError`: a
+    rule must not pass ``"address": "1 Main St"`` in clear because it expected ``address.street``.
     """
     if not segs:
         raise ValueError("empty path")
+
+    def wrong(node, k: int) -> int:
+        if strict and node is not None:
+            raise PathShapeError(f"path level {k + 1}: expected an {'array' if type(segs[k]) is not str else 'object'}")
+        return 0
 
     def build(k: int):
         seg = segs[k]
@@ -140,21 +152,25 @@ def compile_visit(segs: tuple) -> Callable[[dict, Callable[[Any, Any], None]], i
             if seg is WILDCARD:
                 def leaf_wild(node, fn):
                     if type(node) is not list:
-                        return 0
+                        return wrong(node, k)
                     for i in range(len(node)):
                         fn(node, i)
                     return len(node)
                 return leaf_wild
             if isinstance(seg, int):
                 def leaf_idx(node, fn, i=seg):
-                    if type(node) is list and -len(node) <= i < len(node):
+                    if type(node) is not list:
+                        return wrong(node, k)
+                    if -len(node) <= i < len(node):
                         fn(node, i)
                         return 1
                     return 0
                 return leaf_idx
 
             def leaf_key(node, fn, key=seg):
-                if type(node) is dict and key in node:
+                if type(node) is not dict:
+                    return wrong(node, k)
+                if key in node:
                     fn(node, key)
                     return 1
                 return 0
@@ -163,7 +179,7 @@ def compile_visit(segs: tuple) -> Callable[[dict, Callable[[Any, Any], None]], i
         if seg is WILDCARD:
             def step_wild(node, fn):
                 if type(node) is not list:
-                    return 0
+                    return wrong(node, k)
                 total = 0
                 for child in node:
                     total += nxt(child, fn)
@@ -171,16 +187,19 @@ def compile_visit(segs: tuple) -> Callable[[dict, Callable[[Any, Any], None]], i
             return step_wild
         if isinstance(seg, int):
             def step_idx(node, fn, i=seg):
-                if type(node) is list and -len(node) <= i < len(node):
+                if type(node) is not list:
+                    return wrong(node, k)
+                if -len(node) <= i < len(node):
                     return nxt(node[i], fn)
                 return 0
             return step_idx
 
         def step_key(node, fn, key=seg):
-            if type(node) is dict:
-                child = node.get(key)
-                if child is not None:
-                    return nxt(child, fn)
+            if type(node) is not dict:
+                return wrong(node, k)
+            child = node.get(key)
+            if child is not None:
+                return nxt(child, fn)
             return 0
         return step_key
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from proxy.errors import Reason, RecordError, Stage, TransformError
 from proxy.policy.compiler import CompiledRoute, _compile_block, _json_equal
-from proxy.policy.paths import compile_visit, parse_path
+from proxy.policy.paths import PathShapeError, compile_visit, parse_path
 from proxy.transforms.pseudonymize import _base32, encode_digest
 
 
@@ -63,15 +63,21 @@ def _apply(value):
 
 
 def _generic_step(segs, apply, label):
-    """The general path: compile_visit with a set_node like CompiledRoute._step's."""
-    visit = compile_visit(segs)
+    """The general path: compile_visit(strict=True) with a set_node like CompiledRoute._step's."""
+    visit = compile_visit(segs, strict=True)
 
     def set_node(c, k):
         try:
             c[k] = apply(c[k])
         except TransformError as e:
             raise RecordError(Stage.TRANSFORM, e.reason, label) from None
-    return lambda obj, hits: visit(obj, set_node)
+
+    def step(obj, hits):
+        try:
+            return visit(obj, set_node)
+        except PathShapeError:
+            raise RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, label) from None
+    return step
 
 
 def _run(step, obj):
@@ -105,9 +111,13 @@ def test_key_step_counts_and_rewrites_nested_fields():
     step = CompiledRoute._key_step(("address", "postcode"), _apply, "r")
     rec = {"address": {"postcode": "a"}}
     assert step(rec, []) == 1 and rec == {"address": {"postcode": "<a>"}}
-    for absent in ({}, {"address": None}, {"address": "x"}, {"address": [{"postcode": "a"}]}, {"address": {}}):
+    for absent in ({}, {"address": None}, {"address": {}}):
         before = copy.deepcopy(absent)
         assert step(absent, []) == 0 and absent == before
+    for wrong_shape in ({"address": "x"}, {"address": [{"postcode": "a"}]}):  # fail closed
+        with pytest.raises(RecordError) as e:
+            step(wrong_shape, [])
+        assert e.value.reason is Reason.UNEXPECTED_SHAPE
     with pytest.raises(RecordError) as e:
         step({"address": {"postcode": "b"}}, [])
     assert e.value.rule == "r"
