@@ -334,18 +334,8 @@ class CompiledRoute:
         missing key or a ``null`` along the way = absent; a string or number where an object is
         needed = ``unexpected-shape``) but without its per-level calls."""
         parents, last = segs[:-1], segs[-1]
-        if not parents:
-            def top_step(obj: dict, hits: list) -> int:
-                if type(obj) is dict and last in obj:
-                    try:
-                        obj[last] = apply(obj[last])
-                    except TransformError as e:
-                        raise RecordError(Stage.TRANSFORM, e.reason, label) from None
-                    return 1
-                return 0
-            return top_step
 
-        def nested_step(obj: dict, hits: list) -> int:
+        def key_step(obj: dict, hits: list) -> int:
             node = obj
             for k in parents:
                 node = node.get(k)
@@ -360,7 +350,7 @@ class CompiledRoute:
                     raise RecordError(Stage.TRANSFORM, e.reason, label) from None
                 return 1
             return 0
-        return nested_step
+        return key_step
 
     def protect(self, obj: dict, steps=None) -> "dict | tuple[dict, str] | Outcome":
         """Apply block conditions and rules to a parsed record (mutated in place).
