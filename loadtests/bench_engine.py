@@ -1,5 +1,5 @@
 """Micro-benchmark of the policy engine alone (no Kafka): CPU µs per record of
-``CompiledRoute.process_batch`` for the benchmark policies, in this process.
+``CompiledRoute.protect_batch`` (the engine's path) for the benchmark policies, in this process.
 
 ::
 
@@ -25,20 +25,20 @@ POLICY_ROWS = [("b", POLICIES / "b-no-fpe.yaml", False), ("c", POLICIES / "c-two
 
 
 def us_per_record(policy, values: list[bytes], repeat: int, batch: int = 1000, gc_freeze: bool = True) -> float:
-    """Best CPU µs per record of ``process_batch`` over ``values`` in batches of ``batch``
+    """Best CPU µs per record of ``protect_batch`` over ``values`` in batches of ``batch``
     (after ``gc.freeze()``, as ``dpp run`` does once started, unless ``gc_freeze`` is false)."""
     import gc
     from proxy.policy.compiler import compile_policy
     from proxy.policy.loader import load_policy
     route = compile_policy(load_policy(policy)).route()
-    route.process_batch(values[:batch])  # warm up
+    route.protect_batch(values[:batch])  # warm up
     if gc_freeze:
         gc.freeze()
     best = float("inf")
     for _ in range(repeat):
         t = time.process_time()
         for i in range(0, len(values), batch):
-            route.process_batch(values[i:i + batch])
+            route.protect_batch(values[i:i + batch])
         best = min(best, time.process_time() - t)
         route.stats.drain()
     return best / len(values) * 1e6
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=sorted(SIZES), default="0.5k")
     ap.add_argument("--only", default="b,c,d,example", help="rows, comma-separated (default %(default)s)")
     ap.add_argument("--no-gc-freeze", action="store_true", help="leave the start-up objects to the collector")
-    ap.add_argument("--batch", type=int, default=1000, help="records per process_batch call (dpp's --batch-size)")
+    ap.add_argument("--batch", type=int, default=1000, help="records per protect_batch call (dpp's --batch-size)")
     a = ap.parse_args(argv)
     import os
     os.environ.update(ensure_key_env())

@@ -24,6 +24,7 @@ from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
 from ..errors import KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..transforms import BuildContext, build_transform
+from . import fastpath as _fastpath
 from .loader import LoadedPolicy
 from .models import DropRule, Route
 from .paths import WILDCARD, PathShapeError, compile_visit, parse_path
@@ -256,6 +257,7 @@ class CompiledRoute:
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
         self._blocks = [(_compile_block(b.when), b.reason) for b in route.block]
+        self._block_models = [(b.when, b.reason) for b in route.block]
         self._tree = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
                       if route.unlisted_fields == "drop" else None)
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
@@ -275,6 +277,7 @@ class CompiledRoute:
                                 latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1),
                                 detection_sources=[t.drain_detections for t in self.transforms
                                                    if hasattr(t, "drain_detections")])
+        self._fast = None if self.subject_mode else _fastpath.build(self)
 
     def _step(self, i: int, defer: bool = False) -> Callable[[dict, list], int]:
         rule, t = self.rules[i], self.transforms[i]
@@ -389,6 +392,29 @@ class CompiledRoute:
                     self._warn_dotted(pos)
         return (obj, ref) if ref else obj
 
+    def _dotted_miss(self, pos: int, obj: dict) -> None:
+        """Rule ``pos`` did not match ``obj``: warn (once) if a top-level key is spelled like its path."""
+        lit = self._dotted[pos]
+        if lit is not None and lit in obj:
+            self._warn_dotted(pos)
+
+    def _count_rules(self, ok: int, events: list, inline: tuple) -> None:
+        """Batch path's rule counters: ``ok`` records went through every rule; ``events`` holds
+        ``(rule index, matches)`` for generic steps and ``(rule index, 0)`` for each miss of an
+        ``inline`` rule (which otherwise matched once per record)."""
+        tr, un = self.stats.transforms, self.stats.unmatched
+        misses = dict.fromkeys(inline, 0)
+        for i, k in events:
+            if k:
+                tr[i] += k
+            elif i in misses:
+                misses[i] += 1
+            else:
+                un[i] += 1
+        for i, m in misses.items():
+            tr[i] += ok - m
+            un[i] += m
+
     def _warn_dotted(self, pos: int) -> None:
         """A rule ``a.b`` (nested path) did not match, but the record has a top-level key spelled
         ``a.b``: the policy author most likely meant the quoted key (``'"a.b"'`` in YAML)."""
@@ -463,43 +489,33 @@ class CompiledRoute:
         self._count(out, time.perf_counter() - t0)
         return out
 
-    def process_batch(self, values: list) -> list[Outcome]:
-        """Process a batch: same outcomes as ``[process(v) for v in values]``, but FF1 fields are
-        encrypted for the whole batch at once (``FF1.encrypt_many``: one AES call per round for all
-        values of a rule), which is several times cheaper per value than one at a time."""
-        if not self._deferred:
+    def protect_batch(self, values: list) -> list:
+        """The stream engine's path for a batch of record values (``bytes`` or ``None``): per
+        value, the protected bytes when the record goes to the sink, else an :class:`Outcome`
+        (block, dead-letter, tombstone; every record of a crypto-shredding route). Same results
+        and counters as :meth:`process` per value, from the route's generated batch function
+        (:mod:`proxy.policy.fastpath`); FF1 fields are encrypted for the whole batch at once
+        (``FF1.encrypt_many``: one AES call per round for all values of a rule)."""
+        if self._fast is None:
             return [self.process(v) for v in values]
-        pc = time.perf_counter
-        n = len(values)
-        results: list = [None] * n
-        times = [0.0] * n
-        steps = self._batch_steps
-        for j, v in enumerate(values):
-            t0 = pc()
-            self._record_index = j
-            results[j] = self._parse_protect(v, steps)
-            times[j] = pc() - t0
-        t0 = pc()
+        return self._fast(values)
+
+    def process_batch(self, values: list) -> list[Outcome]:
+        """:meth:`protect_batch` with an :class:`Outcome` for every record (sink ones too)."""
+        return [Outcome(SINK, r) if type(r) is bytes else r for r in self.protect_batch(values)]
+
+    def _flush_deferred_finish(self, results: list) -> dict[int, Outcome]:
+        """End of a batch with FF1 rules: encrypt the pending values (:meth:`_flush_deferred`),
+        then the structural removals of each record (``results[j]``, protected objects), as
+        :meth:`process` removes after every rule. Returns the failed records' outcomes."""
         try:
             failed = self._flush_deferred()
         finally:
             finish, self._batch_finish = self._batch_finish, []
-        for j, hits in finish:  # after the FF1 write-back, as process() removes after every rule
+        for j, hits in finish:
             if type(results[j]) is dict:
                 results[j] = self._finish(results[j], hits)
-        share = (pc() - t0) / n if n else 0.0
-        outs: list[Outcome] = [None] * n  # type: ignore[list-item]
-        for j, res in enumerate(results):
-            t1 = pc()
-            if type(res) is Outcome:
-                out = res
-            elif j in failed:
-                out = failed[j]
-            else:
-                out = self._serialize(res)
-            outs[j] = out
-            self._count(out, times[j] + share + (pc() - t1))
-        return outs
+        return failed
 
     def _flush_deferred(self) -> dict[int, Outcome]:
         """Encrypt every pending FF1 value, rule by rule, and write the results in place.

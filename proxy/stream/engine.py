@@ -216,45 +216,52 @@ class RouteWorker:
         sink, dlq = r.sink, r.dead_letter
         prov = (PROVENANCE_HEADER, self.provenance)
         kv = (KEY_VERSIONS_HEADER, r.key_versions_header) if r.key_versions_header else None
-        good = []
-        for m in msgs:
-            err = m.error()
-            if err is None:
-                good.append(m)
-            elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error", extra={"route": r.name, "topic": m.topic(), "partition": m.partition(),
-                                                      "error_class": err.name()})
-                if err.fatal():
-                    raise KafkaException(err)
+        extra = [prov, kv] if kv else [prov]  # librdkafka copies headers at produce: one list serves all
+        good = [m for m in msgs if m.error() is None]
+        if len(good) != len(msgs):
+            for m in msgs:
+                err = m.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"route": r.name, "topic": m.topic(),
+                                                          "partition": m.partition(), "error_class": err.name()})
+                    if err.fatal():
+                        raise KafkaException(err)
         values = [m.value() for m in good]
         if r.subject_mode:
             r.prepare(values)
-        outcomes = r.process_batch(values)
-        offsets: dict[tuple[str, int], int] = {}
-        for m, value, out in zip(good, values, outcomes):
-            kind = out.kind
-            if kind == SINK:
+        outcomes = r.protect_batch(values)
+        produce, on_delivery = self.producer.produce, self._on_delivery
+        for m, out in zip(good, outcomes):
+            if type(out) is bytes:
                 hdrs = m.headers()
                 if hdrs:
-                    hdrs.append(prov)
+                    hdrs += extra
                 else:
-                    hdrs = [prov]
-                if kv:
-                    hdrs.append(kv)
+                    hdrs = extra
+                try:
+                    produce(sink, out, m.key(), headers=hdrs, on_delivery=on_delivery)
+                except BufferError:
+                    self._produce(sink, out, m.key(), hdrs)
+                continue
+            kind = out.kind
+            if kind == SINK:
+                hdrs = (m.headers() or []) + extra
                 if out.subject:
                     hdrs.append((SUBJECT_HEADER, out.subject.encode()))
                 self._produce(sink, out.value, m.key(), hdrs)
             elif kind == DEAD_LETTER:
-                sealed, hdrs = envelope(r, self.policy.provenance, m.topic(), m.partition(), m.offset(), value, out)
+                sealed, hdrs = envelope(r, self.policy.provenance, m.topic(), m.partition(), m.offset(),
+                                        m.value(), out)
                 self._produce(dlq, sealed, m.key(), hdrs)
                 log.warning("record dead-lettered", extra={
                     "route": r.name, "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
                     "stage": out.stage, "reason": out.reason, "rule": out.rule, "error_class": out.error_class})
             # BLOCK: deliberately withheld, counted; offset advances.
-            offsets[(m.topic(), m.partition())] = m.offset() + 1
+        # the last record of each partition (a route reads one topic; a partition's records arrive in order)
+        last = {m.partition(): m for m in good}
         self._await_acks()
-        if offsets:
-            self._commit(offsets)
+        if last:
+            self._commit({(m.topic(), p): m.offset() + 1 for p, m in last.items()})
         self.batches += 1
         self.metrics.publish(r, r.stats.drain())
 
