@@ -20,6 +20,7 @@ that this path and :meth:`CompiledRoute.process` give the same bytes, outcomes a
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,6 +32,49 @@ from .paths import parse_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledRoute
+
+try:
+    from .. import _native
+except ImportError:  # built without a C compiler: the pure-Python path, same results
+    _native = None
+
+OP_CALL, OP_MASK, OP_PSEUDO, OP_REDACT = 0, 1, 2, 3
+_NORMALIZE = {"none": 0, "string": 1, "email": 2}   # others (phone): the Python closure
+_ENCODING = {"base32": 0, "hex": 1}                  # others (base64url): the Python closure
+
+
+def native_available() -> bool:
+    """Whether the C accelerator (``proxy._native``) is built and enabled (``DPP_NATIVE=0``
+    turns it off, e.g. to compare; both give the same bytes)."""
+    return _native is not None and os.environ.get("DPP_NATIVE", "1") != "0"
+
+
+def _raising(apply: Callable[[Any], Any], label: str) -> Callable[[Any], Any]:
+    """``apply`` with a :class:`TransformError` turned into the rule's :class:`RecordError`."""
+    def fallback(value: Any) -> Any:
+        try:
+            return apply(value)
+        except TransformError as e:
+            raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+    return fallback
+
+
+def _native_rule(i: int, t: Any, parents: tuple, last: str, label: str) -> tuple:
+    """One rule tuple of ``proxy._native.Plan`` (see ``_native.c``): the operation done in C
+    for the values it handles, and the transform's own closure for every other value."""
+    from ..transforms.mask import Mask
+    from ..transforms.pseudonymize import Pseudonymize
+    from ..transforms.redact import Redact
+
+    head = (i, tuple(parents), last, _raising(t.compile_apply(), label))
+    if type(t) is Mask:
+        return (OP_MASK, *head, (t.first, t.last, t.char, bool(t.all_chars)))
+    if type(t) is Pseudonymize:
+        return (OP_PSEUDO, *head, (t._mac, t.prefix, _NORMALIZE.get(t.normalize, -1),
+                                   _ENCODING.get(t.encoding, -1), t.length or 0))
+    if type(t) is Redact:
+        return (OP_REDACT, *head, (t.value,))
+    return (OP_CALL, *head)
 
 
 class _Source:
@@ -130,6 +174,9 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     e("st = route.stats")
     e("ev = []  # (rule index, matches): unmatched rules and matches of generic steps, this batch")
     e("UN = ev.append")
+    e("def miss(i, o):  # a rule done in C did not match")
+    e("    UN((i, 0))")
+    e("    DW(i, o)")
     e("ok = 0")
     e("buckets = st.latency_buckets")
     e("blocked = st.blocked")
@@ -188,6 +235,19 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     if need_hits:
         e("hits = []")
     # -- rules, in route._order (drops last) -------------------------------------------------------
+    native = native_available() and not route.subject_mode
+    groups: list[list[tuple]] = []   # runs of consecutive rules done by one proxy._native.Plan
+    run: list[tuple] = []
+    labels = route.rule_labels
+
+    def end_run() -> None:
+        if run:
+            plan = _native.Plan(list(run), lambda i: (_ for _ in ()).throw(
+                RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, labels[i])))
+            e(f"{src.const(f'NATIVE{len(groups)}', plan)}(o, miss)")
+            groups.append(list(run))
+            run.clear()
+
     for i in route._order:
         rule, t = route.rules[i], route.transforms[i]
         label = src.const(f"LABEL{i}", route.rule_labels[i])
@@ -195,6 +255,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         is_drop = isinstance(rule, DropRule)
         simple = (kp is not None and rule.action != "keep" and i not in route._deferred and not route.subject_mode)
         absent = f"UN(({i}, 0))" + (f"; DW({i}, o)" if route._dotted[i] is not None else "")
+        if not (simple and not is_drop and native):
+            end_run()
         if is_drop and inline_drops:
             parents, last = kp
             lk = src.const(f"L{i}", last)
@@ -206,6 +268,10 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             e(f"    {absent}")
             src.depth -= opened
             inline_rules.append(i)
+        elif simple and not is_drop and native:
+            run.append(_native_rule(i, t, *kp, route.rule_labels[i]))
+            inline_rules.append(i)
+            continue
         elif simple and not is_drop:
             parents, last = kp
             lk = src.const(f"L{i}", last)
@@ -226,6 +292,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             e(f"UN(({i}, k))")
             if route._dotted[i] is not None:
                 e(f"if not k: DW({i}, o)")
+    end_run()
     if inline_drops:
         for i in drops:
             e(f"if d{i} is not None:")

@@ -1,0 +1,454 @@
+/*
+ * proxy._native: the rules of a route on object-key paths, run over a parsed record in C.
+ *
+ * Optional accelerator of proxy/policy/fastpath.py (built by `pip install`; without a C compiler
+ * the pure-Python batch path runs instead, with the same results). A Plan is a list of rules
+ * that follow each other in a route; calling it on a record (a dict from orjson.loads) walks
+ * each rule's path, and rewrites the value in place:
+ *
+ *   MASK    str values: str.isalnum() characters masked as proxy/transforms/mask.py does
+ *   PSEUDO  ASCII str values with normalize none/string/email and encoding base32/hex:
+ *           canonical form, HMAC-SHA256 through the hashlib HMAC object the transform built
+ *           (copy/update/digest: no cryptography of our own here), RFC 4648 base32 or hex
+ *   REDACT  any value: the rule's constant
+ *   CALL    (and every value the above do not handle: other types, non-ASCII text, other
+ *           modes) the transform's own Python closure, which raises the rule's RecordError.
+ *
+ * Semantics are those of CompiledRoute._key_step (a missing key or null on the way = the rule
+ * did not match: miss(i, record) is called; a non-object on the way = shape_error(i) raises).
+ * tests/unit/test_fastpath.py checks this module against the Python transforms and the
+ * reference record path on generated values, records and policies.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+enum { OP_CALL = 0, OP_MASK = 1, OP_PSEUDO = 2, OP_REDACT = 3 };
+enum { NORM_NONE = 0, NORM_STRING = 1, NORM_EMAIL = 2 };
+enum { ENC_BASE32 = 0, ENC_HEX = 1 };
+
+typedef struct {
+    int op;
+    PyObject *index;      /* int: rule index, passed to miss() and shape_error() */
+    PyObject *parents;    /* tuple of str */
+    PyObject *last;       /* str */
+    PyObject *fallback;   /* callable(value) -> value */
+    /* MASK */
+    Py_ssize_t first, keep_last;
+    int all_chars;
+    Py_UCS4 mask_char;
+    /* PSEUDO */
+    PyObject *mac;        /* hashlib HMAC object keyed with key + binding prefix */
+    PyObject *prefix;     /* str */
+    int normalize, encoding;  /* -1: not handled here (fallback) */
+    Py_ssize_t length;    /* 0: whole digest */
+    /* REDACT */
+    PyObject *value;
+} Rule;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;
+    Rule *rules;
+    PyObject *shape_error;
+} Plan;
+
+static PyObject *s_copy, *s_update, *s_digest;
+static const char B32[] = "abcdefghijklmnopqrstuvwxyz234567";
+static const char HEX[] = "0123456789abcdef";
+
+static void
+kept(Py_ssize_t first, Py_ssize_t last, Py_ssize_t n, Py_ssize_t *f, Py_ssize_t *l)
+{
+    if (first + last < n) {
+        *f = first;
+        *l = last;
+        return;
+    }
+    Py_ssize_t budget = n / 2;
+    *f = first < budget ? first : budget;
+    Py_ssize_t rest = budget - *f;
+    *l = last < rest ? last : rest;
+}
+
+/* proxy.transforms.mask.masker on a str */
+static PyObject *
+mask_str(Rule *r, PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    Py_ssize_t n_al = 0, i;
+    for (i = 0; i < n; i++) {
+        if (Py_UNICODE_ISALNUM(PyUnicode_READ(kind, data, i)))
+            n_al++;
+    }
+    int whole = r->all_chars || (n > 0 && n_al == n);
+    Py_ssize_t count = whole ? n : n_al, f, l;
+    kept(r->first, r->keep_last, count, &f, &l);
+    Py_ssize_t hi = count - l, idx = 0;
+    Py_UCS4 ch = r->mask_char;
+    if (PyUnicode_IS_ASCII(s) && ch < 128) {
+        PyObject *out = PyUnicode_New(n, 127);
+        if (out == NULL)
+            return NULL;
+        Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
+        const Py_UCS1 *src = PyUnicode_1BYTE_DATA(s);
+        for (i = 0; i < n; i++) {
+            Py_UCS1 c = src[i];
+            if (whole || Py_UNICODE_ISALNUM(c)) {
+                if (idx >= f && idx < hi)
+                    c = (Py_UCS1)ch;
+                idx++;
+            }
+            dst[i] = c;
+        }
+        return out;
+    }
+    Py_UCS4 stack[256];
+    Py_UCS4 *buf = n <= 256 ? stack : PyMem_New(Py_UCS4, n);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    for (i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (whole || Py_UNICODE_ISALNUM(c)) {
+            if (idx >= f && idx < hi)
+                c = ch;
+            idx++;
+        }
+        buf[i] = c;
+    }
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, buf, n);  /* canonical kind */
+    if (buf != stack)
+        PyMem_Free(buf);
+    return out;
+}
+
+/* proxy.transforms.pseudonymize on an ASCII str (normalize none/string/email, base32/hex) */
+static PyObject *
+pseudonym_ascii(Rule *r, PyObject *s)
+{
+    const char *src = (const char *)PyUnicode_1BYTE_DATA(s);
+    Py_ssize_t lo = 0, hi = PyUnicode_GET_LENGTH(s);
+    PyObject *msg;
+    if (r->normalize == NORM_EMAIL) {  /* str.strip().lower() on ASCII text */
+        while (lo < hi && Py_UNICODE_ISSPACE((Py_UCS1)src[lo]))
+            lo++;
+        while (hi > lo && Py_UNICODE_ISSPACE((Py_UCS1)src[hi - 1]))
+            hi--;
+        msg = PyBytes_FromStringAndSize(NULL, hi - lo);
+        if (msg == NULL)
+            return NULL;
+        char *m = PyBytes_AS_STRING(msg);
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            char c = src[i];
+            m[i - lo] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+    }
+    else {
+        msg = PyBytes_FromStringAndSize(src, hi);
+        if (msg == NULL)
+            return NULL;
+    }
+    PyObject *h = PyObject_CallMethodNoArgs(r->mac, s_copy);
+    if (h == NULL) {
+        Py_DECREF(msg);
+        return NULL;
+    }
+    PyObject *t = PyObject_CallMethodOneArg(h, s_update, msg);
+    Py_DECREF(msg);
+    if (t == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    Py_DECREF(t);
+    PyObject *d = PyObject_CallMethodNoArgs(h, s_digest);
+    Py_DECREF(h);
+    if (d == NULL)
+        return NULL;
+    if (!PyBytes_Check(d)) {
+        Py_DECREF(d);
+        PyErr_SetString(PyExc_TypeError, "digest() did not return bytes");
+        return NULL;
+    }
+    const unsigned char *dig = (const unsigned char *)PyBytes_AS_STRING(d);
+    Py_ssize_t size = PyBytes_GET_SIZE(d), total, n, i;
+    char stack[256];
+    char *enc = stack;
+    if (r->encoding == ENC_BASE32) {
+        total = (size * 8 + 4) / 5;
+        n = (r->length <= 0 || r->length > total) ? total : r->length;
+        if (n > (Py_ssize_t)sizeof(stack)) {
+            Py_DECREF(d);
+            PyErr_SetString(PyExc_ValueError, "pseudonym too long");
+            return NULL;
+        }
+        for (i = 0; i < n; i++) {  /* 5 bits at bit offset 5i, zero-padded past the end */
+            Py_ssize_t bit = i * 5, byte = bit / 8;
+            unsigned v = (unsigned)dig[byte] << 8;
+            if (byte + 1 < size)
+                v |= dig[byte + 1];
+            enc[i] = B32[(v >> (11 - bit % 8)) & 31];
+        }
+    }
+    else {
+        total = size * 2;
+        n = (r->length <= 0 || r->length > total) ? total : r->length;
+        if (n > (Py_ssize_t)sizeof(stack)) {
+            Py_DECREF(d);
+            PyErr_SetString(PyExc_ValueError, "pseudonym too long");
+            return NULL;
+        }
+        for (i = 0; i < n; i++)
+            enc[i] = HEX[(i & 1) ? (dig[i / 2] & 15) : (dig[i / 2] >> 4)];
+    }
+    Py_DECREF(d);
+    PyObject *tail = PyUnicode_FromStringAndSize(enc, n);
+    if (tail == NULL)
+        return NULL;
+    if (PyUnicode_GET_LENGTH(r->prefix) == 0)
+        return tail;
+    PyObject *out = PyUnicode_Concat(r->prefix, tail);
+    Py_DECREF(tail);
+    return out;
+}
+
+static PyObject *
+apply_rule(Rule *r, PyObject *v)
+{
+    switch (r->op) {
+    case OP_MASK:
+        if (PyUnicode_CheckExact(v))
+            return mask_str(r, v);
+        break;
+    case OP_PSEUDO:
+        if (PyUnicode_CheckExact(v) && PyUnicode_IS_ASCII(v) && r->normalize >= 0 && r->encoding >= 0)
+            return pseudonym_ascii(r, v);
+        break;
+    case OP_REDACT:
+        Py_INCREF(r->value);
+        return r->value;
+    }
+    return PyObject_CallOneArg(r->fallback, v);
+}
+
+static PyObject *
+Plan_call(Plan *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *rec, *miss;
+    if (!PyArg_ParseTuple(args, "O!O:Plan", &PyDict_Type, &rec, &miss))
+        return NULL;
+    for (Py_ssize_t k = 0; k < self->n; k++) {
+        Rule *r = &self->rules[k];
+        PyObject *node = rec, *t;
+        Py_ssize_t np = PyTuple_GET_SIZE(r->parents);
+        int found = 1;
+        for (Py_ssize_t d = 0; d < np; d++) {
+            PyObject *c = PyDict_GetItemWithError(node, PyTuple_GET_ITEM(r->parents, d));
+            if (c == NULL && PyErr_Occurred())
+                return NULL;
+            if (c == NULL || c == Py_None) {
+                found = 0;
+                break;
+            }
+            if (!PyDict_CheckExact(c)) {
+                t = PyObject_CallOneArg(self->shape_error, r->index);  /* raises */
+                Py_XDECREF(t);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_RuntimeError, "shape_error did not raise");
+                return NULL;
+            }
+            node = c;
+        }
+        PyObject *v = NULL;
+        if (found) {
+            v = PyDict_GetItemWithError(node, r->last);
+            if (v == NULL && PyErr_Occurred())
+                return NULL;
+        }
+        if (v == NULL) {
+            t = PyObject_CallFunctionObjArgs(miss, r->index, rec, NULL);
+            if (t == NULL)
+                return NULL;
+            Py_DECREF(t);
+            continue;
+        }
+        Py_INCREF(v);
+        Py_INCREF(node);
+        PyObject *nv = apply_rule(r, v);
+        Py_DECREF(v);
+        if (nv == NULL) {
+            Py_DECREF(node);
+            return NULL;
+        }
+        int rc = PyDict_SetItem(node, r->last, nv);
+        Py_DECREF(nv);
+        Py_DECREF(node);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void
+Plan_dealloc(Plan *self)
+{
+    for (Py_ssize_t k = 0; k < self->n; k++) {
+        Rule *r = &self->rules[k];
+        Py_XDECREF(r->index);
+        Py_XDECREF(r->parents);
+        Py_XDECREF(r->last);
+        Py_XDECREF(r->fallback);
+        Py_XDECREF(r->mac);
+        Py_XDECREF(r->prefix);
+        Py_XDECREF(r->value);
+    }
+    PyMem_Free(self->rules);
+    Py_XDECREF(self->shape_error);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Plan(rules, shape_error): rules is a list of tuples
+ *   (op, index, parents, last, fallback, *params)
+ *   MASK:   params = (keep_first, keep_last, mask_char, mask_separators)
+ *   PSEUDO: params = (mac, prefix, normalize, encoding, length)   normalize/encoding -1 = fallback
+ *   REDACT: params = (value,)
+ *   CALL:   params = ()
+ */
+static PyObject *
+Plan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *rules, *shape_error;
+    if (!PyArg_ParseTuple(args, "O!O:Plan", &PyList_Type, &rules, &shape_error))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rules);
+    Plan *self = (Plan *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->rules = PyMem_New(Rule, n > 0 ? n : 1);
+    if (self->rules == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    memset(self->rules, 0, sizeof(Rule) * (n > 0 ? n : 1));
+    Py_INCREF(shape_error);
+    self->shape_error = shape_error;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *item = PyList_GET_ITEM(rules, k), *params = NULL;
+        Rule *r = &self->rules[k];
+        if (!PyArg_ParseTuple(item, "iO!O!UO|O:rule", &r->op, &PyLong_Type, &r->index, &PyTuple_Type,
+                              &r->parents, &r->last, &r->fallback, &params))
+            goto fail;
+        self->n = k + 1;  /* from here on, dealloc releases this rule's references */
+        Py_INCREF(r->index);
+        Py_INCREF(r->parents);
+        Py_INCREF(r->last);
+        Py_INCREF(r->fallback);
+        for (Py_ssize_t d = 0; d < PyTuple_GET_SIZE(r->parents); d++) {
+            if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(r->parents, d))) {
+                PyErr_SetString(PyExc_TypeError, "parents must be str");
+                goto fail;
+            }
+        }
+        if (r->op != OP_CALL && (params == NULL || !PyTuple_Check(params))) {
+            PyErr_SetString(PyExc_TypeError, "rule parameters must be a tuple");
+            goto fail;
+        }
+        if (r->op == OP_MASK) {
+            PyObject *ch;
+            if (!PyArg_ParseTuple(params, "nnUp:mask", &r->first, &r->keep_last, &ch, &r->all_chars))
+                goto fail;
+            if (PyUnicode_GET_LENGTH(ch) != 1) {
+                PyErr_SetString(PyExc_ValueError, "mask_char must be one character");
+                goto fail;
+            }
+            r->mask_char = PyUnicode_READ_CHAR(ch, 0);
+        }
+        else if (r->op == OP_PSEUDO) {
+            PyObject *mac, *prefix;
+            if (!PyArg_ParseTuple(params, "OUiin:pseudonymize", &mac, &prefix, &r->normalize,
+                                  &r->encoding, &r->length))
+                goto fail;
+            Py_INCREF(mac);
+            Py_INCREF(prefix);
+            r->mac = mac;
+            r->prefix = prefix;
+        }
+        else if (r->op == OP_REDACT) {
+            PyObject *value;
+            if (!PyArg_ParseTuple(params, "O:redact", &value))
+                goto fail;
+            Py_INCREF(value);
+            r->value = value;
+        }
+        else if (r->op != OP_CALL) {
+            PyErr_SetString(PyExc_ValueError, "unknown op");
+            goto fail;
+        }
+    }
+    self->n = n;
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyTypeObject PlanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._native.Plan",
+    .tp_doc = PyDoc_STR("Plan(rules, shape_error): consecutive object-key-path rules of a route, "
+                        "called as plan(record, miss) (see proxy/policy/fastpath.py)."),
+    .tp_basicsize = sizeof(Plan),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Plan_new,
+    .tp_dealloc = (destructor)Plan_dealloc,
+    .tp_call = (ternaryfunc)Plan_call,
+};
+
+static PyObject *
+native_mask(PyObject *mod, PyObject *args)
+{
+    Rule r;
+    PyObject *s, *ch;
+    memset(&r, 0, sizeof(r));
+    if (!PyArg_ParseTuple(args, "UnnUp:mask", &s, &r.first, &r.keep_last, &ch, &r.all_chars))
+        return NULL;
+    if (PyUnicode_GET_LENGTH(ch) != 1) {
+        PyErr_SetString(PyExc_ValueError, "mask_char must be one character");
+        return NULL;
+    }
+    r.mask_char = PyUnicode_READ_CHAR(ch, 0);
+    return mask_str(&r, s);
+}
+
+static PyMethodDef methods[] = {
+    {"mask", native_mask, METH_VARARGS,
+     "mask(text, keep_first, keep_last, mask_char, mask_separators) -> str (the mask action on text)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "proxy._native",
+    "C accelerator of the route batch path (proxy.policy.fastpath); optional.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    if (PyType_Ready(&PlanType) < 0)
+        return NULL;
+    s_copy = PyUnicode_InternFromString("copy");
+    s_update = PyUnicode_InternFromString("update");
+    s_digest = PyUnicode_InternFromString("digest");
+    if (!s_copy || !s_update || !s_digest)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&PlanType);
+    if (PyModule_AddObject(m, "Plan", (PyObject *)&PlanType) < 0) {
+        Py_DECREF(&PlanType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
