@@ -1,0 +1,200 @@
+"""The batch path the engine runs (:mod:`proxy.policy.fastpath`, with and without the C accelerator
+``proxy._native``) computes exactly what the reference record path computes.
+
+* ``proxy._native``'s mask and pseudonym equal the Python transforms on arbitrary text and settings;
+* on generated policies (every action, nested/array/wildcard paths, block conditions, allow-lists)
+  and generated records (every JSON type, missing and wrong-shaped fields, invalid JSON,
+  tombstones), ``protect_batch`` gives the same bytes and outcomes as ``process`` record by record,
+  and the same counters (consumed, produced, blocked, dead-lettered, per-rule transformed/unmatched);
+* the generated source never contains policy text (a field name cannot become code).
+"""
+from __future__ import annotations
+
+import os
+
+import orjson
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from proxy.errors import PolicyError
+from proxy.policy import fastpath
+from proxy.policy.compiler import SINK, Outcome, compile_policy
+from proxy.policy.loader import load_policy_text
+from proxy.transforms.mask import masker
+from proxy.transforms.pseudonymize import Pseudonymize
+
+KEYS = {"K": "11" * 32, "DLQ": "22" * 32}
+native = pytest.mark.skipif(fastpath._native is None, reason="proxy._native not built (no C compiler)")
+
+
+def test_native_is_built_where_ci_requires_it():
+    """``.ci/run`` sets DPP_REQUIRE_NATIVE=1: the accelerator must not silently go missing."""
+    if os.environ.get("DPP_REQUIRE_NATIVE") == "1":
+        assert fastpath._native is not None
+        assert fastpath.native_available()
+
+
+# ---------------------------------------------------------------------------------- primitives
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30) | st.sampled_from(
+    ["13900001111", "139-0000-1111", "+1 (555) 010-9999", "1969-11-03", " Bob@Example.COM\t", "王小明",
+     "李四", "a", "", "--", "x\x1cy", "\tAl@X.org\x1f", "\x1c\x0b a@b.CN", "ÉCOLE", "１２３", "٣٤٥"])
+
+
+@native
+@given(text=TEXT, first=st.integers(0, 6), last=st.integers(0, 6),
+       char=st.sampled_from(["*", "#", "0", "x", "é", "王", "\U0001F600"]), all_chars=st.booleans())
+def test_native_mask_equals_the_python_mask(text, first, last, char, all_chars):
+    assert fastpath._native.mask(text, first, last, char, all_chars) == masker(first, last, char, all_chars)(text)
+
+
+def _pseudonymize(normalize: str, encoding: str, length: int | None, prefix: str) -> Pseudonymize:
+    from proxy.crypto.keys import SecretKey
+    from proxy.policy.models import PseudonymizeRule
+    from proxy.transforms.base import BuildContext
+    rule = PseudonymizeRule(field="f", action="pseudonymize", key="k", normalize=normalize, encoding=encoding,
+                            length=length, prefix=prefix)
+    return Pseudonymize(rule, BuildContext("p", "r", {"k": SecretKey("k", b"\x07" * 32)}))
+
+
+@native
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(text=TEXT | st.text(st.characters(max_codepoint=127), max_size=40),
+       normalize=st.sampled_from(["none", "string", "email", "phone"]),
+       encoding=st.sampled_from(["hex", "base32", "base64url"]),
+       length=st.none() | st.integers(8, 128), prefix=st.sampled_from(["", "p_", "é-"]))
+def test_native_pseudonym_equals_the_python_transform(text, normalize, encoding, length, prefix):
+    t = _pseudonymize(normalize, encoding, length, prefix)
+    plan = fastpath._native.Plan([fastpath._native_rule(0, t, (), "f", "label")], lambda i: None)
+    rec = {"f": text}
+    try:
+        want = t.apply(text)
+    except Exception as e:  # noqa: BLE001 - the native path must fail the same way
+        with pytest.raises(Exception) as got:
+            plan(rec, lambda i, o: None)
+        assert type(got.value).__name__ == "RecordError" and got.value.reason == e.reason
+        return
+    plan(rec, lambda i, o: None)
+    assert rec["f"] == want
+
+
+# ------------------------------------------------------------------------ routes, end to end
+NAMES = ["a", "b", "c"]
+SCALAR = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+          | TEXT)
+JSON = st.recursive(SCALAR, lambda kids: st.lists(kids, max_size=3)
+                    | st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), kids, max_size=4), max_leaves=12)
+RECORD = st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), JSON, max_size=5)
+
+
+@st.composite
+def paths(draw) -> str:
+    segs = [draw(st.sampled_from(NAMES))]
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["key", "key", "key", "[*]", "[0]", "[1]"]))
+        segs.append("." + draw(st.sampled_from(NAMES)) if kind == "key" else kind)
+    path = "".join(segs)
+    return path if not path.endswith("]") or draw(st.booleans()) else path + ".a"
+
+
+@st.composite
+def rules(draw) -> dict:
+    field = draw(paths() | st.just('"a.b"'))
+    action = draw(st.sampled_from(["mask", "mask", "pseudonymize", "pseudonymize", "redact", "drop", "keep", "fpe"]))
+    rule: dict = {"field": field, "action": action}
+    if action == "mask":
+        rule.update(keep_first=draw(st.integers(0, 4)), keep_last=draw(st.integers(0, 4)),
+                    mask_char=draw(st.sampled_from(["*", "0", "王"])), mask_separators=draw(st.booleans()))
+    elif action == "pseudonymize":
+        rule.update(key="k", normalize=draw(st.sampled_from(["none", "string", "email", "phone"])),
+                    encoding=draw(st.sampled_from(["hex", "base32", "base64url"])),
+                    length=draw(st.none() | st.integers(8, 60)), prefix=draw(st.sampled_from(["", "p_"])))
+    elif action == "redact":
+        rule["value"] = draw(st.sampled_from([None, "[x]", 0, False]))
+    elif action == "fpe":
+        rule["key"] = "k"
+    return rule
+
+
+@st.composite
+def policies(draw) -> str:
+    route = {"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t", "dead_letter_key": "dlq",
+             "unlisted_fields": draw(st.sampled_from(["keep", "keep", "drop"])),
+             "rules": draw(st.lists(rules(), min_size=1, max_size=6))}
+    blocks = draw(st.lists(st.fixed_dictionaries({"field": paths(), "value": SCALAR, "many": st.booleans()}),
+                           max_size=2))
+    if blocks:
+        route["block"] = [{"when": {"field": b["field"], **({"in": [b["value"], "x"]} if b["many"] else
+                                                              {"equals": b["value"]})}, "reason": f"r{i}"}
+                          for i, b in enumerate(blocks)]
+    return yaml.safe_dump({"version": 1, "name": "fast", "keys": {"k": {"source": "env", "name": "K"},
+                                                                  "dlq": {"source": "env", "name": "DLQ"}},
+                           "routes": [route]}, allow_unicode=True, sort_keys=False)
+
+
+def _route(text: str, native_on: bool, monkeypatch):
+    monkeypatch.setenv("DPP_NATIVE", "1" if native_on else "0")
+    return compile_policy(load_policy_text(text, "fast.yaml"), environ=KEYS).route()
+
+
+def _counters(route) -> tuple:
+    s = route.stats.drain()
+    return s.consumed, s.produced, s.blocked, s.dead_lettered, s.transforms, s.unmatched
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(text=policies(), records=st.lists(RECORD, min_size=1, max_size=8),
+       extra=st.lists(st.sampled_from([None, b"{", b"[1]", b'"s"', b"{}"]), max_size=2))
+def test_batch_path_equals_the_reference_path(text, records, extra, monkeypatch):
+    try:
+        reference = _route(text, False, monkeypatch)
+    except PolicyError:
+        assume(False)
+    values = [orjson.dumps(r) for r in records] + extra
+    want = [reference.process(v) for v in values]
+    want_counts = _counters(reference)
+    for native_on in ([False, True] if fastpath._native is not None else [False]):
+        route = _route(text, native_on, monkeypatch)
+        got = route.protect_batch(values)
+        assert [Outcome(SINK, g) if type(g) is bytes else g for g in got] == want, f"native={native_on}"
+        assert _counters(route) == want_counts, f"native={native_on}"
+        assert sum(route.stats.latency_buckets) == 0  # drained with the counters
+
+
+def test_generated_source_holds_no_policy_text(monkeypatch):
+    evil = "x\\n__import__('os').system('false')"
+    text = yaml.safe_dump({"version": 1, "name": "evil", "keys": {"k": {"source": "env", "name": "K"},
+                                                                  "dlq": {"source": "env", "name": "DLQ"}},
+                           "routes": [{"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t",
+                                       "dead_letter_key": "dlq",
+                                       "block": [{"when": {"field": f'"{evil}"', "equals": evil}, "reason": "r"}],
+                                       "rules": [{"field": f'"{evil}".b', "action": "mask"},
+                                                 {"field": f'"{evil}".c', "action": "drop"}]}]})
+    for native_on in (False, True):
+        route = _route(text, native_on, monkeypatch)
+        source = route._fast.source
+        assert "__import__" not in source and "evil" not in source
+        key = evil  # the path syntax keeps the backslash: the key is x, backslash, n, ...
+        out = route.process_batch([orjson.dumps({key: {"b": "secret", "c": 1}})])
+        assert out[0].kind == SINK and orjson.loads(out[0].value) == {key: {"b": "******"}}
+
+
+def test_counters_of_a_batch_with_a_failed_record_skip_its_rules(monkeypatch):
+    """A record dead-lettered half-way does not count the rules it passed (as ``process``)."""
+    text = yaml.safe_dump({"version": 1, "name": "c", "keys": {"k": {"source": "env", "name": "K"},
+                                                               "dlq": {"source": "env", "name": "DLQ"}},
+                           "routes": [{"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t",
+                                       "dead_letter_key": "dlq",
+                                       "rules": [{"field": "a", "action": "mask"},
+                                                 {"field": "b", "action": "mask"},
+                                                 {"field": "c", "action": "drop"}]}]})
+    for native_on in (False, True):
+        route = _route(text, native_on, monkeypatch)
+        out = route.protect_batch([b'{"a": "xy", "b": [1], "c": 1}', b'{"a": "xy", "b": "zz"}'])
+        assert out[0].kind == "dead_letter" and out[0].reason == "unsupported-type" and out[0].rule
+        assert orjson.loads(out[1]) == {"a": "**", "b": "**"}
+        consumed, produced, _, dead, transforms, unmatched = _counters(route)
+        assert (consumed, produced, dead) == (2, 1, {"unsupported-type": 1})
+        assert transforms == [1, 1, 0] and unmatched == [0, 0, 1]
