@@ -8,8 +8,8 @@
  *
  *   MASK    str values: str.isalnum() characters masked as proxy/transforms/mask.py does
  *   PSEUDO  ASCII str values with normalize none/string/email and encoding base32/hex:
- *           canonical form, HMAC-SHA256 through the hashlib HMAC object the transform built
- *           (copy/update/digest: no cryptography of our own here), RFC 4648 base32 or hex
+ *           canonical form, HMAC-SHA256 (RFC 2104 over OpenSSL's SHA-256, precomputed inner and
+ *           outer states), RFC 4648 base32 or hex
  *   REDACT  any value: the rule's constant
  *   CALL    (and every value the above do not handle: other types, non-ASCII text, other
  *           modes) the transform's own Python closure, which raises the rule's RecordError.
@@ -20,7 +20,52 @@
  * reference record path on generated values, records and policies.
  */
 #define PY_SSIZE_T_CLEAN
+#define OPENSSL_SUPPRESS_DEPRECATED  /* SHA256_Init/Update/Final: midstates are plain structs */
 #include <Python.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+/* HMAC-SHA256 (RFC 2104, FIPS 198-1) with OpenSSL's SHA-256: the inner state after
+ * (K0 ^ ipad) || message prefix and the outer state after (K0 ^ opad) are computed once per
+ * rule; a value then costs two SHA-256 finalizations, with no allocation. */
+typedef struct {
+    SHA256_CTX inner, outer;
+} Hmac;
+
+static void
+hmac_init(Hmac *h, const unsigned char *key, size_t klen, const unsigned char *pre, size_t plen)
+{
+    unsigned char k0[SHA256_CBLOCK], pad[SHA256_CBLOCK];
+    memset(k0, 0, sizeof(k0));
+    if (klen > SHA256_CBLOCK)
+        SHA256(key, klen, k0);
+    else
+        memcpy(k0, key, klen);
+    for (int i = 0; i < SHA256_CBLOCK; i++)
+        pad[i] = k0[i] ^ 0x36;
+    SHA256_Init(&h->inner);
+    SHA256_Update(&h->inner, pad, sizeof(pad));
+    SHA256_Update(&h->inner, pre, plen);
+    for (int i = 0; i < SHA256_CBLOCK; i++)
+        pad[i] = k0[i] ^ 0x5c;
+    SHA256_Init(&h->outer);
+    SHA256_Update(&h->outer, pad, sizeof(pad));
+    OPENSSL_cleanse(k0, sizeof(k0));
+    OPENSSL_cleanse(pad, sizeof(pad));
+}
+
+static void
+hmac_value(const Hmac *h, const unsigned char *msg, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
+{
+    SHA256_CTX c = h->inner;
+    unsigned char inner[SHA256_DIGEST_LENGTH];
+    SHA256_Update(&c, msg, len);
+    SHA256_Final(inner, &c);
+    c = h->outer;
+    SHA256_Update(&c, inner, sizeof(inner));
+    SHA256_Final(out, &c);
+    OPENSSL_cleanse(&c, sizeof(c));
+}
 
 enum { OP_CALL = 0, OP_MASK = 1, OP_PSEUDO = 2, OP_REDACT = 3 };
 enum { NORM_NONE = 0, NORM_STRING = 1, NORM_EMAIL = 2 };
@@ -37,7 +82,7 @@ typedef struct {
     int all_chars;
     Py_UCS4 mask_char;
     /* PSEUDO */
-    PyObject *mac;        /* hashlib HMAC object keyed with key + binding prefix */
+    Hmac *mac;            /* keyed with the rule's key, message prefix absorbed */
     PyObject *prefix;     /* str */
     int normalize, encoding;  /* -1: not handled here (fallback) */
     Py_ssize_t length;    /* 0: whole digest */
@@ -52,7 +97,6 @@ typedef struct {
     PyObject *shape_error;
 } Plan;
 
-static PyObject *s_copy, *s_update, *s_digest;
 static const char B32[] = "abcdefghijklmnopqrstuvwxyz234567";
 static const char HEX[] = "0123456789abcdef";
 
@@ -129,56 +173,34 @@ pseudonym_ascii(Rule *r, PyObject *s)
 {
     const char *src = (const char *)PyUnicode_1BYTE_DATA(s);
     Py_ssize_t lo = 0, hi = PyUnicode_GET_LENGTH(s);
-    PyObject *msg;
+    unsigned char dig[SHA256_DIGEST_LENGTH];
     if (r->normalize == NORM_EMAIL) {  /* str.strip().lower() on ASCII text */
         while (lo < hi && Py_UNICODE_ISSPACE((Py_UCS1)src[lo]))
             lo++;
         while (hi > lo && Py_UNICODE_ISSPACE((Py_UCS1)src[hi - 1]))
             hi--;
-        msg = PyBytes_FromStringAndSize(NULL, hi - lo);
-        if (msg == NULL)
-            return NULL;
-        char *m = PyBytes_AS_STRING(msg);
+        unsigned char stackmsg[256];
+        unsigned char *m = (hi - lo) <= 256 ? stackmsg : PyMem_Malloc(hi - lo);
+        if (m == NULL)
+            return PyErr_NoMemory();
         for (Py_ssize_t i = lo; i < hi; i++) {
             char c = src[i];
-            m[i - lo] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+            m[i - lo] = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
         }
+        hmac_value(r->mac, m, (size_t)(hi - lo), dig);
+        if (m != stackmsg)
+            PyMem_Free(m);
     }
     else {
-        msg = PyBytes_FromStringAndSize(src, hi);
-        if (msg == NULL)
-            return NULL;
+        hmac_value(r->mac, (const unsigned char *)src, (size_t)hi, dig);
     }
-    PyObject *h = PyObject_CallMethodNoArgs(r->mac, s_copy);
-    if (h == NULL) {
-        Py_DECREF(msg);
-        return NULL;
-    }
-    PyObject *t = PyObject_CallMethodOneArg(h, s_update, msg);
-    Py_DECREF(msg);
-    if (t == NULL) {
-        Py_DECREF(h);
-        return NULL;
-    }
-    Py_DECREF(t);
-    PyObject *d = PyObject_CallMethodNoArgs(h, s_digest);
-    Py_DECREF(h);
-    if (d == NULL)
-        return NULL;
-    if (!PyBytes_Check(d)) {
-        Py_DECREF(d);
-        PyErr_SetString(PyExc_TypeError, "digest() did not return bytes");
-        return NULL;
-    }
-    const unsigned char *dig = (const unsigned char *)PyBytes_AS_STRING(d);
-    Py_ssize_t size = PyBytes_GET_SIZE(d), total, n, i;
+    Py_ssize_t size = SHA256_DIGEST_LENGTH, total, n, i;
     char stack[256];
     char *enc = stack;
     if (r->encoding == ENC_BASE32) {
         total = (size * 8 + 4) / 5;
         n = (r->length <= 0 || r->length > total) ? total : r->length;
         if (n > (Py_ssize_t)sizeof(stack)) {
-            Py_DECREF(d);
             PyErr_SetString(PyExc_ValueError, "pseudonym too long");
             return NULL;
         }
@@ -194,14 +216,12 @@ pseudonym_ascii(Rule *r, PyObject *s)
         total = size * 2;
         n = (r->length <= 0 || r->length > total) ? total : r->length;
         if (n > (Py_ssize_t)sizeof(stack)) {
-            Py_DECREF(d);
             PyErr_SetString(PyExc_ValueError, "pseudonym too long");
             return NULL;
         }
         for (i = 0; i < n; i++)
             enc[i] = HEX[(i & 1) ? (dig[i / 2] & 15) : (dig[i / 2] >> 4)];
     }
-    Py_DECREF(d);
     PyObject *tail = PyUnicode_FromStringAndSize(enc, n);
     if (tail == NULL)
         return NULL;
@@ -298,7 +318,10 @@ Plan_dealloc(Plan *self)
         Py_XDECREF(r->parents);
         Py_XDECREF(r->last);
         Py_XDECREF(r->fallback);
-        Py_XDECREF(r->mac);
+        if (r->mac != NULL) {
+            OPENSSL_cleanse(r->mac, sizeof(Hmac));
+            PyMem_Free(r->mac);
+        }
         Py_XDECREF(r->prefix);
         Py_XDECREF(r->value);
     }
@@ -310,7 +333,8 @@ Plan_dealloc(Plan *self)
 /* Plan(rules, shape_error): rules is a list of tuples
  *   (op, index, parents, last, fallback, *params)
  *   MASK:   params = (keep_first, keep_last, mask_char, mask_separators)
- *   PSEUDO: params = (mac, prefix, normalize, encoding, length)   normalize/encoding -1 = fallback
+ *   PSEUDO: params = (key, message prefix, prefix, normalize, encoding, length)
+ *           normalize/encoding -1: the fallback closure for every value
  *   REDACT: params = (value,)
  *   CALL:   params = ()
  */
@@ -364,13 +388,22 @@ Plan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             r->mask_char = PyUnicode_READ_CHAR(ch, 0);
         }
         else if (r->op == OP_PSEUDO) {
-            PyObject *mac, *prefix;
-            if (!PyArg_ParseTuple(params, "OUiin:pseudonymize", &mac, &prefix, &r->normalize,
+            Py_buffer key, pre;
+            PyObject *prefix;
+            if (!PyArg_ParseTuple(params, "y*y*Uiin:pseudonymize", &key, &pre, &prefix, &r->normalize,
                                   &r->encoding, &r->length))
                 goto fail;
-            Py_INCREF(mac);
+            r->mac = PyMem_Malloc(sizeof(Hmac));
+            if (r->mac == NULL) {
+                PyBuffer_Release(&key);
+                PyBuffer_Release(&pre);
+                PyErr_NoMemory();
+                goto fail;
+            }
+            hmac_init(r->mac, key.buf, (size_t)key.len, pre.buf, (size_t)pre.len);
+            PyBuffer_Release(&key);
+            PyBuffer_Release(&pre);
             Py_INCREF(prefix);
-            r->mac = mac;
             r->prefix = prefix;
         }
         else if (r->op == OP_REDACT) {
@@ -420,7 +453,25 @@ native_mask(PyObject *mod, PyObject *args)
     return mask_str(&r, s);
 }
 
+static PyObject *
+native_hmac(PyObject *mod, PyObject *args)
+{
+    Py_buffer key, msg;
+    Hmac h;
+    unsigned char out[SHA256_DIGEST_LENGTH];
+    if (!PyArg_ParseTuple(args, "y*y*:hmac_sha256", &key, &msg))
+        return NULL;
+    hmac_init(&h, key.buf, (size_t)key.len, (const unsigned char *)"", 0);
+    hmac_value(&h, msg.buf, (size_t)msg.len, out);
+    OPENSSL_cleanse(&h, sizeof(h));
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&msg);
+    return PyBytes_FromStringAndSize((const char *)out, sizeof(out));
+}
+
 static PyMethodDef methods[] = {
+    {"hmac_sha256", native_hmac, METH_VARARGS,
+     "hmac_sha256(key, message) -> 32-byte HMAC-SHA256 (RFC 2104), the pseudonym path's construction"},
     {"mask", native_mask, METH_VARARGS,
      "mask(text, keep_first, keep_last, mask_char, mask_separators) -> str (the mask action on text)"},
     {NULL, NULL, 0, NULL},
@@ -435,11 +486,6 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     if (PyType_Ready(&PlanType) < 0)
-        return NULL;
-    s_copy = PyUnicode_InternFromString("copy");
-    s_update = PyUnicode_InternFromString("update");
-    s_digest = PyUnicode_InternFromString("digest");
-    if (!s_copy || !s_update || !s_digest)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)

@@ -70,7 +70,7 @@ def _native_rule(i: int, t: Any, parents: tuple, last: str, label: str) -> tuple
     if type(t) is Mask:
         return (OP_MASK, *head, (t.first, t.last, t.char, bool(t.all_chars)))
     if type(t) is Pseudonymize:
-        return (OP_PSEUDO, *head, (t._mac, t.prefix, _NORMALIZE.get(t.normalize, -1),
+        return (OP_PSEUDO, *head, (*t._native_key, t.prefix, _NORMALIZE.get(t.normalize, -1),
                                    _ENCODING.get(t.encoding, -1), t.length or 0))
     if type(t) is Redact:
         return (OP_REDACT, *head, (t.value,))

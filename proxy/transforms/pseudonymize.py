@@ -116,6 +116,7 @@ class Pseudonymize(TextTransform):
         key = ctx.keys[rule.key].material
         prefix = b"dpp-pseudonym-v1\x00" + ctx.binding(rule).encode() + b"\x00"
         mac = hmac.new(key, prefix, hashlib.sha256)  # copied per value: key schedule + prefix done once
+        self._native_key = (key, prefix)  # for proxy._native's HMAC (same construction); never printed
         # the OpenSSL HMAC object under hmac.HMAC when there is one: same copy/update/digest, without
         # the pure-Python wrapper's per-call overhead
         self._mac = getattr(mac, "_hmac", None) or mac

@@ -49,6 +49,25 @@ def test_native_mask_equals_the_python_mask(text, first, last, char, all_chars):
     assert fastpath._native.mask(text, first, last, char, all_chars) == masker(first, last, char, all_chars)(text)
 
 
+@native
+@pytest.mark.parametrize("key, msg, mac", [  # RFC 4231, test cases 1, 2 and 6
+    (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    (b"Jefe", b"what do ya want for nothing?", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+    (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First",
+     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+])
+def test_native_hmac_sha256_rfc4231(key, msg, mac):
+    assert fastpath._native.hmac_sha256(key, msg).hex() == mac
+
+
+@native
+@given(key=st.binary(max_size=200), msg=st.binary(max_size=300))
+def test_native_hmac_sha256_equals_hashlib(key, msg):
+    import hashlib
+    import hmac
+    assert fastpath._native.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+
+
 def _pseudonymize(normalize: str, encoding: str, length: int | None, prefix: str) -> Pseudonymize:
     from proxy.crypto.keys import SecretKey
     from proxy.policy.models import PseudonymizeRule
