@@ -278,6 +278,10 @@ class CompiledRoute:
                                 detection_sources=[t.drain_detections for t in self.transforms
                                                    if hasattr(t, "drain_detections")])
         self._fast = None if self.subject_mode else _fastpath.build(self)
+        self.record_path = ("reference" if self._fast is None else
+                            "native" if _fastpath.native_available() else "python")
+        """Which batch path runs: ``native`` (generated + ``proxy._native``), ``python`` (generated,
+        no C accelerator built or ``DPP_NATIVE=0``), ``reference`` (crypto-shredding routes)."""
 
     def _step(self, i: int, defer: bool = False) -> Callable[[dict, list], int]:
         rule, t = self.rules[i], self.transforms[i]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import textwrap
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -91,6 +92,11 @@ class _Source:
 
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.depth + line)
+
+    def block(self, text: str) -> None:
+        """Emit a dedented multi-line template at the current depth."""
+        for line in textwrap.dedent(text).strip("\n").splitlines():
+            self.emit(line)
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -169,47 +175,45 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     inline_rules: list[int] = []  # rule indexes counted as "matched unless an unmatched event"
 
     e = src.emit
-    e("def protect_batch(values):")
+    src.block("""
+        def protect_batch(values):
+            st = route.stats
+            ev = []  # (rule index, matches): unmatched rules and matches of generic steps, this batch
+            UN = ev.append
+            def miss(i, o):  # a rule done in C did not match
+                UN((i, 0))
+                DW(i, o)
+            ok = produced = 0
+            lat = 0.0
+            buckets, blocked, dead = st.latency_buckets, st.blocked, st.dead_lettered
+            out = []
+            put = out.append
+            results = []  # FF1 routes: protected objects until the batch is encrypted
+            times = []
+            t0 = pc()
+    """)
     src.depth = 1
-    e("st = route.stats")
-    e("ev = []  # (rule index, matches): unmatched rules and matches of generic steps, this batch")
-    e("UN = ev.append")
-    e("def miss(i, o):  # a rule done in C did not match")
-    e("    UN((i, 0))")
-    e("    DW(i, o)")
-    e("ok = 0")
-    e("buckets = st.latency_buckets")
-    e("blocked = st.blocked")
-    e("dead = st.dead_lettered")
-    e("out = []")
-    e("put = out.append")
-    if defer:
-        e("results = []")
-        e("times = []")
-    e("lat = 0.0")
-    e("produced = 0")
-    e("t0 = pc()")
     e("for j, v in enumerate(values):")
     src.depth = 2
     if defer:
         e("route._record_index = j")
-    e("if v is None:")
-    e("    res = TOMBSTONE")
-    e("else:")
-    src.depth = 3
-    e("try:")
-    e("    o = loads(v)")
-    e("except JSONDecodeError:")
-    e("    o = DL_JSON")
-    e("if type(o) is not dict:")
-    e("    res = DL_NOT_OBJECT if o is not DL_JSON else o")
-    e("else:")
-    src.depth = 4
-    e("mark = len(ev)")
-    e("try:")
+    src.block("""
+        if v is None:
+            res = TOMBSTONE
+        else:
+            try:
+                o = loads(v)
+            except JSONDecodeError:
+                o = DL_JSON
+            if type(o) is not dict:
+                res = DL_NOT_OBJECT if o is not DL_JSON else o
+            else:
+                mark = len(ev)
+                try:
+                    res = None
+    """)
     src.depth = 5
     # -- block conditions: the first that holds decides -------------------------------------------
-    e("res = None")
     for b, (when, reason) in enumerate(route._block_models):
         blk = src.const(f"BLOCK{b}", Outcome(BLOCK, reason=reason))
         kp = _key_path(when.field)
@@ -308,65 +312,69 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     e("res = o")
     src.depth -= 1
     src.depth = 4
-    e("except RecordError as x:")
-    e("    del ev[mark:]")
-    e("    res = Outcome(DEAD_LETTER, reason=x.reason.value, stage=x.stage.value, error_class=type(x).__name__, rule=x.rule)")
-    e("except Exception as x:  # fail closed on any bug in a transform; never echo the message")
-    e("    del ev[mark:]")
-    e("    res = Outcome(DEAD_LETTER, reason=TF_REASON, stage=TF_STAGE, error_class=type(x).__name__)")
+    src.block("""
+        except RecordError as x:
+            del ev[mark:]
+            res = Outcome(DEAD_LETTER, reason=x.reason.value, stage=x.stage.value, error_class=type(x).__name__, rule=x.rule)
+        except Exception as x:  # fail closed on any bug in a transform; never echo the message
+            del ev[mark:]
+            res = Outcome(DEAD_LETTER, reason=TF_REASON, stage=TF_STAGE, error_class=type(x).__name__)
+    """)
     src.depth = 2
+    serialize = """
+        if type(res) is dict:
+            try:
+                res = dumps(res)
+            except (TypeError, JSONEncodeError) as x:
+                res = Outcome(DEAD_LETTER, reason=SER_REASON, stage=SER_STAGE, error_class=type(x).__name__)
+    """
     if defer:
-        e("results.append(res)")
-        e("t1 = pc()")
-        e("times.append(t1 - t0)")
-        e("t0 = t1")
+        src.block("""
+            results.append(res)
+            t1 = pc()
+            times.append(t1 - t0)
+            t0 = t1
+        """)
         src.depth = 1
-        e("failed = route._flush_deferred_finish(results)")
-        e("n_all = len(results)")
-        e("share = (pc() - t0) / n_all if n_all else 0.0")
-        e("t0 = pc()")
-        e("for j, res in enumerate(results):")
+        src.block("""
+            failed = route._flush_deferred_finish(results)
+            share = (pc() - t0) / len(results) if results else 0.0
+            t0 = pc()
+            for j, res in enumerate(results):
+                if j in failed:
+                    res = failed[j]
+        """)
         src.depth = 2
-        e("if type(res) is dict:")
-        e("    if j in failed:")
-        e("        res = failed[j]")
-        e("    else:")
-        e("        try:")
-        e("            res = dumps(res)")
-        e("        except (TypeError, JSONEncodeError) as x:")
-        e("            res = Outcome(DEAD_LETTER, reason=SER_REASON, stage=SER_STAGE, error_class=type(x).__name__)")
-    else:
-        e("if type(res) is dict:")
-        e("    try:")
-        e("        res = dumps(res)")
-        e("    except (TypeError, JSONEncodeError) as x:")
-        e("        res = Outcome(DEAD_LETTER, reason=SER_REASON, stage=SER_STAGE, error_class=type(x).__name__)")
+    src.block(serialize)
     # -- counters and the histogram -------------------------------------------------------------------
-    e("put(res)")
-    e("if type(res) is bytes:")
-    e("    produced += 1")
-    e("else:")
-    e("    kind = res.kind")
-    e("    if kind == 'sink':")
-    e("        produced += 1")
-    e("    elif kind == 'block':")
-    e("        blocked[res.reason] = blocked.get(res.reason, 0) + 1")
-    e("    else:")
-    e("        dead[res.reason] = dead.get(res.reason, 0) + 1")
-    e("t1 = pc()")
-    e("dt = t1 - t0 + times[j] + share" if defer else "dt = t1 - t0")
-    e("t0 = t1")
-    e("lat += dt")
-    e("buckets[bisect_left(BUCKETS, dt)] += 1")
+    src.block("""
+        put(res)
+        if type(res) is bytes:
+            produced += 1
+        else:
+            kind = res.kind
+            if kind == SINK:
+                produced += 1
+            elif kind == BLOCK:
+                blocked[res.reason] = blocked.get(res.reason, 0) + 1
+            else:
+                dead[res.reason] = dead.get(res.reason, 0) + 1
+        t1 = pc()
+        dt = t1 - t0 + (times[j] + share if times else 0.0)
+        t0 = t1
+        lat += dt
+        buckets[bisect_left(BUCKETS, dt)] += 1
+    """)
     src.depth = 1
-    e("st.consumed += len(values)")
-    e("st.produced += produced")
-    e("st.latency_sum += lat")
-    e("if ok or ev:")
-    e("    route._count_rules(ok, ev, INLINE)")
-    e("return out")
-    ns["INLINE"] = tuple(inline_rules)
-    ns["SINK"] = SINK
+    src.block("""
+        st.consumed += len(values)
+        st.produced += produced
+        st.latency_sum += lat
+        if ok or ev:
+            route._count_rules(ok, ev, INLINE)
+        return out
+    """)
+    ns.update(INLINE=tuple(inline_rules), SINK=SINK, BLOCK=BLOCK)
     code = compile(src.text(), f"<dpp route {route.name!r}: batch path>", "exec")
     exec(code, ns)  # noqa: S102 - generated from the compiled policy; constants only (module doc)
     fn = ns["protect_batch"]
