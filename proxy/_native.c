@@ -6,7 +6,8 @@
  * that follow each other in a route; calling it on a record (a dict from orjson.loads) walks
  * each rule's path, and rewrites the value in place:
  *
- *   MASK    str values: str.isalnum() characters masked as proxy/transforms/mask.py does
+ *   MASK    str values: every character but a separator masked, as proxy/transforms/mask.py
+ *           does (the separator set comes from Python: set_separators(bitmap))
  *   PSEUDO  ASCII str values with normalize none/string/email and encoding base32/hex:
  *           canonical form, HMAC-SHA256 (RFC 2104 over OpenSSL's SHA-256, precomputed inner and
  *           outer states), RFC 4648 base32 or hex
@@ -100,6 +101,17 @@ typedef struct {
 static const char B32[] = "abcdefghijklmnopqrstuvwxyz234567";
 static const char HEX[] = "0123456789abcdef";
 
+/* bit c set: code point c is a separator (mask.SEPARATOR_CATEGORIES), from set_separators() */
+static PyObject *separators_obj = NULL;
+static const unsigned char *separators = NULL;
+#define SEP_BITMAP_SIZE (0x110000 / 8)
+
+static inline int
+is_sep(Py_UCS4 c)
+{
+    return c < 0x110000 && ((separators[c >> 3] >> (c & 7)) & 1);
+}
+
 static void
 kept(Py_ssize_t first, Py_ssize_t last, Py_ssize_t n, Py_ssize_t *f, Py_ssize_t *l)
 {
@@ -118,12 +130,20 @@ kept(Py_ssize_t first, Py_ssize_t last, Py_ssize_t n, Py_ssize_t *f, Py_ssize_t 
 static PyObject *
 mask_str(Rule *r, PyObject *s)
 {
+    if (separators == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "proxy._native.set_separators() was not called");
+        return NULL;
+    }
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (n == 0) {
+        Py_INCREF(s);
+        return s;
+    }
     int kind = PyUnicode_KIND(s);
     const void *data = PyUnicode_DATA(s);
     Py_ssize_t n_al = 0, i;
     for (i = 0; i < n; i++) {
-        if (Py_UNICODE_ISALNUM(PyUnicode_READ(kind, data, i)))
+        if (!is_sep(PyUnicode_READ(kind, data, i)))
             n_al++;
     }
     int whole = r->all_chars || (n > 0 && n_al == n);
@@ -139,7 +159,7 @@ mask_str(Rule *r, PyObject *s)
         const Py_UCS1 *src = PyUnicode_1BYTE_DATA(s);
         for (i = 0; i < n; i++) {
             Py_UCS1 c = src[i];
-            if (whole || Py_UNICODE_ISALNUM(c)) {
+            if (whole || !is_sep(c)) {
                 if (idx >= f && idx < hi)
                     c = (Py_UCS1)ch;
                 idx++;
@@ -154,7 +174,7 @@ mask_str(Rule *r, PyObject *s)
         return PyErr_NoMemory();
     for (i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (whole || Py_UNICODE_ISALNUM(c)) {
+        if (whole || !is_sep(c)) {
             if (idx >= f && idx < hi)
                 c = ch;
             idx++;
@@ -359,6 +379,10 @@ Plan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *item = PyList_GET_ITEM(rules, k), *params = NULL;
         Rule *r = &self->rules[k];
+        if (!PyTuple_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "a rule must be a tuple");
+            goto fail;
+        }
         if (!PyArg_ParseTuple(item, "iO!O!UO|O:rule", &r->op, &PyLong_Type, &r->index, &PyTuple_Type,
                               &r->parents, &r->last, &r->fallback, &params))
             goto fail;
@@ -469,7 +493,22 @@ native_hmac(PyObject *mod, PyObject *args)
     return PyBytes_FromStringAndSize((const char *)out, sizeof(out));
 }
 
+static PyObject *
+native_set_separators(PyObject *mod, PyObject *arg)
+{
+    if (!PyBytes_CheckExact(arg) || PyBytes_GET_SIZE(arg) != SEP_BITMAP_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "set_separators takes a bytes bitmap of 0x110000 bits");
+        return NULL;
+    }
+    Py_INCREF(arg);
+    Py_XSETREF(separators_obj, arg);
+    separators = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"set_separators", native_set_separators, METH_O,
+     "set_separators(bitmap): the characters mask leaves in place (proxy.transforms.mask.separator_bitmap())"},
     {"hmac_sha256", native_hmac, METH_VARARGS,
      "hmac_sha256(key, message) -> 32-byte HMAC-SHA256 (RFC 2104), the pseudonym path's construction"},
     {"mask", native_mask, METH_VARARGS,

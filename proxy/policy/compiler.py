@@ -396,11 +396,13 @@ class CompiledRoute:
                     self._warn_dotted(pos)
         return (obj, ref) if ref else obj
 
-    def _dotted_miss(self, pos: int, obj: dict) -> None:
-        """Rule ``pos`` did not match ``obj``: warn (once) if a top-level key is spelled like its path."""
-        lit = self._dotted[pos]
-        if lit is not None and lit in obj:
-            self._warn_dotted(pos)
+    def _dotted_miss(self, events: list, start: int, obj: dict) -> None:
+        """Batch path: for each rule that did not match the protected record ``obj``
+        (``events[start:]`` with no match), the check :meth:`protect` makes."""
+        for pos, k in events[start:]:
+            lit = self._dotted[pos]
+            if not k and lit is not None and lit in obj:
+                self._warn_dotted(pos)
 
     def _count_rules(self, ok: int, events: list, inline: tuple) -> None:
         """Batch path's rule counters: ``ok`` records went through every rule; ``events`` holds

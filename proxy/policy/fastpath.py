@@ -44,6 +44,18 @@ _NORMALIZE = {"none": 0, "string": 1, "email": 2}   # others (phone): the Python
 _ENCODING = {"base32": 0, "hex": 1}                  # others (base64url): the Python closure
 
 
+_separators_set = False
+
+
+def _native_ready() -> None:
+    """Give ``proxy._native`` the separator set of ``mask`` (once per process)."""
+    global _separators_set
+    if not _separators_set:
+        from ..transforms.mask import separator_bitmap
+        _native.set_separators(separator_bitmap())
+        _separators_set = True
+
+
 def native_available() -> bool:
     """Whether the C accelerator (``proxy._native``) is built and enabled (``DPP_NATIVE=0``
     turns it off, e.g. to compare; both give the same bytes)."""
@@ -67,6 +79,7 @@ def _native_rule(i: int, t: Any, parents: tuple, last: str, label: str) -> tuple
     from ..transforms.pseudonymize import Pseudonymize
     from ..transforms.redact import Redact
 
+    _native_ready()
     head = (i, tuple(parents), last, _raising(t.compile_apply(), label))
     if type(t) is Mask:
         return (OP_MASK, *head, (t.first, t.last, t.char, bool(t.all_chars)))
@@ -182,7 +195,6 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             UN = ev.append
             def miss(i, o):  # a rule done in C did not match
                 UN((i, 0))
-                DW(i, o)
             ok = produced = 0
             lat = 0.0
             buckets, blocked, dead = st.latency_buckets, st.blocked, st.dead_lettered
@@ -258,7 +270,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         kp = _key_path(rule.field)
         is_drop = isinstance(rule, DropRule)
         simple = (kp is not None and rule.action != "keep" and i not in route._deferred and not route.subject_mode)
-        absent = f"UN(({i}, 0))" + (f"; DW({i}, o)" if route._dotted[i] is not None else "")
+        absent = f"UN(({i}, 0))"
         if not (simple and not is_drop and native):
             end_run()
         if is_drop and inline_drops:
@@ -294,8 +306,6 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             s = src.const(f"S{i}", step_of[i])
             e(f"k = {s}(o, hits)" if need_hits else f"k = {s}(o, None)")
             e(f"UN(({i}, k))")
-            if route._dotted[i] is not None:
-                e(f"if not k: DW({i}, o)")
     end_run()
     if inline_drops:
         for i in drops:
@@ -308,6 +318,9 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             e("    route._batch_finish.append((j, hits))")
         else:
             e("    o = route._finish(o, hits)")
+    if any(d is not None for d in route._dotted):  # as process(): on the finished record
+        e("if len(ev) > mark:")
+        e("    DW(ev, mark, o)")
     e("ok += 1")
     e("res = o")
     src.depth -= 1

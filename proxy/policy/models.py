@@ -139,8 +139,10 @@ class KeepRule(_Rule):
 class MaskRule(_Rule):
     """Replace characters with ``mask_char``, keeping the first/last N maskable characters.
 
-    Maskable characters are letters and digits (any script); others (``-``, space, ``@``, ``.``)
-    stay in place unless ``mask_separators`` is true. Output length equals input length.
+    Every character but a separator (punctuation, spaces, control characters, math/currency/
+    modifier symbols: ``-``, space, ``@``, ``.``, ``+``) is masked: letters and digits of any script,
+    letter-like symbols, emoji. Separators stay in place unless ``mask_separators`` is true.
+    Output length equals input length.
     """
 
     action: Literal["mask"]

@@ -8,7 +8,7 @@ finding is ever left in clear.
 Replacements (``replace:``):
 
 * ``placeholder`` (default): ``<CN_RESIDENT_ID>``, ``<CN_MOBILE>``, ``<EMAIL>`` … (the kind only);
-* ``mask``: letters and digits of the finding become ``mask_char``, keeping ``keep_first`` /
+* ``mask``: the finding's characters but separators become ``mask_char``, keeping ``keep_first`` /
   ``keep_last`` of them (the ``mask`` action's rules, applied per finding);
 * ``pseudonymize``: ``<KIND:hex>``, where ``hex`` is the first ``length`` hex digits of the same
   HMAC-SHA256 the ``pseudonymize`` action computes (message ``"dpp-pseudonym-v1" 0 binding 0

@@ -39,13 +39,14 @@ def test_native_is_built_where_ci_requires_it():
 # ---------------------------------------------------------------------------------- primitives
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30) | st.sampled_from(
     ["13900001111", "139-0000-1111", "+1 (555) 010-9999", "1969-11-03", " Bob@Example.COM\t", "王小明",
-     "李四", "a", "", "--", "x\x1cy", "\tAl@X.org\x1f", "\x1c\x0b a@b.CN", "ÉCOLE", "１２３", "٣٤٥"])
+     "李四", "a", "", "--", "x\x1cy", "ⓑⓞⓑ ⓢⓜⓘⓣⓗ", "🅑🅞🅑", "⠃⠕⠃", "e\u0301", "北京市，朝阳区", "\tAl@X.org\x1f", "\x1c\x0b a@b.CN", "ÉCOLE", "１２３", "٣٤٥"])
 
 
 @native
 @given(text=TEXT, first=st.integers(0, 6), last=st.integers(0, 6),
        char=st.sampled_from(["*", "#", "0", "x", "é", "王", "\U0001F600"]), all_chars=st.booleans())
 def test_native_mask_equals_the_python_mask(text, first, last, char, all_chars):
+    fastpath._native_ready()
     assert fastpath._native.mask(text, first, last, char, all_chars) == masker(first, last, char, all_chars)(text)
 
 
@@ -217,3 +218,24 @@ def test_counters_of_a_batch_with_a_failed_record_skip_its_rules(monkeypatch):
         consumed, produced, _, dead, transforms, unmatched = _counters(route)
         assert (consumed, produced, dead) == (2, 1, {"unsupported-type": 1})
         assert transforms == [1, 1, 0] and unmatched == [0, 0, 1]
+
+
+@pytest.mark.parametrize("record, unlisted, warns", [
+    ({"a.b": "x"}, "keep", True),                 # the rule a.b missed; a top-level key "a.b" is there
+    ({"a.b": "x", "c": True}, "keep", False),     # dead-lettered (c is a boolean): no rule counted, no hint
+    ({"a.b": "x"}, "drop", False),                # the allow-list removed "a.b" before the check
+])
+def test_unquoted_dotted_key_hint_as_the_reference(record, unlisted, warns, monkeypatch, caplog):
+    text = yaml.safe_dump({"version": 1, "name": "d", "keys": {"k": {"source": "env", "name": "K"},
+                                                               "dlq": {"source": "env", "name": "DLQ"}},
+                           "routes": [{"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t",
+                                       "dead_letter_key": "dlq", "unlisted_fields": unlisted,
+                                       "rules": [{"field": "a.b", "action": "mask"},
+                                                 {"field": "c", "action": "mask"}]}]})
+    for path in ("reference", False, True):
+        caplog.clear()
+        route = _route(text, path is True, monkeypatch)
+        value = orjson.dumps(record)
+        route.process(value) if path == "reference" else route.protect_batch([value])
+        hinted = any(getattr(r, "problem", "") == "unquoted-dotted-key" for r in caplog.records)
+        assert hinted is warns, f"path={path}"

@@ -39,7 +39,15 @@ def mask(value, **opts):
         ("北京市 朝阳区", dict(keep_first=2), "北京* ***"),
         ("Ünïcödé", dict(keep_first=1), "Ü******"),
         ("١٢٣٤٥٦", dict(keep_last=2), "****٥٦"),                           # Arabic-Indic digits
-        ("😀abc", dict(), "😀***"),                                         # emoji is not a letter: kept
+        # everything but a separator is masked (fail closed): letter-like symbols, emoji, combining marks
+        ("😀abc", dict(), "****"),
+        ("ⓑⓞⓑ ⓢⓜⓘⓣⓗ", dict(keep_first=1), "ⓑ** *****"),
+        ("🅑🅞🅑@🅧.🅒🅞🅜", dict(), "***@*.***"),
+        ("🇧🇴🇧", dict(), "***"),
+        ("⠃⠕⠃", dict(), "***"),
+        ("Jose\u0301", dict(keep_first=1), "J****"),
+        ("北京市，朝阳区", dict(keep_first=1), "北**，***"),
+        ("$1,234.56 (USD)", dict(), "$*,***.** (***)"),
         # when keep_first + keep_last would keep everything, at most half is kept
         ("a", dict(keep_first=1), "*"),
         ("ab", dict(keep_first=5, keep_last=5), "a*"),
