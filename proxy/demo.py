@@ -122,7 +122,11 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     from .stream.admin import ensure_topics
     from .stream.engine import Engine, EngineConfig
 
-    logs.setup("WARNING")
+    log_path = ROOT / ".cache" / "demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - open for the whole demo
+    logs.setup("INFO", log_file)  # JSON log lines (dead-lettered records...) kept out of the walkthrough
+    print(f"proxy log (JSON lines): {log_path}")
     keyfile = ensure_demo_keys()
     if keyfile:
         print(f"demo keys: {keyfile} (random, made once; set {', '.join(KEY_VARS)} to use your own)")

@@ -34,9 +34,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
-def setup(level: str = "INFO") -> None:
-    """Route the ``proxy`` loggers to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup(level: str = "INFO", stream=None) -> None:
+    """Route the ``proxy`` loggers to ``stream`` (default stderr) as JSON lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("proxy")
     root.handlers[:] = [handler]
