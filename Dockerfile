@@ -7,7 +7,7 @@
 #       data-protection-proxy:dev run --policy /etc/dpp/policies/examples/customer-pii.yaml --bootstrap-servers HOST:9092
 #
 # Slim Python 3.11 base, the package and its dependencies installed from wheels built in a separate stage
-# (no compiler or pip cache in the final image), runs as an unprivileged user (uid/gid 10001) and works with
+# (no compiler or pip cache in the final image; the C accelerator links the image's libcrypto), runs as an unprivileged user (uid/gid 10001) and works with
 # a read-only root filesystem (it writes nothing). The example policies are in /etc/dpp/policies; mount
 # your own there (or anywhere) and pass --policy. Metrics, /healthz and /readyz listen on port 9464.
 
@@ -18,8 +18,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
+# A C compiler and OpenSSL's headers build proxy._native, the accelerator of the record path (about
+# twice the throughput; optional for pip, required here: the image must not fall back silently).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
 # Wheels for dpp and every runtime dependency (sdist-only ones are built here, not in the final image).
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels . \
+ && python -c "import glob, sys, zipfile; w = glob.glob('/wheels/data_protection_proxy-*.whl')[0]; \
+sys.exit(0 if any(n.startswith('proxy/_native') for n in zipfile.ZipFile(w).namelist()) else 'proxy._native not built')"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="dpp" \
@@ -33,7 +40,8 @@ RUN groupadd --system --gid 10001 dpp \
  && useradd --system --uid 10001 --gid dpp --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dpp
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels data-protection-proxy \
- && dpp --version
+ && dpp --version \
+ && python -c "from proxy.policy import fastpath; assert fastpath.native_available(), 'proxy._native'"
 COPY policies /etc/dpp/policies
 WORKDIR /etc/dpp
 USER 10001:10001

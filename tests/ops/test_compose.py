@@ -346,6 +346,13 @@ def _dockerignore() -> list[str]:
     return [l.strip() for l in DOCKERIGNORE.read_text().splitlines() if l.strip() and not l.startswith("#")]
 
 
+def test_dockerfile_builds_and_requires_the_native_accelerator():
+    ins = _dockerfile_instructions()
+    runs = " ".join(a for op, a in ins if op == "RUN")
+    assert "libssl-dev" in runs and "gcc" in runs
+    assert "native_available()" in runs and "proxy._native not built" in runs
+
+
 def test_dockerfile_slim_non_root_entrypoint_dpp():
     ins = _dockerfile_instructions()
     args = dict(a.split("=", 1) for op, a in ins if op == "ARG" and "=" in a)
@@ -372,7 +379,8 @@ def test_dockerfile_copies_exist_and_survive_dockerignore():
         assert (ROOT / s).exists(), f"COPY {s}: not in the repository"
         assert not _ignored(s, pats), f"COPY {s}: excluded by .dockerignore"
     for secret in (".env", "deploy/.env", "keys/fpe.key", ".git/config", ".cache/demo-keys.env",
-                   "tests/conftest.py", "proxy/__pycache__/cli.cpython-311.pyc"):
+                   "tests/conftest.py", "proxy/__pycache__/cli.cpython-311.pyc",
+                   "proxy/_native.cpython-311-x86_64-linux-gnu.so"):  # built for this host, not the image
         assert _ignored(secret, pats), f"{secret} would be sent to the Docker build"
 
 
@@ -389,7 +397,8 @@ def test_build_context_builds_a_wheel_with_the_dpp_entry_point(tmp_path):
                     continue
                 src = ROOT / s
                 if src.is_dir():
-                    shutil.copytree(src, ctx / s, ignore=lambda d, names: [n for n in names if n == "__pycache__"])
+                    shutil.copytree(src, ctx / s, ignore=lambda d, names: [n for n in names if n == "__pycache__"
+                                                                           or n.endswith(".so")])
                 else:
                     (ctx / s).write_bytes(src.read_bytes())
     out = tmp_path / "wheels"
@@ -400,5 +409,7 @@ def test_build_context_builds_a_wheel_with_the_dpp_entry_point(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         assert "proxy/cli.py" in names and "proxy/stream/engine.py" in names
+        # built from proxy/_native.c (a compiler and libssl-dev are here, as in the build stage)
+        assert any(n.startswith("proxy/_native") and n.endswith(".so") for n in names), names
         ep = next(n for n in names if n.endswith("entry_points.txt"))
         assert re.search(r"^dpp\s*=\s*proxy\.cli:main$", z.read(ep).decode(), flags=re.M)
