@@ -41,30 +41,17 @@ from proxy.policy.compiler import DEAD_LETTER, SINK, Outcome, compile_policy
 from proxy.policy.loader import MAX_NODES, load_policy_text
 from proxy.transforms.fpe import is_variant
 
-KEYS = {"K": "11" * 32, "DLQ": "22" * 32}
+from policykit import KEYS, compiled_route, policy_text
+
 CARDS = ["4000000000000002", "4111111111111111", "5500000000000004"]
 
 
-def policy(rules: list[str], *, block: list[str] = (), unlisted: str = "keep", keys: str = "") -> str:
-    blk = ("    block:\n" + "".join(f"      - {b}\n" for b in block)) if block else ""
-    return f"""version: 1
-name: adv
-keys:
-  k: {{source: env, name: K}}
-  dlq: {{source: env, name: DLQ}}
-{keys}routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: dlq
-    unlisted_fields: {unlisted}
-{blk}    rules:
-""" + "".join(f"      - {r}\n" for r in rules)
+def policy(rules: list[str], **kw) -> str:
+    return policy_text(rules, name="adv", **kw)
 
 
 def route(rules, **kw):
-    return compile_policy(load_policy_text(policy(rules, **kw), "adv.yaml"), environ=KEYS).route()
+    return compiled_route(rules, name="adv", file="adv.yaml", **kw)
 
 
 def assert_clean(out: Outcome, *secrets: str) -> None:

@@ -13,30 +13,12 @@ from proxy.policy.compiler import BLOCK, DEAD_LETTER, LATENCY_BUCKETS, SINK, TOM
 from proxy.policy.loader import load_policy_text
 from proxy.transforms.mask import Mask
 
-KEYS = {"K": "11" * 32, "DLQ": "22" * 32}
+from policykit import KEYS, compiled_route, policy_text
+
 CANARY = "canary-7f3q"
 
 
-def policy(rules: list[str], *, block: list[str] = (), unlisted: str = "keep", name: str = "unit", extra_routes: str = ""):
-    blk = ("    block:\n" + "".join(f"      - {b}\n" for b in block)) if block else ""
-    return f"""version: 1
-name: {name}
-keys:
-  k: {{source: env, name: K}}
-  dlq: {{source: env, name: DLQ}}
-routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: dlq
-    unlisted_fields: {unlisted}
-{blk}    rules:
-""" + "".join(f"      - {r}\n" for r in rules) + extra_routes
-
-
-def route(rules, **kw):
-    return compile_policy(load_policy_text(policy(rules, **kw)), environ=KEYS).route()
+policy, route = policy_text, compiled_route
 
 
 STANDARD = ["{field: name, action: mask, keep_first: 1}",

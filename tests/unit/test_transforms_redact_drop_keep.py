@@ -11,26 +11,14 @@ from proxy.policy.models import DropRule, KeepRule, RedactRule
 from proxy.transforms import BuildContext, build_transform
 from proxy.transforms.drop import DROPPED
 
+from policykit import compiled_route
+
 CTX = BuildContext(policy_name="unit", route_name="r", keys={})
-ENV = {"DLQ": "ab" * 32}
 ANY_VALUES = ["text", "", 0, 42, -1.5, True, False, None, {"a": {"b": 1}}, [1, "x", None], "李四"]
 
 
 def route(*rules: str, unlisted: str = "keep"):
-    text = f"""version: 1
-name: unit
-keys:
-  dlq: {{source: env, name: DLQ}}
-routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: dlq
-    unlisted_fields: {unlisted}
-    rules:
-""" + "".join(f"      - {r}\n" for r in rules)
-    return compile_policy(load_policy_text(text), environ=ENV).route()
+    return compiled_route(list(rules), unlisted=unlisted)
 
 
 def run(r, record: dict):

@@ -1,0 +1,36 @@
+"""Small policies for the unit tests: one route (``in.t`` → ``out.t``, dead letters to ``dlq.t``)
+with the rules and block conditions given as YAML flow mappings, keys ``k`` (env ``K``) and ``dlq``
+(env ``DLQ``). ``tests/conftest.py`` puts this directory on ``sys.path``, so tests ``import policykit``."""
+from __future__ import annotations
+
+from proxy.policy.compiler import CompiledRoute, compile_policy
+from proxy.policy.loader import load_policy_text
+
+KEYS = {"K": "11" * 32, "DLQ": "22" * 32}
+"""Environment holding the two keys every policy of :func:`policy_text` names (32-byte AES keys, hex)."""
+
+
+def policy_text(rules: list[str], *, block: list[str] = (), unlisted: str = "keep", name: str = "unit",
+                keys: str = "", extra_routes: str = "") -> str:
+    """Policy YAML: ``rules``/``block`` are flow mappings (``"{field: a, action: mask}"``),
+    ``keys`` extra lines under ``keys:`` (indented two spaces), ``extra_routes`` more route items."""
+    blk = ("    block:\n" + "".join(f"      - {b}\n" for b in block)) if block else ""
+    return f"""version: 1
+name: {name}
+keys:
+  k: {{source: env, name: K}}
+  dlq: {{source: env, name: DLQ}}
+{keys}routes:
+  - name: r
+    source: in.t
+    sink: out.t
+    dead_letter: dlq.t
+    dead_letter_key: dlq
+    unlisted_fields: {unlisted}
+{blk}    rules:
+""" + "".join(f"      - {r}\n" for r in rules) + extra_routes
+
+
+def compiled_route(rules: list[str], *, file: str = "<policy>", environ: dict | None = None, **kw) -> CompiledRoute:
+    """:func:`policy_text` loaded (as ``file``) and compiled with :data:`KEYS`; its route ``r``."""
+    return compile_policy(load_policy_text(policy_text(rules, **kw), file), environ=environ or KEYS).route()
