@@ -20,6 +20,7 @@ that this path and :meth:`CompiledRoute.process` give the same bytes, outcomes a
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import textwrap
 import time
@@ -34,9 +35,18 @@ from .paths import parse_path
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledRoute
 
+NATIVE_ABI = 2
+"""``proxy._native.ABI`` this module speaks; a stale build (the C source changed since ``pip
+install``) is not used: the pure-Python path runs, and a warning says to reinstall."""
+
 try:
     from .. import _native
 except ImportError:  # built without a C compiler: the pure-Python path, same results
+    _native = None
+if _native is not None and getattr(_native, "ABI", None) != NATIVE_ABI:
+    logging.getLogger("proxy.policy").warning(
+        "proxy._native is stale (built from another version of _native.c): using the pure-Python "
+        "record path; reinstall (pip install -e .) to rebuild it", extra={"problem": "native-abi"})
     _native = None
 
 OP_CALL, OP_MASK, OP_PSEUDO, OP_REDACT = 0, 1, 2, 3

@@ -239,3 +239,21 @@ def test_unquoted_dotted_key_hint_as_the_reference(record, unlisted, warns, monk
         route.process(value) if path == "reference" else route.protect_batch([value])
         hinted = any(getattr(r, "problem", "") == "unquoted-dotted-key" for r in caplog.records)
         assert hinted is warns, f"path={path}"
+
+
+def test_a_stale_native_build_is_not_used(monkeypatch, caplog):
+    """An accelerator built from another version of ``_native.c`` (ABI mismatch) falls back to the
+    pure-Python path with a warning instead of misreading rule tuples."""
+    import importlib
+    import types
+
+    stale = types.SimpleNamespace(ABI=fastpath.NATIVE_ABI - 1, Plan=None)
+    monkeypatch.setitem(__import__("sys").modules, "proxy._native", stale)
+    monkeypatch.setattr(__import__("proxy"), "_native", stale, raising=False)
+    try:
+        reloaded = importlib.reload(fastpath)
+        assert reloaded._native is None and not reloaded.native_available()
+        assert any(getattr(r, "problem", "") == "native-abi" for r in caplog.records)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(fastpath)
