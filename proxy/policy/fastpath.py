@@ -12,8 +12,15 @@ that goes to the sink is its bytes (no ``Outcome``). Rules the generator does no
 (array paths, ``keep``, batch-encrypted FPE, crypto-shredding routes) call the same step closures
 as the reference path.
 
+When the optional C accelerator ``proxy._native`` (``proxy/_native.c``) is built, each run of
+consecutive object-key-path rules is one ``Plan`` call instead: C walks the paths and masks,
+pseudonymizes (HMAC-SHA256 over OpenSSL's SHA-256) and redacts in place, and hands every value it
+does not handle (other types, non-ASCII text for pseudonyms, other transforms) to the transform's
+``compile_apply`` closure, so results and errors are the reference path's. Without it (no C
+compiler at install, a stale build, ``DPP_NATIVE=0``) the rules are written out in Python.
+
 The generated source holds no policy text: field names, labels, values and transforms are
-constants of its namespace (``K3``, ``A3``...), so a key such as ``"\\n__import__('os')"`` is data,
+constants of its namespace (``L3``, ``A3``...), so a key such as ``"\\n__import__('os')"`` is data,
 never code. ``tests/unit/test_fastpath.py`` checks on generated policies and records (hypothesis)
 that this path and :meth:`CompiledRoute.process` give the same bytes, outcomes and counters.
 """
