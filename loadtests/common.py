@@ -155,7 +155,7 @@ def unique_prefix(tag: str = "lt") -> str:
 def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30) -> None:
     """Create ``{name: partitions}`` (replication 1) and wait until their metadata is visible."""
     from confluent_kafka.admin import AdminClient, NewTopic
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     futs = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items()],
                                operation_timeout=timeout_s)
     for f in futs.values():
@@ -176,7 +176,7 @@ def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
     if not names:
         return
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})  # keep a reference: a destroyed client fails its futures
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})  # keep a reference: a destroyed client fails its futures
         futs = admin.delete_topics(list(names), operation_timeout=30)
         for f in futs.values():
             try:
