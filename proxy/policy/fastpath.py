@@ -197,8 +197,9 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
               SER_REASON=Reason.SERIALIZE_FAILED.value, SER_STAGE=Stage.SERIALIZE.value)
     defer = bool(route._deferred)
     drops = [i for i in route._order if isinstance(route.rules[i], DropRule)]
-    inline_drops = (not defer and route._tree is None
-                    and all(_key_path(route.rules[i].field) is not None for i in drops))
+    # Drops on object-key paths delete object members at once: that shifts no array index, so it
+    # is safe before the batch's FF1 write-back too (which addresses array elements by index).
+    inline_drops = route._tree is None and all(_key_path(route.rules[i].field) is not None for i in drops)
     steps = route._batch_steps if defer else route._steps
     step_of = dict(zip(route._order, steps))
     need_hits = not inline_drops or route._tree is not None
@@ -315,6 +316,23 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             e(f"        {n}[{lk}] = {a}({n}[{lk}])")
             e("    except TransformError as e:")
             e(f"        raise RecordError(STAGE_T, e.reason, {label}) from None")
+            e("else:")
+            e(f"    {absent}")
+            src.depth -= opened
+            inline_rules.append(i)
+        elif kp is not None and defer and i in route._deferred:  # FF1: validate now, encrypt per batch
+            parents, last = kp
+            lk = src.const(f"L{i}", last)
+            split = src.const(f"SPLIT{i}", route.transforms[i].split)
+            pend = src.const(f"PEND{i}", route._deferred[i].append)
+            opened, n = _walk(src, parents, f"P{i}", True, absent, label)
+            e(f"if {lk} in {n}:")
+            e("    try:")
+            e(f"        sp = {split}({n}[{lk}])")
+            e("    except TransformError as e:")
+            e(f"        raise RecordError(STAGE_T, e.reason, {label}) from None")
+            e("    if sp is not None:")
+            e(f"        {pend}((j, {n}, {lk}, sp[0], sp[1], sp[2]))")
             e("else:")
             e(f"    {absent}")
             src.depth -= opened
