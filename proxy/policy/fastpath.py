@@ -389,7 +389,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             share = (pc() - t0) / len(results) if results else 0.0
             t0 = pc()
             for j, res in enumerate(results):
-                if j in failed:
+                if j in failed and type(res) is dict:  # an earlier outcome of the record stands
                     res = failed[j]
         """)
         src.depth = 2
