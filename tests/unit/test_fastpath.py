@@ -257,3 +257,23 @@ def test_a_stale_native_build_is_not_used(monkeypatch, caplog):
     finally:
         monkeypatch.undo()
         importlib.reload(fastpath)
+
+
+def test_a_failed_batch_encryption_keeps_an_earlier_dead_letter_cause(monkeypatch):
+    """FF1 values are encrypted at the end of the batch; if that fails for a record that a later
+    rule already dead-lettered, the record keeps that first cause (as ``process`` reports it)."""
+    text = yaml.safe_dump({"version": 1, "name": "f", "keys": {"k": {"source": "env", "name": "K"},
+                                                               "dlq": {"source": "env", "name": "DLQ"}},
+                           "routes": [{"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t",
+                                       "dead_letter_key": "dlq",
+                                       "rules": [{"field": "a", "action": "fpe", "key": "k"},
+                                                 {"field": "b", "action": "mask"}]}]})
+    for native_on in (False, True):
+        route = _route(text, native_on, monkeypatch)
+
+        def broken(values):
+            raise RuntimeError("AES unavailable")
+        monkeypatch.setattr(route.transforms[0], "encrypt_batch", broken)
+        out = route.protect_batch([b'{"a": "123456", "b": [1]}', b'{"a": "123456", "b": "x"}'])
+        assert (out[0].reason, out[0].rule) == ("unsupported-type", route.rule_labels[1])
+        assert (out[1].reason, out[1].error_class) == ("transform-failed", "RuntimeError")
