@@ -256,8 +256,7 @@ class CompiledRoute:
             self._reversible = [i for i, t in enumerate(self.transforms) if t.reversible]
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
-        self._blocks = [(_compile_block(b.when), b.reason) for b in route.block]
-        self._block_models = [(b.when, b.reason) for b in route.block]
+        self._blocks = [(b.when, _compile_block(b.when), b.reason) for b in route.block]
         self._tree = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
                       if route.unlisted_fields == "drop" else None)
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
@@ -365,7 +364,7 @@ class CompiledRoute:
         Returns the protected object, or a block :class:`Outcome`. Raises :class:`RecordError`
         when a value cannot be protected. Counts transforms/unmatched only on success.
         """
-        for hit, reason in self._blocks:
+        for _, hit, reason in self._blocks:
             if hit(obj):
                 return Outcome(BLOCK, reason=reason)
         ref = ""

@@ -175,6 +175,23 @@ def _walk(src: _Source, parents: tuple[str, ...], prefix: str, strict: bool, abs
     return len(parents), ("n" if parents else "o")
 
 
+def _at_key(src: _Source, i: int, kp: tuple[tuple[str, ...], str], label_const: str, found: str) -> None:
+    """Emit rule ``i`` on an object-key path: the walk to the parent object, then ``found`` (a
+    template over ``{n}``, the parent's variable, and ``{k}``, the key's constant) when the key is
+    there; a missing key or parent records the miss ``(i, 0)``."""
+    parents, last = kp
+    lk = src.const(f"L{i}", last)
+    absent = f"UN(({i}, 0))"
+    opened, n = _walk(src, parents, f"P{i}", True, absent, label_const)
+    src.emit(f"if {lk} in {n}:")
+    src.depth += 1
+    src.block(found.format(n=n, k=lk))
+    src.depth -= 1
+    src.emit("else:")
+    src.emit(f"    {absent}")
+    src.depth -= opened
+
+
 def build(route: "CompiledRoute") -> Callable[[list], list]:
     """Generate the batch function of ``route``: ``values (list of bytes | None) -> list`` with,
     per value, the protected bytes (sink), or an ``Outcome`` (block, dead-letter, tombstone, and
@@ -244,11 +261,11 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     """)
     src.depth = 5
     # -- block conditions: the first that holds decides -------------------------------------------
-    for b, (when, reason) in enumerate(route._block_models):
+    for b, (when, hit_closure, reason) in enumerate(route._blocks):
         blk = src.const(f"BLOCK{b}", Outcome(BLOCK, reason=reason))
         kp = _key_path(when.field)
         if kp is None:
-            hit = src.const(f"HIT{b}", route._blocks[b][0])
+            hit = src.const(f"HIT{b}", hit_closure)
             e(f"if res is None and {hit}(o):")
             e(f"    res = {blk}")
             continue
@@ -287,60 +304,41 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         label = src.const(f"LABEL{i}", route.rule_labels[i])
         kp = _key_path(rule.field)
         is_drop = isinstance(rule, DropRule)
-        simple = (kp is not None and rule.action != "keep" and i not in route._deferred and not route.subject_mode)
-        absent = f"UN(({i}, 0))"
-        if not (simple and not is_drop and native):
+        # a value rule on an object-key path, applied one value at a time
+        direct = (kp is not None and not is_drop and rule.action != "keep" and i not in route._deferred
+                  and not route.subject_mode)
+        if not (direct and native):
             end_run()
-        if is_drop and inline_drops:
-            parents, last = kp
-            lk = src.const(f"L{i}", last)
+        if is_drop and inline_drops:  # located now, deleted after every drop is located
             e(f"d{i} = None")
-            opened, n = _walk(src, parents, f"P{i}", True, absent, label)
-            e(f"if {lk} in {n}:")
-            e(f"    d{i} = {n}")
-            e("else:")
-            e(f"    {absent}")
-            src.depth -= opened
-            inline_rules.append(i)
-        elif simple and not is_drop and native:
+            _at_key(src, i, kp, label, f"d{i} = {{n}}")
+        elif direct and native:
             run.append(_native_rule(i, t, *kp, route.rule_labels[i]))
-            inline_rules.append(i)
-            continue
-        elif simple and not is_drop:
-            parents, last = kp
-            lk = src.const(f"L{i}", last)
+        elif direct:
             a = src.const(f"A{i}", t.compile_apply())
-            opened, n = _walk(src, parents, f"P{i}", True, absent, label)
-            e(f"if {lk} in {n}:")
-            e("    try:")
-            e(f"        {n}[{lk}] = {a}({n}[{lk}])")
-            e("    except TransformError as e:")
-            e(f"        raise RecordError(STAGE_T, e.reason, {label}) from None")
-            e("else:")
-            e(f"    {absent}")
-            src.depth -= opened
-            inline_rules.append(i)
+            _at_key(src, i, kp, label, f"""
+                try:
+                    {{n}}[{{k}}] = {a}({{n}}[{{k}}])
+                except TransformError as e:
+                    raise RecordError(STAGE_T, e.reason, {label}) from None
+            """)
         elif kp is not None and defer and i in route._deferred:  # FF1: validate now, encrypt per batch
-            parents, last = kp
-            lk = src.const(f"L{i}", last)
             split = src.const(f"SPLIT{i}", route.transforms[i].split)
             pend = src.const(f"PEND{i}", route._deferred[i].append)
-            opened, n = _walk(src, parents, f"P{i}", True, absent, label)
-            e(f"if {lk} in {n}:")
-            e("    try:")
-            e(f"        sp = {split}({n}[{lk}])")
-            e("    except TransformError as e:")
-            e(f"        raise RecordError(STAGE_T, e.reason, {label}) from None")
-            e("    if sp is not None:")
-            e(f"        {pend}((j, {n}, {lk}, sp[0], sp[1], sp[2]))")
-            e("else:")
-            e(f"    {absent}")
-            src.depth -= opened
-            inline_rules.append(i)
+            _at_key(src, i, kp, label, f"""
+                try:
+                    sp = {split}({{n}}[{{k}}])
+                except TransformError as e:
+                    raise RecordError(STAGE_T, e.reason, {label}) from None
+                if sp is not None:
+                    {pend}((j, {{n}}, {{k}}, sp[0], sp[1], sp[2]))
+            """)
         else:
             s = src.const(f"S{i}", step_of[i])
             e(f"k = {s}(o, hits)" if need_hits else f"k = {s}(o, None)")
             e(f"UN(({i}, k))")
+            continue
+        inline_rules.append(i)
     end_run()
     if inline_drops:
         for i in drops:

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import unicodedata
+from functools import lru_cache
 from typing import Any, Callable
 
 import phonenumbers
@@ -35,10 +36,10 @@ def canonical(text: str, normalize: str, default_region: str = "CN") -> str:
     """
     if normalize == "none":
         return text
-    if normalize == "string":
-        return unicodedata.normalize("NFC", text)
+    if normalize == "string":  # ASCII text is already in NFC
+        return text if text.isascii() else unicodedata.normalize("NFC", text)
     if normalize == "email":
-        return unicodedata.normalize("NFC", text).strip().lower()
+        return (text if text.isascii() else unicodedata.normalize("NFC", text)).strip().lower()
     if normalize == "phone":
         try:
             num = phonenumbers.parse(text, default_region)
@@ -57,23 +58,16 @@ _B32_PAIRS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "a
 def _base32(digest: bytes, length: int | None = None) -> str:
     """RFC 4648 base32 of ``digest``, lower case, unpadded, cut to ``length`` characters: the
     same text as ``base64.b32encode(digest).decode().rstrip("=").lower()[:length]`` (a unit test
-    compares them), computed for the needed characters only, 10 bits at a time (the standard
-    library's pure-Python encoder costs several µs per digest on the record path)."""
-    total = -(-len(digest) * 8 // 5)
-    n = total if not length or length > total else length
-    bits = -(-n // 2) * 10
-    chunk = digest[:-(-bits // 8)]
-    v = int.from_bytes(chunk, "big")
-    have = len(chunk) * 8
-    v = v << (bits - have) if have < bits else v >> (have - bits)
-    pairs = _B32_PAIRS
-    return "".join([pairs[(v >> s) & 1023] for s in range(bits - 10, -1, -10)])[:n]
+    compares them), through :func:`base32_encoder` (the standard library's pure-Python encoder
+    costs several µs per digest on the record path)."""
+    return base32_encoder(len(digest), length)(digest)
 
 
+@lru_cache(maxsize=None)  # one per (digest size, length): a handful per process
 def base32_encoder(size: int, length: int | None) -> Callable[[bytes], str]:
-    """A function ``digest -> _base32(digest, length)`` for digests of ``size`` bytes, with the
-    shifts unrolled for that size and length (about half the cost of :func:`_base32` per call).
-    The generated source holds only integers computed here."""
+    """A function ``digest -> base32 text`` (as :func:`_base32`) for digests of ``size`` bytes,
+    computing only the characters needed, 10 bits at a time with the shifts unrolled for that
+    size and length. The generated source holds only integers computed here."""
     total = -(-size * 8 // 5)
     n = total if not length or length > total else length
     bits = -(-n // 2) * 10
@@ -126,14 +120,11 @@ class Pseudonymize(TextTransform):
         self.length = rule.length
         self.prefix = rule.prefix
 
-    def apply_text(self, text: str) -> str:
-        m = self._mac.copy()
-        m.update(canonical(text, self.normalize, self.region).encode("utf-8", "surrogatepass"))
-        return self.prefix + encode_digest(m.digest(), self.encoding, self.length)
+        self._pseudonym = self._build()
 
-    def compile_apply(self) -> Callable[[Any], Any]:
-        """One closure per rule: canonical form (ASCII text skips NFC, which leaves it unchanged),
-        HMAC, and an encoder specialized for the length (:func:`base32_encoder`)."""
+    def _build(self) -> Callable[[Any], Any]:
+        """The one closure both paths use: canonical form, HMAC, and the encoding (base32 through
+        an encoder specialized for the length, :func:`base32_encoder`)."""
         mac, prefix, normalize, region, length = self._mac, self.prefix, self.normalize, self.region, self.length
         if self.encoding == "base32":
             encode = base32_encoder(mac.digest_size, length)
@@ -148,11 +139,15 @@ class Pseudonymize(TextTransform):
                 if value is None:
                     return None
                 value = as_text(value)
-            if normalize == "email" and value.isascii():
-                value = value.strip().lower()
-            elif normalize != "none" and not (normalize == "string" and value.isascii()):
+            if normalize != "none":
                 value = canonical(value, normalize, region)
             m = mac.copy()
             m.update(value.encode("utf-8", "surrogatepass"))
             return prefix + encode(m.digest())
         return pseudonym
+
+    def apply_text(self, text: str) -> str:
+        return self._pseudonym(text)
+
+    def compile_apply(self) -> Callable[[Any], Any]:
+        return self._pseudonym
