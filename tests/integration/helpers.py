@@ -102,33 +102,30 @@ def _partition_count(admin, topic: str) -> int:
     return 0 if t is None or t.error is not None else len(t.partitions)
 
 
-def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
-    """Best-effort deletion (test teardown); errors are ignored."""
-    from confluent_kafka.admin import AdminClient
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+def _best_effort(call) -> None:
+    """Run an admin call returning futures and wait for each, ignoring every error (teardown)."""
     try:
-        futures = admin.delete_topics(list(names), operation_timeout=30)
-        for fut in futures.values():
+        for fut in call().values():
             try:
                 fut.result(timeout=30)
             except Exception:  # noqa: BLE001 - best effort
                 pass
     except Exception:  # noqa: BLE001 - best effort
         pass
+
+
+def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Best-effort deletion (test teardown); errors are ignored."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+    _best_effort(lambda: admin.delete_topics(list(names), operation_timeout=30))
 
 
 def delete_group(bootstrap: str, group: str) -> None:
     """Best-effort deletion of a consumer group (test teardown); errors are ignored."""
     from confluent_kafka.admin import AdminClient
     admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
-    try:
-        for fut in admin.delete_consumer_groups([group]).values():
-            try:
-                fut.result(timeout=30)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+    _best_effort(lambda: admin.delete_consumer_groups([group]))
 
 
 Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]   # (key, value, headers)
