@@ -242,8 +242,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     src.depth = 1
     e("for j, v in enumerate(values):")
     src.depth = 2
-    if defer:
-        e("route._record_index = j")
+    if any(_key_path(route.rules[i].field) is None for i in route._deferred):
+        e("route._record_index = j")  # FF1 step closures (array paths) queue values under it
     src.block("""
         if v is None:
             res = TOMBSTONE
