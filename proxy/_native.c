@@ -168,7 +168,9 @@ mask_str(Rule *r, PyObject *s)
         }
         return out;
     }
-    Py_UCS4 stack[256];
+    /* the same loop for any text: into a UCS-4 buffer, which PyUnicode_FromKindAndData turns into
+     * the string's canonical (narrowest) kind; the ASCII case above writes its result directly */
+    Py_UCS4 stack[256] = {0};
     Py_UCS4 *buf = n <= 256 ? stack : PyMem_New(Py_UCS4, n);
     if (buf == NULL)
         return PyErr_NoMemory();
@@ -214,16 +216,12 @@ pseudonym_ascii(Rule *r, PyObject *s)
     else {
         hmac_value(r->mac, (const unsigned char *)src, (size_t)hi, dig);
     }
-    Py_ssize_t size = SHA256_DIGEST_LENGTH, total, n, i;
-    char stack[256];
-    char *enc = stack;
+    /* the digest as text, cut to the rule's length (0: all of it): at most 64 characters */
+    char enc[2 * SHA256_DIGEST_LENGTH];
+    Py_ssize_t size = SHA256_DIGEST_LENGTH, i;
+    Py_ssize_t total = r->encoding == ENC_BASE32 ? (size * 8 + 4) / 5 : size * 2;
+    Py_ssize_t n = (r->length <= 0 || r->length > total) ? total : r->length;
     if (r->encoding == ENC_BASE32) {
-        total = (size * 8 + 4) / 5;
-        n = (r->length <= 0 || r->length > total) ? total : r->length;
-        if (n > (Py_ssize_t)sizeof(stack)) {
-            PyErr_SetString(PyExc_ValueError, "pseudonym too long");
-            return NULL;
-        }
         for (i = 0; i < n; i++) {  /* 5 bits at bit offset 5i, zero-padded past the end */
             Py_ssize_t bit = i * 5, byte = bit / 8;
             unsigned v = (unsigned)dig[byte] << 8;
@@ -233,12 +231,6 @@ pseudonym_ascii(Rule *r, PyObject *s)
         }
     }
     else {
-        total = size * 2;
-        n = (r->length <= 0 || r->length > total) ? total : r->length;
-        if (n > (Py_ssize_t)sizeof(stack)) {
-            PyErr_SetString(PyExc_ValueError, "pseudonym too long");
-            return NULL;
-        }
         for (i = 0; i < n; i++)
             enc[i] = HEX[(i & 1) ? (dig[i / 2] & 15) : (dig[i / 2] >> 4)];
     }
