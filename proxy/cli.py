@@ -57,7 +57,8 @@ def main(kafka_config: tuple[str, ...], kafka_config_file: str | None) -> None:
 def check(files: tuple[str, ...]) -> None:
     """Validate policy FILES. Exit 0 when all are valid; else exit 1 with one
     `FILE:LINE: PATH: message` line per problem (on stderr)."""
-    from .policy.loader import load_policy
+    from .errors import format_problem
+    from .policy.loader import _render_loc, load_policy, policy_warnings
     bad = False
     for f in files:
         try:
@@ -68,8 +69,10 @@ def check(files: tuple[str, ...]) -> None:
                 click.echo(line, err=True)
             continue
         p = lp.policy
+        for loc, msg in policy_warnings(p):
+            click.echo(format_problem(f, lp.line_of(loc), _render_loc(loc), f"warning: {msg}"), err=True)
         click.echo(f"{f}: ok: policy {p.name}@{lp.revision}, {len(p.routes)} route(s), "
-                   f"{sum(len(r.rules) for r in p.routes)} rule(s)")
+                   f"{sum(len(r.rules) + len(r.headers) + (len(r.key.rules) if r.key else 0) for r in p.routes)} rule(s)")
     sys.exit(1 if bad else 0)
 
 

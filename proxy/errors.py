@@ -15,6 +15,10 @@ class Stage(str, Enum):
     BLOCK = "block"
     TRANSFORM = "transform"
     SERIALIZE = "serialize"
+    KEY = "key"
+    """The record key: decoding it or a ``key:`` rule."""
+    HEADERS = "headers"
+    """A ``headers:`` rule."""
 
 
 class Reason(str, Enum):
@@ -37,6 +41,22 @@ class Reason(str, Enum):
     UNEXPECTED_SHAPE = "unexpected-shape"
     """A rule's path meets a string/number where it needs an object or array: the value could hold
     what the rule protects, so the record fails closed."""
+    NOT_CONFLUENT_FRAMED = "not-confluent-framed"
+    """A value (or key) of a schema-registry format without the Confluent wire format's magic byte 0
+    and 4-byte schema id."""
+    UNKNOWN_SCHEMA = "unknown-schema"
+    """The schema id of a framed record is not in the schema registry (HTTP 404)."""
+    DECODE_FAILED = "decode-failed"
+    """The bytes do not decode with their format (Avro, Protobuf, JSON Schema, UTF-8 text)."""
+    KEY_DECODE_FAILED = "key-decode-failed"
+    """The record key does not decode with the route's ``key.format``."""
+    HEADER_DECODE_FAILED = "header-decode-failed"
+    """A header value a rule must rewrite is not UTF-8 text."""
+    SINK_SCHEMA_REJECTED = "sink-schema-rejected"
+    """The schema registry refused the derived sink schema (e.g. incompatible with the sink
+    subject's earlier versions under its compatibility level)."""
+    SCHEMA_VALIDATION_FAILED = "schema-validation-failed"
+    """A JSON Schema route's protected value does not validate against the derived sink schema."""
 
 
 class DppError(Exception):
@@ -79,6 +99,29 @@ class RecordError(DppError):
         self.reason = reason
         self.rule = rule
         super().__init__(f"{stage.value}/{reason.value}" + (f" rule={rule}" if rule else "") + (f": {detail}" if detail else ""))
+
+
+class DependencyUnavailable(DppError):
+    """A service the record path needs (the schema registry, a KMS) cannot be reached or answered
+    with a server error. Not a property of the record: the engine produces nothing and commits
+    nothing for the batch, waits with backoff and tries the same records again (fail closed).
+
+    ``dependency`` is a bounded name (``schema-registry``); the message never holds record data.
+    """
+
+    def __init__(self, dependency: str, detail: str = ""):
+        self.dependency = dependency
+        super().__init__(dependency + (f": {detail}" if detail else ""))
+
+
+class FormatError(DppError):
+    """Bytes that do not decode (or a tree that does not encode) with a codec; carries a
+    :class:`Reason` (``not-confluent-framed``, ``unknown-schema``, ``decode-failed``,
+    ``serialize-failed``), never the bytes."""
+
+    def __init__(self, reason: Reason, detail: str = ""):
+        self.reason = reason
+        super().__init__(reason.value + (f": {detail}" if detail else ""))
 
 
 class TransformError(DppError):

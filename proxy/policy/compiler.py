@@ -11,6 +11,7 @@ No Kafka here (import-linter contract): the same compiled route serves ``dpp run
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,11 +23,14 @@ from collections import OrderedDict
 
 from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
-from ..errors import KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
+from ..errors import FormatError, KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
+from ..formats import build_codec
+from ..formats.base import Codec, SchemaPlan, SchemaSource
 from ..transforms import BuildContext, build_transform
 from . import fastpath as _fastpath
 from .loader import LoadedPolicy
 from .models import DropRule, Route
+from .parts import HeaderProtector, KeyProtector
 from .paths import WILDCARD, PathShapeError, compile_visit, parse_path
 
 log = logging.getLogger("proxy.policy")
@@ -53,6 +57,11 @@ class Outcome:
     error_class: str = ""
     rule: str = ""
     subject: str = ""
+    key: bytes | None = None
+    """:meth:`CompiledRoute.process_record`: the protected key (``None`` for a null key, and for
+    a dead-letter outcome whose key rules failed)."""
+    headers: list | None = None
+    """:meth:`CompiledRoute.process_record`: the protected headers (before dpp's own)."""
 
 
 TOMBSTONE = Outcome(SINK, None)
@@ -231,20 +240,35 @@ class CompiledRoute:
     """
 
     def __init__(self, route: Route, policy_name: str, keys: Mapping[str, SecretKey],
-                 keyrings: Mapping[str, KeyRing] | None = None):
+                 keyrings: Mapping[str, KeyRing] | None = None, schema_source: SchemaSource | None = None):
         self.name = route.name
         self.source, self.sink, self.dead_letter = route.source, route.sink, route.dead_letter
         self.group = route.consumer_group or f"dpp.{policy_name}.{route.name}"
         self.dead_letter_key = require_aes(keys[route.dead_letter_key], f"dead_letter_key of route {route.name}")
         self.dead_letter_key_name = route.dead_letter_key
         ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys, keyrings=keyrings)
-        used = sorted({r.key for r in route.rules if getattr(r, "key", None)})
+        key_rules = list(route.key.rules) if route.key is not None else []
+        self.all_rules = list(route.rules) + key_rules + list(route.headers)
+        """Value rules, then key rules, then header rules: the index space of the rule counters."""
+        used = sorted({r.key for r in self.all_rules if getattr(r, "key", None)})
         self.key_versions = {k: (keyrings[k].current if keyrings and k in keyrings else 1) for k in used}
         self.key_versions_header = ",".join(f"{k}={v}" for k, v in self.key_versions.items()).encode()
         self.rules = list(route.rules)
-        self.rule_labels = [r.label for r in route.rules]
-        self.rule_actions = [r.action for r in route.rules]
+        key_labels = [("key:" + (r.name or r.field)) if (r.name or r.field) else "key" for r in key_rules]
+        header_labels = ["header:" + r.label for r in route.headers]
+        self.rule_labels = [r.label for r in route.rules] + key_labels + header_labels
+        self.rule_actions = [r.action for r in self.all_rules]
         self.transforms = [build_transform(r, ctx) for r in route.rules]
+        self.format = route.format
+        self._codec: Codec | None = _value_codec(route, schema_source, self._plan_tree(route))
+        self._decoded_ctx = None  # the value codec's context of the record in process()
+        self._key = (KeyProtector(key_rules, _key_codec(route, schema_source), ctx, key_labels)
+                     if key_rules else None)
+        self._headers = (HeaderProtector(route.headers, route.unlisted_headers, ctx, header_labels)
+                         if route.headers or route.unlisted_headers == "drop" else None)
+        self.has_parts = self._key is not None or self._headers is not None
+        """Whether the route has rules on keys or headers (else both pass unchanged)."""
+        self._key_base, self._header_base = len(route.rules), len(route.rules) + len(key_rules)
         self._ctx, self._keyrings = ctx, dict(keyrings or {k: KeyRing(k, {1: v}) for k, v in keys.items()})
         sk = route.subject_keys
         self.subject_mode = sk is not None
@@ -272,15 +296,27 @@ class CompiledRoute:
         self._record_index = 0
         self._batch_finish: list[tuple[int, list]] = []  # (record index, drop hits): _finish after the flush
         self._batch_steps = [self._step(i, defer=True) for i in self._order]
-        self.stats = RouteStats(transforms=[0] * len(self.rules), unmatched=[0] * len(self.rules),
+        self.stats = RouteStats(transforms=[0] * len(self.rule_labels), unmatched=[0] * len(self.rule_labels),
                                 latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1),
-                                detection_sources=[t.drain_detections for t in self.transforms
+                                detection_sources=[t.drain_detections for t in self._all_transforms()
                                                    if hasattr(t, "drain_detections")])
-        self._fast = None if self.subject_mode else _fastpath.build(self)
+        self._fast = None if self.subject_mode or self._codec is not None else _fastpath.build(self)
         self.record_path = ("reference" if self._fast is None else
                             "native" if _fastpath.native_available() else "python")
         """Which batch path runs: ``native`` (generated + ``proxy._native``), ``python`` (generated,
-        no C accelerator built or ``DPP_NATIVE=0``), ``reference`` (crypto-shredding routes)."""
+        no C accelerator built or ``DPP_NATIVE=0``), ``reference`` (crypto-shredding routes, and
+        values in a schema format: decoded and encoded by the route's codec)."""
+
+    def _all_transforms(self) -> list:
+        return (self.transforms + (self._key.transforms if self._key else [])
+                + (self._headers.transforms if self._headers else []))
+
+    @staticmethod
+    def _plan_tree(route: Route) -> SchemaPlan:
+        """What the value rules do to a schema's types (for schema formats' derived sink schemas)."""
+        allow = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
+                 if route.unlisted_fields == "drop" else None)
+        return _schema_plan(route.rules, allow)
 
     def _step(self, i: int, defer: bool = False) -> Callable[[dict, list], int]:
         rule, t = self.rules[i], self.transforms[i]
@@ -486,6 +522,68 @@ class CompiledRoute:
         if refs:
             self.subject_store.keys_for(refs)
 
+    # -- the whole record: key, headers, value ----------------------------------------------
+    def _protect_parts(self, key: bytes | None, headers: list | None) -> "tuple | Outcome":
+        """``(protected key, protected headers)``, or a dead-letter :class:`Outcome` (its ``key``
+        is the protected key when the key rules succeeded and a header rule failed, else None)."""
+        st = self.stats
+        pk = key
+        if self._key is not None:
+            try:
+                pk = self._key.protect(key, st.transforms, st.unmatched, self._key_base)
+            except RecordError as e:
+                return Outcome(DEAD_LETTER, reason=e.reason.value, stage=e.stage.value,
+                               error_class=type(e).__name__, rule=e.rule)
+        ph = headers
+        if self._headers is not None:
+            try:
+                ph = self._headers.protect(headers, st.transforms, st.unmatched, self._header_base)
+            except RecordError as e:
+                return Outcome(DEAD_LETTER, reason=e.reason.value, stage=e.stage.value,
+                               error_class=type(e).__name__, rule=e.rule, key=pk)
+        return pk, ph
+
+    def process_record(self, value: bytes | None, key: bytes | None = None,
+                       headers: list | None = None) -> Outcome:
+        """The reference path of a whole record: key rules, then header rules, then
+        :meth:`process` on the value. The outcome carries the protected ``key`` and ``headers``
+        (unchanged when the route has no rules for them). Never raises for bad input."""
+        if not self.has_parts:
+            return dataclasses.replace(self.process(value), key=key, headers=headers)
+        t0 = time.perf_counter()
+        parts = self._protect_parts(key, headers)
+        if type(parts) is Outcome:
+            self._count(parts, time.perf_counter() - t0)
+            return parts
+        return dataclasses.replace(self.process(value), key=parts[0], headers=parts[1])
+
+    def protect_records(self, values: list, keys: list, headers: list) -> tuple[list, list, list]:
+        """The stream engine's path for a batch of whole records of a route with key or header
+        rules: ``(results, keys, headers)``, with ``results`` as :meth:`protect_batch` gives them
+        and the protected keys and headers per record (for a record whose key or header rules
+        failed: its dead-letter outcome, the key the outcome names). Same results and counters
+        as :meth:`process_record` per record; the values of records whose key and headers were
+        protected go through :meth:`protect_batch` together."""
+        if not self.has_parts:
+            return self.protect_batch(values), keys, headers
+        n = len(values)
+        results: list = [None] * n
+        out_keys: list = [None] * n
+        out_headers: list = [None] * n
+        todo = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            parts = self._protect_parts(keys[i], headers[i])
+            if type(parts) is Outcome:
+                self._count(parts, time.perf_counter() - t0)
+                results[i], out_keys[i] = parts, parts.key
+            else:
+                out_keys[i], out_headers[i] = parts
+                todo.append(i)
+        for i, r in zip(todo, self.protect_batch([values[i] for i in todo])):
+            results[i] = r
+        return results, out_keys, out_headers
+
     def process(self, value: bytes | None) -> Outcome:
         """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input."""
         t0 = time.perf_counter()
@@ -565,11 +663,19 @@ class CompiledRoute:
     def _parse_protect(self, value: bytes | None, steps) -> "Outcome | dict | tuple":
         if value is None:
             return TOMBSTONE
-        try:
-            obj = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return Outcome(DEAD_LETTER, reason=Reason.INVALID_JSON.value, stage=Stage.DESERIALIZE.value,
-                           error_class="JSONDecodeError")
+        codec = self._codec
+        if codec is None:
+            try:
+                obj = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return Outcome(DEAD_LETTER, reason=Reason.INVALID_JSON.value, stage=Stage.DESERIALIZE.value,
+                               error_class="JSONDecodeError")
+        else:  # DependencyUnavailable (registry down) propagates: the engine retries the batch
+            try:
+                obj, self._decoded_ctx = codec.decode(value)
+            except FormatError as e:
+                return Outcome(DEAD_LETTER, reason=e.reason.value, stage=Stage.DESERIALIZE.value,
+                               error_class=type(e).__name__)
         if type(obj) is not dict:
             return Outcome(DEAD_LETTER, reason=Reason.NOT_OBJECT.value, stage=Stage.DESERIALIZE.value,
                            error_class="TypeError")
@@ -582,11 +688,16 @@ class CompiledRoute:
             return Outcome(DEAD_LETTER, reason=Reason.TRANSFORM_FAILED.value, stage=Stage.TRANSFORM.value,
                            error_class=type(e).__name__)
 
-    @staticmethod
-    def _serialize(res) -> Outcome:
+    def _serialize(self, res) -> Outcome:
         subject = ""
         if type(res) is tuple:
             res, subject = res
+        if self._codec is not None:
+            try:
+                return Outcome(SINK, self._codec.encode(res, self._decoded_ctx))
+            except FormatError as e:
+                return Outcome(DEAD_LETTER, reason=e.reason.value, stage=Stage.SERIALIZE.value,
+                               error_class=type(e).__name__)
         try:
             return Outcome(SINK, orjson.dumps(res), subject=subject)
         except (TypeError, orjson.JSONEncodeError) as e:
@@ -632,6 +743,38 @@ class CompiledRoute:
         return obj, done
 
 
+def _schema_plan(rules, allow) -> SchemaPlan:
+    """The :class:`SchemaPlan` of rule models (value rules, or a structured key's rules)."""
+    effects = {"keep": "keep", "drop": "drop", "redact": "redact"}
+    return SchemaPlan(tuple((parse_path(r.field), effects.get(r.action, "rewrite"), getattr(r, "value", None))
+                            for r in rules if r.field is not None), allow)
+
+
+def _subject_namer(strategy: str, topic: str, part: str) -> Callable[[str], str]:
+    """Subject name strategies of the Confluent serializers: ``topic`` (TopicNameStrategy,
+    ``<topic>-value``/``-key``), ``record`` (RecordNameStrategy, the record's full name),
+    ``topic_record`` (TopicRecordNameStrategy, ``<topic>-<full name>``)."""
+    if strategy == "record":
+        return lambda fullname: fullname
+    if strategy == "topic_record":
+        return lambda fullname: f"{topic}-{fullname}"
+    return lambda fullname: f"{topic}-{part}"
+
+
+def _value_codec(route: Route, source: SchemaSource | None, plan: SchemaPlan) -> Codec | None:
+    if route.format == "json":
+        return None  # the engine's own JSON path (and the generated batch function)
+    return build_codec(route.format, source, plan, _subject_namer(route.subject_name_strategy, route.sink, "value"),
+                       what=f"route {route.name}")
+
+
+def _key_codec(route: Route, source: SchemaSource | None) -> Codec:
+    fmt = route.key.format
+    plan = _schema_plan(route.key.rules, None)
+    return build_codec(fmt, source, plan, _subject_namer(route.subject_name_strategy, route.sink, "key"),
+                       what=f"the keys of route {route.name}")
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     """All routes of a policy, compiled. ``provenance`` is ``name@revision`` for the header."""
@@ -656,8 +799,10 @@ class CompiledPolicy:
 
 
 def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = None,
-                   routes: list[str] | None = None) -> CompiledPolicy:
-    """Resolve the keys the (selected) routes use and compile them.
+                   routes: list[str] | None = None, schema_source: SchemaSource | None = None) -> CompiledPolicy:
+    """Resolve the keys the (selected) routes use and compile them. ``schema_source`` (a schema
+    registry, :mod:`proxy.schemaregistry`) is needed by routes with Avro, Protobuf or JSON
+    Schema values or keys.
 
     Raises :class:`PolicyError` naming the file and key path when a key cannot be loaded or has
     the wrong length for its use.
@@ -665,7 +810,8 @@ def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = Non
     pol = loaded.policy
     chosen = [r for r in pol.routes if routes is None or r.name in routes]
     needed = ({r.dead_letter_key for r in chosen} | {r.subject_keys.key for r in chosen if r.subject_keys}
-              | {getattr(x, "key", None) for r in chosen for x in r.rules}) - {None}
+              | {getattr(x, "key", None) for r in chosen
+                 for x in [*r.rules, *r.headers, *(r.key.rules if r.key else [])]}) - {None}
     rings: dict[str, KeyRing] = {}
     problems = []
     for name in sorted(needed):
@@ -681,7 +827,7 @@ def compile_policy(loaded: LoadedPolicy, environ: Mapping[str, str] | None = Non
         if r not in chosen:
             continue
         try:
-            compiled.append(CompiledRoute(r, pol.name, keys, rings))
+            compiled.append(CompiledRoute(r, pol.name, keys, rings, schema_source))
         except (KeyLoadError, ValueError) as e:
             problems.append((loaded.file, loaded.line_of(("routes", ri)), f"routes[{ri}]", str(e)))
     if problems:

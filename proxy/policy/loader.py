@@ -223,6 +223,16 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
                 out.append((base + ("subject_keys", "topic"), "the subject-key topic must differ from the route's topics"))
         if route.dead_letter_key not in policy.keys:
             out.append((base + ("dead_letter_key",), f"unknown key {route.dead_letter_key!r}; declare it under keys"))
+        for i, rule in enumerate(route.rules):
+            if rule.header is not None:
+                out.append((base + ("rules", i, "header"), "header names go in the route's headers: rules"))
+            elif rule.field is None:
+                out.append((base + ("rules", i), "a value rule needs a field"))
+        out += _part_problems(policy, route, base)
+        if route.subject_keys is not None and route.format != "json":
+            out.append((base + ("subject_keys",), "subject_keys needs format: json"))
+        if any(r.field is None for r in route.rules):
+            continue
         seen: dict[tuple, int] = {}
         labels: dict[str, int] = {}
         for i, rule in enumerate(route.rules):
@@ -259,4 +269,65 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
     return out
 
 
-__all__ = ["LoadedPolicy", "load_policy", "load_policy_text", "semantic_problems"]
+def _part_problems(policy: Policy, route, base: tuple) -> list[tuple[tuple, str]]:
+    """Placement checks of ``key:`` and ``headers:`` rules (see :class:`~.models.KeySection`)."""
+    out: list[tuple[tuple, str]] = []
+    if route.key is not None:
+        whole = route.key.format in ("string", "bytes")
+        seen_fields: dict[str, int] = {}
+        for i, rule in enumerate(route.key.rules):
+            loc = base + ("key", "rules", i)
+            if rule.header is not None:
+                out.append((loc + ("header",), "header names go in the route's headers: rules"))
+            if whole and rule.field is not None:
+                out.append((loc + ("field",), f"a {route.key.format} key is one value: its rule has no field"))
+            if not whole and rule.field is None:
+                out.append((loc, f"a {route.key.format} key rule needs a field"))
+            if rule.field is not None:
+                if rule.field in seen_fields:
+                    out.append((loc + ("field",), f"field {rule.field!r} already has a rule (rules[{seen_fields[rule.field]}])"))
+                seen_fields[rule.field] = i
+            if route.key.format == "bytes" and rule.action == "fpe":
+                out.append((loc + ("action",), "fpe needs text: a bytes key is opaque (use format: string, "
+                                               "or pseudonymize/tokenize)"))
+            if rule.action == "redact" and rule.value is None:
+                out.append((loc + ("value",), "a key is redacted to a literal, not null (a null key changes "
+                                              "partitioning and log compaction downstream)"))
+            key = getattr(rule, "key", None)
+            if key is not None and key not in policy.keys:
+                out.append((loc + ("key",), f"unknown key {key!r}; declare it under keys"))
+        if whole and len(route.key.rules) > 1:
+            out.append((base + ("key", "rules"), f"a {route.key.format} key takes at most one rule"))
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(route.headers):
+        loc = base + ("headers", i)
+        if rule.header is None and rule.field is not None:
+            out.append((loc + ("field",), "a header rule names a header (header: NAME or glob), not a field"))
+            continue
+        if rule.header is None:
+            out.append((loc, "a header rule needs a header (name or glob)"))
+        elif rule.header in seen:
+            out.append((loc + ("header",), f"header {rule.header!r} already has a rule (headers[{seen[rule.header]}])"))
+        else:
+            seen[rule.header] = i
+        if rule.field is not None:
+            out.append((loc + ("field",), "a header value is one string: a header rule has no field"))
+        key = getattr(rule, "key", None)
+        if key is not None and key not in policy.keys:
+            out.append((loc + ("key",), f"unknown key {key!r}; declare it under keys"))
+    return out
+
+
+def policy_warnings(policy: Policy) -> list[tuple[tuple, str]]:
+    """What ``dpp check`` warns about (the policy still loads): ``[(data_location, message)]``."""
+    out = []
+    for ri, route in enumerate(policy.routes):
+        protects = any(r.action not in ("keep",) for r in route.rules)
+        if protects and route.key is None:
+            out.append((("routes", ri), "route protects personal values but says nothing about record keys: "
+                                        "keys pass unchanged (add key: with rules, or key: {format: string} "
+                                        "with no rules to state that keys hold no personal data)"))
+    return out
+
+
+__all__ = ["LoadedPolicy", "load_policy", "load_policy_text", "policy_warnings", "semantic_problems"]

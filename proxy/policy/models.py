@@ -121,13 +121,19 @@ KeySpec = Annotated[Union[EnvKey, FileKey, DirKey], Field(discriminator="source"
 
 # --------------------------------------------------------------------------- rules
 class _Rule(_Model):
-    field: FieldPath = Field(description="field path: a.b, a[*].b, \"key.with.dots\"")
+    field: FieldPath | None = Field(default=None, description=(
+        "field path: a.b, a[*].b, \"key.with.dots\" (required in value rules and rules of a json/avro/"
+        "protobuf key; omitted for a string or bytes key, where the whole key is the field)"))
+    header: str | None = Field(default=None, min_length=1, max_length=249, pattern=r"^[\x21-\x7e]+$", description=(
+        "headers: rules only: the header name, exact or a glob (x-user-*, *email*), case-sensitive"))
     name: Slug | None = Field(default=None, description="rule name used in metrics; defaults to the field path")
 
     @property
     def label(self) -> str:
-        """Bounded metric label: the rule's name, or its field path."""
-        return self.name or self.field
+        """Bounded metric label: the rule's name, else its field path, its header name, or ``key``
+        (a whole string/bytes key). The compiled route prefixes key and header rules' labels with
+        ``key:`` and ``header:``."""
+        return self.name or self.field or self.header or "key"
 
 
 class KeepRule(_Rule):
@@ -276,6 +282,33 @@ Rule = Annotated[
 ]
 
 
+KeyRule = Annotated[
+    Union[KeepRule, RedactRule, PseudonymizeRule, FpeRule, TokenizeRule],
+    Field(discriminator="action"),
+]
+"""Rules allowed on record keys: deterministic ones only (same source key → same protected key
+bytes, so partitioning, per-key ordering and log compaction keep working downstream)."""
+
+KEY_ACTIONS = ("keep", "redact", "pseudonymize", "fpe", "tokenize")
+
+KeyFormat = Literal["string", "json", "avro", "protobuf", "bytes"]
+ValueFormat = Literal["json", "avro", "protobuf", "jsonschema"]
+SubjectNameStrategy = Literal["topic", "record", "topic_record"]
+
+
+class KeySection(_Model):
+    """How a route reads and protects record keys.
+
+    ``format``: ``string`` (UTF-8 text; the whole key is the field, rules have no ``field``),
+    ``bytes`` (opaque; rules see the key as lower-case hex text and have no ``field``), ``json``,
+    ``avro``, ``protobuf`` (the last two in the Confluent wire format, subject ``<topic>-key``;
+    rules name field paths). A null key stays null.
+    """
+
+    format: KeyFormat = "string"
+    rules: list[KeyRule] = Field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- blocks
 class BlockWhen(_Model):
     """Condition on one field: ``equals`` a value or ``in`` a set of values (JSON-typed, so
@@ -326,10 +359,19 @@ class Route(_Model):
     dead_letter: Topic
     dead_letter_key: str = Field(description="key (AES-128/192/256) sealing dead-letter payloads with AES-GCM")
     consumer_group: str | None = Field(default=None, description="default: dpp.<policy>.<route>")
-    format: Literal["json"] = "json"
+    format: ValueFormat = Field(default="json", description=(
+        "value format: json (plain JSON objects), or avro, protobuf, jsonschema in the Confluent wire "
+        "format through a schema registry (dpp run --schema-registry URL)"))
+    subject_name_strategy: SubjectNameStrategy = Field(default="topic", description=(
+        "sink subject of derived schemas: topic = <sink>-value (TopicNameStrategy), record = the "
+        "record's full name (RecordNameStrategy), topic_record = <sink>-<full name>"))
     unlisted_fields: Literal["keep", "drop"] = "keep"
     block: list[BlockRule] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    key: KeySection | None = Field(default=None, description="record key format and rules (default: the key passes unchanged)")
+    headers: list[Rule] = Field(default_factory=list, description="rules on record headers, by name or glob")
+    unlisted_headers: Literal["keep", "drop"] = Field(default="keep", description=(
+        "headers no headers: rule names: keep (pass unchanged) or drop"))
     subject_keys: SubjectKeys | None = None
 
     @model_validator(mode="after")

@@ -17,6 +17,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping
 
+import datetime as _dt
+import decimal as _decimal
+import uuid as _uuid
+
 import orjson
 
 from ..crypto.keys import KeyRing, SecretKey
@@ -31,6 +35,8 @@ class BuildContext:
     route_name: str
     keys: Mapping[str, SecretKey]
     keyrings: Mapping[str, KeyRing] | None = None
+    part: str = ""
+    """Which part of the record the rules protect: ``""`` (the value), ``"key"``, ``"header"``."""
 
     def keyring(self, name: str) -> KeyRing:
         """All versions of key ``name`` (a single-version ring when only ``keys`` was given)."""
@@ -41,7 +47,13 @@ class BuildContext:
     def binding(self, rule) -> str:
         """Context string binding outputs to a ``domain`` or, by default, to policy + field path."""
         domain = getattr(rule, "domain", None)
-        return f"domain:{domain}" if domain else f"field:{self.policy_name}:{rule.field}"
+        if domain:
+            return f"domain:{domain}"
+        if self.part == "key":      # field:<policy>:@key (a whole key) or field:<policy>:@key.<path>
+            return f"field:{self.policy_name}:@key" + (f".{rule.field}" if rule.field else "")
+        if self.part == "header":   # field:<policy>:@header:<name or glob>
+            return f"field:{self.policy_name}:@header:{rule.header}"
+        return f"field:{self.policy_name}:{rule.field}"
 
 
 class Transform(ABC):
@@ -74,7 +86,7 @@ class Transform(ABC):
         return self.apply
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(field={self.rule.field!r})"
+        return f"{type(self).__name__}(field={(self.rule.field or self.rule.header or '@key')!r})"
 
 
 def as_text(value: Any) -> str:
@@ -87,7 +99,21 @@ def as_text(value: Any) -> str:
         return value
     if t is int or t is float:
         return orjson.dumps(value).decode()
+    if t in _TEXT_TYPES:  # Avro/Protobuf logical types: date, timestamp, decimal, uuid
+        return _TEXT_TYPES[t](value)
     raise TransformError(Reason.UNSUPPORTED_TYPE, f"cannot rewrite a {_json_type(value)} value")
+
+
+_TEXT_TYPES = {
+    _dt.date: _dt.date.isoformat,            # 2024-01-31
+    _dt.datetime: _dt.datetime.isoformat,    # 2024-01-31T12:00:00+00:00 (ISO 8601)
+    _dt.time: _dt.time.isoformat,
+    _decimal.Decimal: str,                   # 12.50 (exact, as the decimal's scale gives it)
+    _uuid.UUID: str,                         # canonical 8-4-4-4-12 lower-case hex
+}
+"""Values of schema formats' logical types (Avro ``date``, ``timestamp-millis``, ``decimal``,
+``uuid``; Protobuf ``Timestamp``) rewrite through their standard text, like numbers through
+their JSON text."""
 
 
 def _json_type(value: Any) -> str:
