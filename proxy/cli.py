@@ -18,11 +18,26 @@ import orjson
 from .errors import PolicyError
 
 
+_REGISTRY: dict = {"url": None, "config": {}}
+"""``--schema-registry`` and ``--schema-registry-config`` of the ``dpp`` group."""
+
+
+def _schema_source():
+    """The schema registry client when ``--schema-registry`` (or ``DPP_SCHEMA_REGISTRY_URL``) is given."""
+    if not _REGISTRY["url"]:
+        return None
+    from .schemaregistry import Registry, resolve_config
+    try:
+        return Registry(resolve_config(_REGISTRY["url"], _REGISTRY["config"]))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--schema-registry-config") from None
+
+
 def _load_compiled(policy_file: str, routes: list[str] | None = None):
     from .policy.compiler import compile_policy
     from .policy.loader import load_policy
     try:
-        return compile_policy(load_policy(policy_file), routes=routes or None)
+        return compile_policy(load_policy(policy_file), routes=routes or None, schema_source=_schema_source())
     except PolicyError as e:
         for line in str(e).splitlines():
             click.echo(line, err=True)
@@ -36,12 +51,27 @@ def _load_compiled(policy_file: str, routes: list[str] | None = None):
                    "VALUE env:NAME reads the environment variable NAME")
 @click.option("--kafka-config-file", type=click.Path(dir_okay=False), envvar="DPP_KAFKA_CONFIG_FILE",
               help="file of KEY=VALUE librdkafka properties (env: DPP_KAFKA_CONFIG_FILE)")
-def main(kafka_config: tuple[str, ...], kafka_config_file: str | None) -> None:
+@click.option("--schema-registry", "schema_registry", envvar="DPP_SCHEMA_REGISTRY_URL", default=None, metavar="URL",
+              help="Confluent-API schema registry for Avro/Protobuf/JSON Schema routes, e.g. "
+                   "http://127.0.0.1:8081/apis/ccompat/v7 (env: DPP_SCHEMA_REGISTRY_URL)")
+@click.option("--schema-registry-config", "schema_registry_config", multiple=True, metavar="KEY=VALUE",
+              help="schema registry client option (repeatable): basic.auth.user.info=env:SR_AUTH, "
+                   "ssl.ca.location=FILE, ssl.certificate.location, ssl.key.location, timeout (s)")
+def main(kafka_config: tuple[str, ...], kafka_config_file: str | None, schema_registry: str | None,
+         schema_registry_config: tuple[str, ...]) -> None:
     """dpp: streaming data-protection proxy for Apache Kafka.
 
     Routes Kafka topics through YAML policies that mask, format-preserving-encrypt (FF1),
     pseudonymize, redact or drop personal fields and block whole records.
     """
+    _REGISTRY["url"] = schema_registry
+    pairs = {}
+    for item in schema_registry_config:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"expected KEY=VALUE, got {k or item!r}", param_hint="--schema-registry-config")
+        pairs[k.strip()] = v.strip()
+    _REGISTRY["config"] = pairs
     if kafka_config or kafka_config_file:
         from .stream.clientconfig import ClientConfigError, parse_items, read_file, set_extra
         try:
@@ -386,15 +416,16 @@ def dead_letter(policy_file, route_name, bootstrap_servers, partition, offsets, 
     """Open sealed dead-letter records (authorized operators), e.g. to replay them after a fix.
 
     Prints one JSON line per record: where it came from, why it was dead-lettered, and the original
-    payload (``payload``, UTF-8 text, or ``payload_base64``). Every record opened is audited first.
-    With --replay the payload is produced back to its source topic (after you fixed the producer
-    or the policy), where the proxy processes it again.
+    record: ``key``, ``headers`` (``[{name, value}]`` in order) and ``payload`` (UTF-8 text, or
+    ``key_base64``/``value_base64``/``payload_base64`` for other bytes; ``null`` for a null key,
+    header value or tombstone). Every record opened is audited first. With --replay the whole
+    record (key, headers, value) is produced back to its source topic (after you fixed the
+    producer or the policy), where the proxy processes it again.
     """
-    import base64
     import datetime as _dt
 
     from .crypto.aead import DecryptionError
-    from .stream.deadletter import open_envelope
+    from .stream.deadletter import open_record
     from .stream.read import produce_one, read_range
     cp = _load_compiled(policy_file, [route_name] if route_name else None)
     try:
@@ -409,7 +440,7 @@ def dead_letter(policy_file, route_name, bootstrap_servers, partition, offsets, 
                "actor": actor, "reason": reason, "policy": cp.provenance, "route": route.name, "record": where,
                "replay": replay}
         try:
-            payload = open_envelope(route.dead_letter_key, value or b"", h)
+            rec_in = open_record(route.dead_letter_key, value or b"", h, dlq_key=key)
         except (DecryptionError, KeyError, ValueError) as e:
             failed += 1
             _append(audit_file, {**doc, "result": "failed", "error": type(e).__name__})
@@ -419,15 +450,28 @@ def dead_letter(policy_file, route_name, bootstrap_servers, partition, offsets, 
         rec = {**where, "source": {"topic": h.get("dpp.source.topic"), "partition": h.get("dpp.source.partition"),
                                    "offset": h.get("dpp.source.offset")},
                "stage": h.get("dpp.stage"), "reason": h.get("dpp.reason"), "rule": h.get("dpp.rule")}
-        try:
-            rec["payload"] = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            rec["payload_base64"] = base64.b64encode(payload).decode()
+        rec.update(_bytes_field("key", rec_in.key))
+        rec["headers"] = [{"name": n, **_bytes_field("value", v)} for n, v in rec_in.headers]
+        if rec_in.value is None:
+            rec["payload"] = None
+        else:
+            rec.update(_bytes_field("payload", rec_in.value))
         out.write(orjson.dumps(rec) + b"\n")
         if replay:
-            produce_one(bootstrap_servers, h["dpp.source.topic"], payload, key)
+            produce_one(bootstrap_servers, h["dpp.source.topic"], rec_in.value, rec_in.key, rec_in.headers)
     out.flush()
     sys.exit(1 if failed else 0)
+
+
+def _bytes_field(name: str, b: bytes | None) -> dict:
+    """``{name: text}`` for UTF-8 bytes, ``{name + "_base64": ...}`` otherwise, ``{name: None}`` for None."""
+    import base64
+    if b is None:
+        return {name: None}
+    try:
+        return {name: b.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_base64": base64.b64encode(b).decode()}
 
 
 def _append(path: str, doc: dict) -> None:

@@ -46,7 +46,7 @@ import fastavro
 from fastavro.schema import SchemaParseException
 
 from ..errors import FormatError, Reason
-from .base import DROP, KEEP, REDACT, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, frame, unframe
+from .base import DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, frame, unframe
 
 log = logging.getLogger("proxy.formats")
 

@@ -208,18 +208,19 @@ class FaustRouteProtector:
             # A source topic declared with a codec would hand us decoded objects: refuse to guess.
             raise TypeError("the source topic must use raw bytes values (see raw_topic)")
         entry = self._acks.enter(event)
-        out = self.route.process(value)
+        src_headers = _headers_list(msg.headers)
+        out = self.route.process_record(value, msg.key, src_headers)
         self.counts.consumed += 1
         kind = out.kind
         if kind == SINK:
-            headers = _headers_list(msg.headers)
+            headers = list(out.headers or [])
             headers.append(self._prov_header)
-            fut = await self.sink_topic.send(key=msg.key, value=out.value, headers=headers, force=True)
+            fut = await self.sink_topic.send(key=out.key, value=out.value, headers=headers, force=True)
             self._track(fut, entry, "sink")
         elif kind == DEAD_LETTER:
             sealed, headers = envelope(self.route, self.provenance, msg.topic, msg.partition, msg.offset,
-                                       value, out)
-            fut = await self.dead_letter_topic.send(key=msg.key, value=sealed, headers=headers, force=True)
+                                       value, out, msg.key, src_headers)
+            fut = await self.dead_letter_topic.send(key=out.key, value=sealed, headers=headers, force=True)
             self._track(fut, entry, "dead_letter")
             self.counts.dead_letter_reasons[out.reason] = self.counts.dead_letter_reasons.get(out.reason, 0) + 1
             log.warning("record dead-lettered", extra={

@@ -1,33 +1,113 @@
-"""The dead-letter envelope: sealed payload plus metadata headers in clear.
+"""The dead-letter envelope: the whole original record sealed, plus metadata headers in clear.
 
-Payload: the original value bytes sealed with AES-GCM (NIST SP 800-38D) under the route's
-dead-letter key, with associated data ``dpp-dlq-v1|topic|partition|offset`` binding it to where it
-came from (see :mod:`proxy.crypto.aead`). The nonce is synthetic (derived from key, associated
-data and payload), so redelivery of the same source record gives a byte-identical dead-letter record.
+Payload (``dpp.dlq.content: record-v1``): the original key, headers and value, serialized as
 
-Headers (all ASCII, none derived from the value): ``dpp.source.topic``, ``dpp.source.partition``,
+    byte      0x02                            content version
+    key       int32 length (-1: null) || bytes
+    headers   uint32 count, then per header: uint16 name length || name (UTF-8)
+                                             || int32 value length (-1: null) || bytes
+    value     int32 length (-1: tombstone) || bytes              (integers big-endian)
+
+sealed with AES-GCM (NIST SP 800-38D) under the route's dead-letter key, with associated data
+``dpp-dlq-v2|topic|partition|offset`` binding it to where it came from (see
+:mod:`proxy.crypto.aead`). The nonce is synthetic (derived from key, associated data and
+payload), so redelivery of the same source record gives a byte-identical dead-letter record.
+Envelopes without the ``dpp.dlq.content`` header (earlier versions) hold the value alone, under
+associated data ``dpp-dlq-v1|...``; :func:`open_record` opens both.
+
+Headers (all ASCII, none derived from the record): ``dpp.source.topic``, ``dpp.source.partition``,
 ``dpp.source.offset``, ``dpp.route``, ``dpp.stage``, ``dpp.reason``, ``dpp.error.class``,
-``dpp.rule``, ``dpp.policy``, ``dpp.dlq.key``, ``dpp.dlq.encryption``.
+``dpp.rule``, ``dpp.policy``, ``dpp.dlq.key``, ``dpp.dlq.encryption``, ``dpp.dlq.content``.
+The dead-letter record's key is the protected key when the route's key rules succeeded, else null
+(routes without key rules: the source key, as keys pass unchanged there).
 """
 from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
 
 from ..crypto import aead
 from ..policy.compiler import CompiledRoute, Outcome
 
 ENCRYPTION = "aes-gcm-siv-nonce-v1"
+CONTENT = "record-v1"
+_CONTENT_VERSION = 2
+_I32, _U32, _U16 = struct.Struct(">i"), struct.Struct(">I"), struct.Struct(">H")
 
 
-def associated_data(topic: str, partition: int, offset: int) -> bytes:
+@dataclass(frozen=True)
+class SealedRecord:
+    """An opened dead-letter record: the original ``key``, ``headers`` (``[(name, bytes | None)]``,
+    in order) and ``value`` (``None`` for a tombstone)."""
+
+    key: bytes | None
+    headers: list
+    value: bytes | None
+
+
+def associated_data(topic: str, partition: int, offset: int, version: int = 2) -> bytes:
     """AEAD associated data binding a sealed payload to its source coordinates."""
-    return f"dpp-dlq-v1|{topic}|{partition}|{offset}".encode()
+    return f"dpp-dlq-v{version}|{topic}|{partition}|{offset}".encode()
+
+
+def _blob(b: bytes | None) -> bytes:
+    return _I32.pack(-1) if b is None else _I32.pack(len(b)) + bytes(b)
+
+
+def pack_record(key: bytes | None, headers: list | None, value: bytes | None) -> bytes:
+    """The ``record-v1`` serialization of a record (module doc)."""
+    hs = headers or []
+    parts = [bytes((_CONTENT_VERSION,)), _blob(key), _U32.pack(len(hs))]
+    for name, v in hs:
+        n = name.encode("utf-8")
+        parts += [_U16.pack(len(n)), n, _blob(v)]
+    parts.append(_blob(value))
+    return b"".join(parts)
+
+
+def unpack_record(data: bytes) -> SealedRecord:
+    """Inverse of :func:`pack_record`. Raises ``ValueError`` for bytes it does not describe."""
+    mv, pos = memoryview(data), 1
+    if not data or data[0] != _CONTENT_VERSION:
+        raise ValueError("unknown dead-letter content version")
+
+    def blob() -> bytes | None:
+        nonlocal pos
+        (n,) = _I32.unpack_from(mv, pos)
+        pos += 4
+        if n == -1:
+            return None
+        if n < 0 or pos + n > len(mv):
+            raise ValueError("truncated dead-letter content")
+        out = bytes(mv[pos:pos + n])
+        pos += n
+        return out
+    try:
+        key = blob()
+        (count,) = _U32.unpack_from(mv, pos)
+        pos += 4
+        headers = []
+        for _ in range(count):
+            (ln,) = _U16.unpack_from(mv, pos)
+            name = bytes(mv[pos + 2:pos + 2 + ln]).decode("utf-8")
+            pos += 2 + ln
+            headers.append((name, blob()))
+        value = blob()
+    except struct.error:
+        raise ValueError("truncated dead-letter content") from None
+    if pos != len(mv):
+        raise ValueError("bytes after the dead-letter content")
+    return SealedRecord(key, headers, value)
 
 
 def envelope(route: CompiledRoute, provenance: str, topic: str, partition: int, offset: int,
-             value: bytes | None, outcome: Outcome) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """Build ``(sealed_value, headers)`` for one dead-lettered record."""
+             value: bytes | None, outcome: Outcome, key: bytes | None = None,
+             headers: list | None = None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Build ``(sealed_value, headers)`` for one dead-lettered record (its original ``key``,
+    ``headers`` and ``value``)."""
     ad = associated_data(topic, partition, offset)
-    sealed = aead.seal_deterministic(route.dead_letter_key, value or b"", ad)
-    headers = [
+    sealed = aead.seal_deterministic(route.dead_letter_key, pack_record(key, headers, value), ad)
+    out = [
         ("dpp.source.topic", topic.encode()),
         ("dpp.source.partition", str(partition).encode()),
         ("dpp.source.offset", str(offset).encode()),
@@ -39,13 +119,22 @@ def envelope(route: CompiledRoute, provenance: str, topic: str, partition: int, 
         ("dpp.policy", provenance.encode()),
         ("dpp.dlq.key", route.dead_letter_key_name.encode()),
         ("dpp.dlq.encryption", ENCRYPTION.encode()),
+        ("dpp.dlq.content", CONTENT.encode()),
     ]
-    return sealed, headers
+    return sealed, out
+
+
+def open_record(key: bytes, value: bytes, headers: dict[str, str], dlq_key: bytes | None = None) -> SealedRecord:
+    """Decrypt a dead-letter record given its headers (as ``str`` values). Envelopes of earlier
+    versions (value only) come back with the dead-letter record's own key (``dlq_key``) and no
+    headers. Raises :class:`proxy.crypto.aead.DecryptionError` on a wrong key or tampering,
+    ``ValueError`` for content it does not describe."""
+    coords = (headers["dpp.source.topic"], int(headers["dpp.source.partition"]), int(headers["dpp.source.offset"]))
+    if headers.get("dpp.dlq.content") == CONTENT:
+        return unpack_record(aead.open_(key, value, associated_data(*coords)))
+    return SealedRecord(dlq_key, [], aead.open_(key, value, associated_data(*coords, version=1)))
 
 
 def open_envelope(key: bytes, value: bytes, headers: dict[str, str]) -> bytes:
-    """Decrypt a dead-letter payload given its headers (as ``str`` values). Raises
-    :class:`proxy.crypto.aead.DecryptionError` on a wrong key or tampering."""
-    ad = associated_data(headers["dpp.source.topic"], int(headers["dpp.source.partition"]),
-                         int(headers["dpp.source.offset"]))
-    return aead.open_(key, value, ad)
+    """The original value bytes of a dead-letter record (tombstone: ``b""``); see :func:`open_record`."""
+    return open_record(key, value, headers).value or b""

@@ -6,13 +6,18 @@ until the broker acknowledged every produced record, and only then commit the ba
 (at-least-once, nothing lost). A produce the broker refuses is retried; if it still fails the
 worker stops without committing, so the records are consumed again after a restart.
 
-Keys and headers pass through unchanged; a tombstone (``None`` value) stays a tombstone.
+Keys and headers pass through unchanged unless the route has ``key:``/``headers:`` rules
+(:mod:`proxy.policy.parts`); a tombstone (``None`` value) stays a tombstone. The sink producer
+partitions by the (protected) key with librdkafka's ``murmur2_random`` partitioner, the Java
+client's default murmur2 hash, so Java and Python producers and consumers agree on which partition
+a key belongs to.
 SIGTERM/SIGINT (via :meth:`Engine.stop`) lets the in-flight batch finish and commit.
 """
 from __future__ import annotations
 
 import gc
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from .clientconfig import client_config
 
+from ..errors import DependencyUnavailable
 from ..metrics import Metrics
 from ..policy.compiler import DEAD_LETTER, SINK, CompiledPolicy, CompiledRoute
 from .deadletter import envelope
@@ -92,6 +98,7 @@ class RouteWorker:
             **client_config(cfg.bootstrap_servers),
             "enable.idempotence": True,
             "acks": "all",
+            "partitioner": "murmur2_random",   # the Java client's murmur2: Java and Python agree per key
             "linger.ms": 5,
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": max(100000, cfg.batch_size * 4),
@@ -100,6 +107,8 @@ class RouteWorker:
             **cfg.producer,
         })
         self._failed: list = []
+        self.waiting_for: str | None = None
+        """The dependency (``schema-registry``) the current batch waits for, or ``None``."""
         self._uncommitted: dict[tuple[str, int], int] = {}  # offsets refused during a rebalance
         if route.subject_mode:
             from .subjects import KafkaSubjectKeys
@@ -214,7 +223,6 @@ class RouteWorker:
     def process_batch(self, msgs: list) -> None:
         """Protect, produce, wait for acknowledgement, commit. Raises :class:`DeliveryFailed`."""
         r = self.route
-        sink, dlq = r.sink, r.dead_letter
         prov = (PROVENANCE_HEADER, self.provenance)
         kv = (KEY_VERSIONS_HEADER, r.key_versions_header) if r.key_versions_header else None
         extra = [prov, kv] if kv else [prov]  # librdkafka copies headers at produce: one list serves all
@@ -230,7 +238,72 @@ class RouteWorker:
         values = [m.value() for m in good]
         if r.subject_mode:
             r.prepare(values)
-        outcomes = r.protect_batch(values)
+        if r.has_parts:
+            self._produce_parts(r, good, values, extra)
+        else:
+            self._produce_values(r, good, values, extra)
+        # the last record of each partition (a route reads one topic; a partition's records arrive in order)
+        last = {m.partition(): m for m in good}
+        self._await_acks()
+        if last:
+            self._commit({(m.topic(), p): m.offset() + 1 for p, m in last.items()})
+        self.batches += 1
+        self.metrics.publish(r, r.stats.drain())
+
+    def _protect(self, fn, *args):
+        """Run the route's batch function; while a dependency of the record path (the schema
+        registry) is unavailable, wait with exponential backoff and jitter (0.2 s doubling to
+        5 s) and run it again on the same records: nothing is produced or committed meanwhile,
+        ``/readyz`` is false, and the counters of the failed attempt are discarded."""
+        delay = 0.2
+        while True:
+            try:
+                out = fn(*args)
+                if self.waiting_for is not None:
+                    log.info("dependency available again", extra={"route": self.route.name,
+                                                                  "dependency": self.waiting_for})
+                    self.waiting_for = None
+                return out
+            except DependencyUnavailable as e:
+                self.route.stats.drain()  # the attempt's counts: the records are processed again
+                if self.waiting_for is None:
+                    log.error("dependency unavailable: producing and committing nothing until it returns",
+                              extra={"route": self.route.name, "dependency": e.dependency})
+                self.waiting_for = e.dependency
+                if self.stop_event.wait(delay * (0.5 + random.random() / 2)):
+                    raise
+                delay = min(delay * 2, 5.0)
+                self._keep_membership()
+
+    def _keep_membership(self) -> None:
+        """While the batch waits for a dependency: serve the consumer group protocol without
+        fetching records (partitions paused), so a long outage does not exceed
+        ``max.poll.interval.ms``; records of partitions revoked meanwhile are produced anyway
+        by their batch (at-least-once: the new owner may produce them again, byte-identical)."""
+        parts = [TopicPartition(t, p) for t, p in self.assigned]
+        if not parts:
+            return
+        try:
+            self.consumer.pause(parts)
+            self.consumer.poll(0)
+        finally:
+            try:
+                self.consumer.resume(parts)
+            except KafkaException:
+                pass
+
+    def _dead_letter(self, r: CompiledRoute, m, out, key) -> None:
+        sealed, hdrs = envelope(r, self.policy.provenance, m.topic(), m.partition(), m.offset(),
+                                m.value(), out, m.key(), m.headers())
+        self._produce(r.dead_letter, sealed, key, hdrs)
+        log.warning("record dead-lettered", extra={
+            "route": r.name, "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
+            "stage": out.stage, "reason": out.reason, "rule": out.rule, "error_class": out.error_class})
+
+    def _produce_values(self, r: CompiledRoute, good: list, values: list, extra: list) -> None:
+        """Routes without key or header rules: keys and headers pass unchanged."""
+        outcomes = self._protect(r.protect_batch, values)
+        sink = r.sink
         produce, on_delivery = self.producer.produce, self._on_delivery
         for m, out in zip(good, outcomes):
             if type(out) is bytes:
@@ -251,20 +324,26 @@ class RouteWorker:
                     hdrs.append((SUBJECT_HEADER, out.subject.encode()))
                 self._produce(sink, out.value, m.key(), hdrs)
             elif kind == DEAD_LETTER:
-                sealed, hdrs = envelope(r, self.policy.provenance, m.topic(), m.partition(), m.offset(),
-                                        m.value(), out)
-                self._produce(dlq, sealed, m.key(), hdrs)
-                log.warning("record dead-lettered", extra={
-                    "route": r.name, "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
-                    "stage": out.stage, "reason": out.reason, "rule": out.rule, "error_class": out.error_class})
+                self._dead_letter(r, m, out, m.key())
             # BLOCK: deliberately withheld, counted; offset advances.
-        # the last record of each partition (a route reads one topic; a partition's records arrive in order)
-        last = {m.partition(): m for m in good}
-        self._await_acks()
-        if last:
-            self._commit({(m.topic(), p): m.offset() + 1 for p, m in last.items()})
-        self.batches += 1
-        self.metrics.publish(r, r.stats.drain())
+
+    def _produce_parts(self, r: CompiledRoute, good: list, values: list, extra: list) -> None:
+        """Routes with key or header rules: the protected key and headers go with each record."""
+        results, keys, headers = self._protect(r.protect_records, values, [m.key() for m in good],
+                                               [m.headers() for m in good])
+        for m, out, key, hdrs in zip(good, results, keys, headers):
+            if type(out) is bytes:
+                self._produce(r.sink, out, key, (hdrs or []) + extra)
+                continue
+            kind = out.kind
+            if kind == SINK:
+                h = (hdrs or []) + extra
+                if out.subject:
+                    h.append((SUBJECT_HEADER, out.subject.encode()))
+                self._produce(r.sink, out.value, key, h)
+            elif kind == DEAD_LETTER:
+                self._dead_letter(r, m, out, key)
+            # BLOCK: deliberately withheld, counted; offset advances.
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Commit a batch's offsets (its records are already acknowledged by the broker).
@@ -322,6 +401,9 @@ class Engine:
         failed = [w.route.name for w in self.workers if w.error is not None]
         if failed:
             return False, f"route failed: {', '.join(failed)}"
+        blocked = [f"{w.route.name} ({w.waiting_for})" for w in self.workers if w.waiting_for]
+        if blocked:
+            return False, f"waiting for a dependency: {', '.join(blocked)}"
         waiting = [w.route.name for w in self.workers if not w.joined]
         if waiting:
             return False, f"waiting for partition assignment: {', '.join(waiting)}"

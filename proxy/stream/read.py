@@ -37,11 +37,14 @@ def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int 
         c.close()
 
 
-def produce_one(bootstrap: str, topic: str, value: bytes, key: bytes | None = None, timeout_s: float = 30.0) -> None:
-    """Produce one record and wait for the broker's acknowledgement (raises ``RuntimeError``)."""
+def produce_one(bootstrap: str, topic: str, value: bytes | None, key: bytes | None = None,
+                headers: list | None = None, timeout_s: float = 30.0) -> None:
+    """Produce one record (``headers``: ``[(name, bytes | None)]``, order kept) and wait for the
+    broker's acknowledgement (raises ``RuntimeError``). Keys are partitioned with murmur2 (the
+    Java client's partitioner), as the proxy's own producer does."""
     from confluent_kafka import Producer
-    p = Producer({**client_config(bootstrap), "enable.idempotence": True})
+    p = Producer({**client_config(bootstrap), "enable.idempotence": True, "partitioner": "murmur2_random"})
     errs = []
-    p.produce(topic, value, key, on_delivery=lambda e, m: errs.append(e) if e else None)
+    p.produce(topic, value, key, headers=headers or None, on_delivery=lambda e, m: errs.append(e) if e else None)
     if p.flush(timeout_s) or errs:
         raise RuntimeError(f"record not acknowledged by {topic}")
