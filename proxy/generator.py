@@ -54,6 +54,8 @@ __all__ = [
     "RECORD_KEYS",
     "LOCALES",
     "generate_records",
+    "CUSTOMER_AVRO_SCHEMA",
+    "avro_datum",
     "MalformedCase",
     "MALFORMED_KINDS",
     "malformed_cases",
@@ -499,3 +501,48 @@ def malformed_cases(count: int, seed: int = 0) -> list[MalformedCase]:
 def malformed_payloads(count: int, seed: int = 0) -> list[bytes]:
     """Return ``count`` raw payloads a proxy must reject (see :func:`malformed_cases`)."""
     return [c.payload for c in malformed_cases(count, seed)]
+
+
+# ---------------------------------------------------------------------------
+# The same records as Avro (Confluent wire format through a schema registry)
+# ---------------------------------------------------------------------------
+
+CUSTOMER_AVRO_SCHEMA: dict[str, Any] = {
+    "type": "record", "name": "Customer", "namespace": "dpp.example",
+    "doc": "A generated customer record (proxy.generator), Avro form",
+    "fields": [
+        {"name": "record_id", "type": "string"},
+        {"name": "customer_id", "type": "string"},
+        {"name": "locale", "type": "string"},
+        {"name": "name", "type": "string", "confluent:tags": ["PII"]},
+        {"name": "id_number", "type": "string", "confluent:tags": ["PII"]},
+        {"name": "mobile", "type": "string", "confluent:tags": ["PII"]},
+        {"name": "email", "type": ["null", "string"], "default": None, "confluent:tags": ["PII"]},
+        {"name": "address", "type": {"type": "record", "name": "Address", "fields": [
+            {"name": "street", "type": "string"}, {"name": "city", "type": "string"},
+            {"name": "postcode", "type": "string"}, {"name": "country", "type": "string"}]}},
+        {"name": "birth_date", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "bank_card", "type": "string", "confluent:tags": ["PII"]},
+        {"name": "consent", "type": {"type": "record", "name": "Consent", "fields": [
+            {"name": "marketing", "type": "boolean"}, {"name": "analytics", "type": "boolean"},
+            {"name": "updated_at", "type": "string"}]}},
+        {"name": "orders", "type": {"type": "array", "items": {"type": "record", "name": "Order", "fields": [
+            {"name": "order_id", "type": "string"}, {"name": "amount", "type": "double"},
+            {"name": "currency", "type": "string"}, {"name": "card_number", "type": "string"},
+            {"name": "placed_at", "type": "string"}]}}},
+        {"name": "note", "type": ["null", "string"], "default": None},
+        {"name": "segment", "type": {"type": "enum", "name": "Segment", "symbols": ["bronze", "silver", "gold"]}},
+        {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
+"""Avro schema of :func:`generate_records`' records: ``birth_date`` is an Avro ``date``,
+``created_at`` a ``timestamp-millis``, ``segment`` an enum; PII fields carry ``confluent:tags``."""
+
+
+def avro_datum(rec: dict[str, Any]) -> dict[str, Any]:
+    """A generated record in the Python form fastavro writes with :data:`CUSTOMER_AVRO_SCHEMA`."""
+    from datetime import datetime, timezone
+    out = dict(rec)
+    out["birth_date"] = date.fromisoformat(rec["birth_date"])
+    out["created_at"] = datetime.strptime(rec["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return out

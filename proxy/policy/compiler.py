@@ -254,6 +254,7 @@ class CompiledRoute:
         self.key_versions = {k: (keyrings[k].current if keyrings and k in keyrings else 1) for k in used}
         self.key_versions_header = ",".join(f"{k}={v}" for k, v in self.key_versions.items()).encode()
         self.rules = list(route.rules)
+        self._model = route
         key_labels = [("key:" + (r.name or r.field)) if (r.name or r.field) else "key" for r in key_rules]
         header_labels = ["header:" + r.label for r in route.headers]
         self.rule_labels = [r.label for r in route.rules] + key_labels + header_labels
