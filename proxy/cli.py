@@ -232,15 +232,19 @@ def _create_route_topics(cp, bootstrap: str) -> None:
 @click.option("--count", "-n", type=click.IntRange(min=1), default=10000, show_default=True)
 @click.option("--bootstrap-servers", default=None, help="use this broker instead of starting the local one")
 @click.option("--policy", "policy_file", default=None, type=click.Path(dir_okay=False),
-              help="default: policies/examples/customer-pii.yaml")
-def demo(count: int, bootstrap_servers: str | None, policy_file: str | None) -> None:
+              help="default: policies/examples/customer-pii.yaml (customer-pii-avro.yaml with --format avro)")
+@click.option("--format", "fmt", type=click.Choice(["json", "avro"]), default="json", show_default=True,
+              help="avro: the records as Avro through a schema registry (--schema-registry, else the local "
+                   "one of deploy/registry.sh), keyed by mobile number with an x-user-email header")
+def demo(count: int, bootstrap_servers: str | None, policy_file: str | None, fmt: str) -> None:
     """End-to-end demo on a local broker: produce COUNT generated records, protect them, show the result.
 
     Starts the local Kafka (deploy/kafka.sh; port DPP_KAFKA_PORT, default 9092) unless
     --bootstrap-servers is given, runs the proxy with the example policy, and prints a source record
     beside its sink record and the metric totals read from /metrics."""
     from .demo import run_demo
-    sys.exit(run_demo(count=count, bootstrap=bootstrap_servers, policy_file=policy_file))
+    sys.exit(run_demo(count=count, bootstrap=bootstrap_servers, policy_file=policy_file, fmt=fmt,
+                      registry_url=_REGISTRY["url"]))
 
 
 @main.command()

@@ -20,6 +20,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = ROOT / "policies" / "examples" / "customer-pii.yaml"
+AVRO_POLICY = ROOT / "policies" / "examples" / "customer-pii-avro.yaml"
 KEY_VARS = ("DPP_KEY_PSEUDONYM", "DPP_KEY_FPE", "DPP_KEY_DEAD_LETTER")
 
 
@@ -46,6 +47,45 @@ def start_local_kafka() -> str:
     out = subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), "start"], check=True,
                          stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()
     return out[-1]
+
+
+def start_local_registry() -> str:
+    """Run ``deploy/registry.sh start`` (Apicurio Registry); returns the Confluent-API base URL it prints."""
+    out = subprocess.run(["bash", str(ROOT / "deploy" / "registry.sh"), "start"], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()
+    return out[-1]
+
+
+class _Avro:
+    """The demo's Avro side: the writer schema registered under ``<source>-value``, records
+    written in the Confluent wire format, sink records read with the schema their id names."""
+
+    def __init__(self, registry, source_topic: str):
+        import fastavro
+
+        from .formats.base import RegisteredSchema
+        from .generator import CUSTOMER_AVRO_SCHEMA
+        self.registry, self.fastavro = registry, fastavro
+        self.schema_id = registry.register(f"{source_topic}-value",
+                                           RegisteredSchema("AVRO", orjson.dumps(CUSTOMER_AVRO_SCHEMA).decode()))
+        self.parsed = fastavro.parse_schema(CUSTOMER_AVRO_SCHEMA)
+
+    def encode(self, rec: dict) -> bytes:
+        import io
+
+        from .formats.base import frame
+        from .generator import avro_datum
+        bio = io.BytesIO()
+        self.fastavro.schemaless_writer(bio, self.parsed, avro_datum(rec))
+        return frame(self.schema_id, bio.getvalue())
+
+    def decode(self, value: bytes) -> dict:
+        import io
+
+        from .formats.base import unframe
+        sid, payload = unframe(value)
+        schema = self.fastavro.parse_schema(orjson.loads(self.registry.schema_by_id(sid).schema_str))
+        return self.fastavro.schemaless_reader(io.BytesIO(payload), schema, None)
 
 
 def _flatten(node, prefix: str = "") -> list[tuple[str, object]]:
@@ -110,8 +150,13 @@ def total(samples: dict, name: str, **match) -> float:
                if n == name and all(dict(labels).get(k) == val for k, val in match.items()))
 
 
-def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str | None = None) -> int:
-    """Run the demo; returns the process exit code (0 when every record was accounted for)."""
+def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str | None = None,
+             fmt: str = "json", registry_url: str | None = None) -> int:
+    """Run the demo; returns the process exit code (0 when every record was accounted for).
+
+    ``fmt="avro"``: the records as Avro through a schema registry (``registry_url``, else the
+    local one of ``deploy/registry.sh``), keyed by mobile number with an ``x-user-email`` header,
+    through ``policies/examples/customer-pii-avro.yaml``."""
     from confluent_kafka import Producer
 
     from . import logs
@@ -134,8 +179,20 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
         print("starting the local Kafka broker (deploy/kafka.sh start) ...")
         bootstrap = start_local_kafka()
     print(f"broker: {bootstrap}")
-    cp = compile_policy(load_policy(policy_file or DEFAULT_POLICY))
+    avro = None
+    source = None
+    if fmt == "avro":
+        from .schemaregistry import Registry, resolve_config
+        if registry_url is None:
+            print("starting the local schema registry (deploy/registry.sh start) ...")
+            registry_url = start_local_registry()
+        print(f"schema registry: {registry_url}")
+        source = Registry(resolve_config(registry_url, {}))
+        policy_file = policy_file or str(AVRO_POLICY)
+    cp = compile_policy(load_policy(policy_file or DEFAULT_POLICY), schema_source=source)
     route = cp.routes[0]
+    if fmt == "avro":
+        avro = _Avro(source, route.source)
     ensure_topics(bootstrap, {route.source: 3, route.sink: 3, route.dead_letter: 3})
 
     run_id = f"{int(time.time())}"
@@ -144,7 +201,11 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "log_level": 3})
     t0 = time.perf_counter()
     for rec in records:
-        p.produce(route.source, orjson.dumps(rec), rec["record_id"].encode())
+        if avro is None:
+            p.produce(route.source, orjson.dumps(rec), rec["record_id"].encode())
+        else:
+            p.produce(route.source, avro.encode(rec), rec["mobile"].encode(),
+                      headers=[("x-user-email", rec["email"].encode())])
         p.poll(0)
     for i, payload in enumerate(bad):
         p.produce(route.source, payload, f"malformed-{run_id}-{i}".encode())
@@ -175,9 +236,17 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
 
     # one source record beside its sink record (a consenting one, so it reached the sink)
     pick = next(r for r in records if r["consent"]["analytics"] and r["orders"] and r["locale"] == "zh_CN")
-    sink_rec = _find_by_key(bootstrap, route.sink, pick["record_id"].encode())
-    print()
-    print(side_by_side(pick, sink_rec))
+    if avro is None:
+        sink_rec = _find_by_key(bootstrap, route.sink, pick["record_id"].encode())
+        print()
+        print(side_by_side(pick, sink_rec))
+    else:
+        found = _find_avro(bootstrap, route.sink, avro, pick["record_id"])
+        print()
+        print(side_by_side(pick, orjson.loads(orjson.dumps(found[0])) if found else None))
+        if found:
+            print(f"{'record key':<24}  {_fit(pick['mobile'], 44)}  {found[1].decode()}")
+            print(f"{'header x-user-email':<24}  {_fit(pick['email'], 44)}  {found[2].get('x-user-email', b'').decode()}")
     s = scrape(port)
     print()
     print(f"metric totals (http://127.0.0.1:{port}/metrics, proxy ran {elapsed:.1f} s):")
@@ -222,6 +291,25 @@ def _lag(bootstrap: str, route) -> int:
             hi = c.get_watermark_offsets(tp, timeout=10)[1]
             lag += hi - (tp.offset if tp.offset >= 0 else 0)
         return lag
+    finally:
+        c.close()
+
+
+def _find_avro(bootstrap: str, topic: str, avro: "_Avro", record_id: str, timeout_s: float = 30):
+    """``(decoded value, key, headers)`` of the sink record with ``record_id``, or ``None``."""
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dpp-demo-reader-{secrets.token_hex(4)}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    try:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            for m in c.consume(5000, 1.0):
+                if m.error() is None and m.value() is not None:
+                    rec = avro.decode(m.value())
+                    if rec.get("record_id") == record_id:
+                        return rec, m.key(), dict(m.headers() or [])
+        return None
     finally:
         c.close()
 

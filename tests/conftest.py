@@ -48,3 +48,22 @@ def demo_keys(monkeypatch) -> dict[str, str]:
     for k, v in keys.items():
         monkeypatch.setenv(k, v)
     return keys
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> str:
+    """Base URL of a real schema registry with the Confluent API (Apicurio Registry's
+    ``/apis/ccompat/v7``, started by ``deploy/registry.sh`` on ``DPP_TEST_REGISTRY_PORT``, default
+    18081), or ``DPP_TEST_SCHEMA_REGISTRY_URL`` when one is already running."""
+    given = os.environ.get("DPP_TEST_SCHEMA_REGISTRY_URL")
+    if given:
+        yield given
+        return
+    env = dict(os.environ, DPP_REGISTRY_PORT=os.environ.get("DPP_TEST_REGISTRY_PORT", "18081"))
+    script = ROOT / "deploy" / "registry.sh"
+    was_running = subprocess.run(["bash", str(script), "status"], env=env, capture_output=True).returncode == 0
+    out = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"deploy/registry.sh start failed:\n{out.stdout}\n{out.stderr}"
+    yield out.stdout.strip().splitlines()[-1]
+    if not was_running and not os.environ.get("DPP_TEST_KEEP_REGISTRY"):
+        subprocess.run(["bash", str(script), "stop"], env=env, check=False, capture_output=True)

@@ -57,14 +57,14 @@ class RouteTopics:
         return [self.source, self.sink, self.dead_letter]
 
 
-def policy_copy(directory: Path, prefix: str) -> tuple[Path, RouteTopics]:
-    """Write ``customer-pii.yaml`` into ``directory`` with topics ``<prefix>.<original name>`` and
+def policy_copy(directory: Path, prefix: str, example: Path = EXAMPLE_POLICY) -> tuple[Path, RouteTopics]:
+    """Write ``example`` (default ``customer-pii.yaml``) into ``directory`` with topics ``<prefix>.<original name>`` and
     consumer group ``<prefix>.dpp`` (so tests never share a group with each other or the demo).
 
     Returns ``(path of the copy, RouteTopics)``. Raises ``AssertionError`` when the example no
     longer has the lines this rewrite expects (each must occur exactly once).
     """
-    text = EXAMPLE_POLICY.read_text(encoding="utf-8")
+    text = example.read_text(encoding="utf-8")
     topics = {}
     for key in ("source", "sink", "dead_letter"):
         pat = re.compile(rf"^([ \t]+){key}: ([A-Za-z0-9._-]+)[ \t]*$", re.M)
@@ -76,7 +76,7 @@ def policy_copy(directory: Path, prefix: str) -> tuple[Path, RouteTopics]:
     pat = re.compile(r"^([ \t]+)dead_letter_key: (\S+)[ \t]*$", re.M)
     assert len(pat.findall(text)) == 1, "example policy: expected one 'dead_letter_key:' line"
     text = pat.sub(lambda m: f"{m.group(0)}\n{m.group(1)}consumer_group: {group}", text)
-    path = directory / "customer-pii.yaml"
+    path = directory / example.name
     path.write_text(text, encoding="utf-8")
     return path, RouteTopics(topics["source"], topics["sink"], topics["dead_letter"], group)
 
