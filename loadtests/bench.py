@@ -13,7 +13,15 @@ topic with a consumer group of its own and writes a sink topic of its own):
 * (c) (b) plus two FF1 fields, ``id_number`` and ``bank_card`` (``c-two-ff1.yaml``);
 * (d) (b) with ``detect`` on the note instead of ``redact`` (``d-detect.yaml``), on records whose
   note is 200 characters (a data set of its own, so its ratio is to (a) re-run on that data, row a200);
-* (e) a faust-streaming pass-through agent (:mod:`loadtests.faust_passthrough`), for reference.
+* (e) a faust-streaming pass-through agent (:mod:`loadtests.faust_passthrough`), for reference;
+* (f) (b)'s rules on Avro values (``f-avro.yaml``: Confluent wire format through the schema
+  registry, sink schema derived), on the same records written as Avro, with (aa), the raw
+  pass-through on that Avro data, beside it (its ratio is to (aa));
+* (g) (b) plus key and header rules (``g-key-headers.yaml``: the mobile-number key and the
+  ``x-user-email`` header pseudonymized), on the same records keyed by mobile number with that
+  header, with (ak), the raw pass-through on that data (its ratio is to (ak)).
+
+Rows (f)/(aa) need a schema registry: ``--schema-registry URL``, else ``deploy/registry.sh start``.
 
 Every row runs as its own process, measured by :mod:`loadtests.harness` (CPU from the
 "partitions assigned" line to the last record acknowledged in the sink). Then the latency phase:
@@ -47,6 +55,23 @@ ROWS_B = dpp_contender("b", "dpp, example policy without FPE", POLICIES / "b-no-
 ROWS_C = dpp_contender("c", "dpp, (b) + two FF1 fields", POLICIES / "c-two-ff1.yaml")
 ROWS_D = dpp_contender("d", f"dpp, (b) + detect on a {DETECT_NOTE_CHARS}-char note", POLICIES / "d-detect.yaml")
 RAW_D = Contender("a200", f"raw pass-through on the {DETECT_NOTE_CHARS}-char-note data (reference for d)", "raw")
+ROWS_F = dpp_contender("f", "dpp, (b) on Avro values (schema registry)", POLICIES / "f-avro.yaml")
+RAW_F = Contender("aa", "raw pass-through on the Avro data (reference for f)", "raw")
+ROWS_G = dpp_contender("g", "dpp, (b) + key and header pseudonyms", POLICIES / "g-key-headers.yaml")
+RAW_G = Contender("ak", "raw pass-through on the keyed data (reference for g)", "raw")
+REFERENCE = {"d": "a200", "f": "aa", "g": "ak"}
+"""Rows measured on a data set of their own: the raw row on that data their ratio is to."""
+
+
+def registry_url(given: str | None) -> str:
+    """``given``, else the local registry of ``deploy/registry.sh start`` (its printed URL)."""
+    if given:
+        return given
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["bash", str(root / "deploy" / "registry.sh"), "start"], check=True,
+                         stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def detect_available(env: dict) -> str | None:
@@ -90,9 +115,9 @@ def table(rows: list[dict], ref: dict[str, dict]) -> str:
             continue
         base = ref.get(r["key"])
         ratio = r.get("ratio_to_a")
-        ratio_s = "1.00 (limit)" if r["key"] in ("a", "a200") else _fmt(ratio, ".2f")
-        if r["key"] == "d" and base is not None:
-            ratio_s += " vs a200"
+        ratio_s = "1.00 (limit)" if r["key"] in ("a", *REFERENCE.values()) else _fmt(ratio, ".2f")
+        if r["key"] in REFERENCE and base is not None:
+            ratio_s += f" vs {REFERENCE[r['key']]}"
         out.append(f"{r['key']:<5} {r['label'][:52]:<52} {r['records_per_s']:>8,} {r['mb_per_s']:>6.1f} "
                    f"{r['cpu_s_per_100k']:>10.3f} {_fmt(r['records_per_cpu_s'], ',d'):>10} {ratio_s:>12} "
                    f"{r['peak_rss_mb']:>7.0f}")
@@ -132,7 +157,7 @@ def chart(path: Path, rows: list[dict], latency: dict | None, title: str) -> Non
     bars = ax.bar(labels, vals, color=colors)
     for bar, r in zip(bars, ok):
         ratio = r.get("ratio_to_a")
-        ref = "(a200)" if r["key"] == "d" else "(a)"
+        ref = f"({REFERENCE.get(r['key'], 'a')})"
         txt = f"{r['records_per_cpu_s']:,}" + (f"\n{ratio:.2f}× {ref}" if ratio is not None and r["kind"] != "raw" else "")
         ax.annotate(txt, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
     ax.axhline(TARGETS["b_records_per_cpu_s"], color="#c0392b", linestyle="--", linewidth=1)
@@ -165,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap (default %(default)s)")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000, help="dpp --batch-size and the raw loop's batch")
-    ap.add_argument("--only", default="a,b,c,d,e", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--only", default="a,b,c,d,e,f,g", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--schema-registry", default=None, help="registry URL for rows (f)/(aa) "
+                    "(default: deploy/registry.sh start)")
     ap.add_argument("--latency-seconds", type=float, default=13.0,
                     help="produce time per latency row, the first 3 s not counted (0: skip)")
     ap.add_argument("--faust-records", type=int, default=50_000,
@@ -203,6 +230,26 @@ def main(argv: list[str] | None = None) -> int:
             topics.append(src_d)
             plan.append((RAW_D, src_d, nbytes_d, a.records))
             plan.append((ROWS_D, src_d, nbytes_d, data_d.consenting(a.records)))
+        if "f" in only:
+            url = registry_url(a.schema_registry)
+            env = {**env, "DPP_SCHEMA_REGISTRY_URL": url}
+            from proxy.formats.base import RegisteredSchema
+            from proxy.generator import CUSTOMER_AVRO_SCHEMA
+            from proxy.schemaregistry import Registry, resolve_config
+            sid = Registry(resolve_config(url, {})).register(
+                f"lt-bench-{stamp}-value", RegisteredSchema("AVRO", orjson.dumps(CUSTOMER_AVRO_SCHEMA).decode()))
+            data_f = Dataset(data.note_chars, data.max_orders, mode="avro", avro_schema_id=sid)
+            src_f, nbytes_f = fill_source(a.bootstrap, data_f, a.records, a.partitions)
+            topics.append(src_f)
+            plan.append((RAW_F, src_f, nbytes_f, a.records))
+            plan.append((ROWS_F, src_f, nbytes_f, data_f.consenting(a.records)))
+        if "g" in only:
+            data_g = Dataset(data.note_chars, data.max_orders, mode="keyed")
+            src_g, nbytes_g = fill_source(a.bootstrap, data_g, a.records, a.partitions)
+            topics.append(src_g)
+            plan.append((RAW_G, src_g, nbytes_g, a.records))
+            plan.append((ROWS_G, src_g, nbytes_g, data_g.consenting(a.records)))
+        # each raw reference runs right before its dpp row (same data, minutes apart at most)
         for c, source, nb, expected in plan:
             print(f"  running ({c.key}) {c.label} …", flush=True)
             rows.append(measure_throughput(c, a.bootstrap, source, a.partitions, a.records, nb, expected, workdir,
@@ -220,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if not r.get("ok"):
                 continue
-            ref = by.get("a200") if r["key"] == "d" else by.get("a")
+            ref = by.get(REFERENCE.get(r["key"], "a"))
             if ref and ref.get("ok") and r.get("records_per_cpu_s") and ref.get("records_per_cpu_s"):
                 r["ratio_to_a"] = round(r["records_per_cpu_s"] / ref["records_per_cpu_s"], 3)
         b = by.get("b", {})
@@ -242,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
     by = {r["key"]: r for r in rows}
     print()
-    print(table(rows, {"d": by.get("a200", {})}))
+    print(table(rows, {k: by.get(v, {}) for k, v in REFERENCE.items()}))
     if latency:
         print()
         print(f"end-to-end latency at {latency['rate']:,} records/s (half of (b)'s {b['records_per_s']:,}/s), "

@@ -100,10 +100,24 @@ class Dataset:
     consent withdrawn).
     """
 
-    def __init__(self, note_chars: int, max_orders: int = 1, pool_size: int = 5000, seed: int = 7):
-        self.note_chars, self.max_orders = note_chars, max_orders
+    def __init__(self, note_chars: int, max_orders: int = 1, pool_size: int = 5000, seed: int = 7,
+                 mode: str = "json", avro_schema_id: int | None = None):
+        self.note_chars, self.max_orders, self.mode = note_chars, max_orders, mode
         self.pool = record_pool(note_chars, max_orders, pool_size, seed)
         self._blocked = [r["consent"]["analytics"] is False for r in self.pool]
+        if mode == "avro":  # the pool written once as Avro (proxy.generator.CUSTOMER_AVRO_SCHEMA)
+            import io
+
+            import fastavro
+
+            from proxy.formats.base import frame
+            from proxy.generator import CUSTOMER_AVRO_SCHEMA, avro_datum
+            parsed = fastavro.parse_schema(CUSTOMER_AVRO_SCHEMA)
+            self._avro = []
+            for r in self.pool:
+                bio = io.BytesIO()
+                fastavro.schemaless_writer(bio, parsed, avro_datum(r))
+                self._avro.append((avro_schema_id, bio.getvalue(), frame))
 
     @classmethod
     def for_size(cls, size: str) -> "Dataset":
@@ -111,10 +125,20 @@ class Dataset:
         p = SIZES[size]
         return cls(p.note_chars, p.max_orders)
 
-    def payload(self, i: int) -> tuple[bytes, bytes]:
+    def payload(self, i: int) -> tuple:
+        """``(key, value)``; mode ``keyed``: ``(mobile, value, [("x-user-email", email)])``;
+        mode ``avro``: ``(key, Confluent-framed Avro)`` (the pool record's Avro bytes with the
+        record id ``lt-<i>`` written in place of the pool's, same length class)."""
         rec = dict(self.pool[i % len(self.pool)])
         rid = f"lt-{i}"
         rec["record_id"] = rid
+        if self.mode == "keyed":
+            return rec["mobile"].encode(), orjson.dumps(rec), [("x-user-email", rec["email"].encode())]
+        if self.mode == "avro":
+            sid, body, frame = self._avro[i % len(self.pool)]
+            old = self.pool[i % len(self.pool)]["record_id"].encode()
+            # record_id is the first field: a zigzag-varint length, then the UTF-8 bytes
+            return rid.encode(), frame(sid, _avro_str(rid) + body[len(_avro_str(old.decode())):])
         return rid.encode(), orjson.dumps(rec)
 
     def payloads(self, n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
@@ -131,6 +155,17 @@ class Dataset:
     def mean_bytes(self) -> float:
         """Mean value size (bytes) over the pool."""
         return sum(len(orjson.dumps(r)) for r in self.pool) / len(self.pool)
+
+
+def _avro_str(s: str) -> bytes:
+    """Avro binary encoding of a string: zigzag varint length, then UTF-8 (Avro 1.11 spec)."""
+    b = s.encode()
+    n, out = len(b) << 1, bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + b
 
 
 def ensure_key_env(env: dict | None = None) -> dict:
@@ -204,9 +239,9 @@ class TopicWatch:
         self._c.close()
 
 
-def produce_payloads(bootstrap: str, topic: str, items: Iterator[tuple[bytes, bytes]] | Sequence,
+def produce_payloads(bootstrap: str, topic: str, items: Iterator[tuple] | Sequence,
                      total: int | None = None, desc: str | None = None) -> int:
-    """Produce ``(key, value)`` pairs as fast as possible (idempotent, acks=all) and wait for every
+    """Produce ``(key, value)`` pairs (or ``(key, value, headers)``) as fast as possible (idempotent, acks=all) and wait for every
     acknowledgement; returns the count. Raises ``RuntimeError`` on a failed delivery."""
     from confluent_kafka import Producer
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
@@ -219,10 +254,12 @@ def produce_payloads(bootstrap: str, topic: str, items: Iterator[tuple[bytes, by
             errors.append(err)
     bar = _bar(total, desc)
     n = 0
-    for key, value in items:
+    for item in items:
+        key, value = item[0], item[1]
+        headers = item[2] if len(item) > 2 else None
         while True:
             try:
-                p.produce(topic, value, key, on_delivery=on_delivery)
+                p.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 break
             except BufferError:
                 p.poll(0.05)

@@ -297,7 +297,8 @@ def fill_source(bootstrap: str, data: Dataset, records: int, partitions: int, pr
     topic = name or f"{unique_prefix('lts')}.source"
     create_topics(bootstrap, {topic: partitions})
     payloads = data.payloads(records)
-    nbytes = sum(len(k) + len(v) for k, v in payloads)
+    nbytes = sum(len(p[0]) + len(p[1]) + sum(len(n) + len(v or b"") for n, v in (p[2] if len(p) > 2 else ()))
+                 for p in payloads)
     produce_payloads(bootstrap, topic, payloads, total=records, desc=f"fill {topic}" if progress else None)
     return topic, nbytes
 
