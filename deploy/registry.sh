@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Local schema registry with a Confluent-compatible REST API (Apicurio Registry, in-memory storage) for the demo,
-# tests and CI.
+# Local schema registry with a Confluent-compatible REST API (Apicurio Registry, SQL storage in an H2 database
+# file under .cache/registry/node-PORT/data, so schemas and ids survive a restart like a real registry's) for the
+# demo, tests and CI.
 #
 #   deploy/registry.sh fetch     resolve io.apicurio:apicurio-registry-app (runner jar + lib/) from Maven Central
 #                                into .cache/registry/app
 #   deploy/registry.sh start     fetch if needed, start on 127.0.0.1, wait until the Confluent API answers, print its URL
-#   deploy/registry.sh stop      stop it (SIGTERM, then SIGKILL after 30 s); in-memory: every schema is gone
+#   deploy/registry.sh stop      stop it (SIGTERM, then SIGKILL after 30 s); the schemas stay in the database file
+#   deploy/registry.sh reset     stop it and delete its database (every schema and id is gone)
 #   deploy/registry.sh status    exit 0 when running
 #   deploy/registry.sh url       print the Confluent-compatible base URL (http://127.0.0.1:PORT/apis/ccompat/v7)
 #
 # Environment: DPP_REGISTRY_PORT (default 8081), DPP_REGISTRY_CACHE (default <repo>/.cache/registry),
-# DPP_REGISTRY_JAVA (default java; 17+), DPP_REGISTRY_HEAP (default 512m).
+# DPP_REGISTRY_JAVA (default java; 17+), DPP_REGISTRY_HEAP (default 512m),
+# DPP_REGISTRY_STORAGE (file, the default: H2 database file; mem: in memory, gone at stop).
 # Each port has its own pid and log files (.cache/registry/node-PORT/), so several instances can run at once.
 set -euo pipefail
 
@@ -75,8 +78,10 @@ start() {
   mkdir -p "$state"
   : > "$log"
   local t0; t0="$(date +%s)"
-  # in-memory H2 storage is the application's default (no registry.storage.* setting needed)
-  nohup "$java" -Xms64m -Xmx"$heap" -XX:+UseSerialGC -Djava.awt.headless=true \
+  # SQL storage on H2 (the application's default kind); REGISTRY_DATASOURCE_URL is its datasource setting
+  local ds="jdbc:h2:mem:registry_db"
+  if [ "${DPP_REGISTRY_STORAGE:-file}" = file ]; then mkdir -p "$state/data"; ds="jdbc:h2:file:$state/data/registry"; fi
+  REGISTRY_DATASOURCE_URL="$ds" nohup "$java" -Xms64m -Xmx"$heap" -XX:+UseSerialGC -Djava.awt.headless=true \
        -Djava.util.logging.manager=org.jboss.logmanager.LogManager \
        -Dvertx.cacheDirBase="$state/vertx-cache" \
        -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$port" \
@@ -110,5 +115,6 @@ case "${1:-}" in
   stop) stop ;;
   status) if running; then echo "running pid $(cat "$pidfile") on 127.0.0.1:$port ($url)"; else echo "not running"; exit 1; fi ;;
   url) echo "$url" ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  reset) stop; rm -rf "$state/data"; log "database deleted" ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac
