@@ -221,7 +221,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 120) -> list[Rec]:
                 for m in msgs:
                     if m.offset < end[tp]:
                         out.append(Rec(topic, m.partition, m.offset, m.key, m.value,
-                                       tuple((k, bytes(v)) for k, v in (m.headers or []))))
+                                       tuple((k, None if v is None else bytes(v)) for k, v in (m.headers or []))))
                 if c.position(tp) >= end[tp]:
                     pending.discard(tp)
         out.sort(key=lambda r: (r.partition, r.offset))

@@ -19,6 +19,9 @@ import io
 import json
 import os
 import struct
+import subprocess
+import time
+import urllib.error
 import urllib.request
 
 import fastavro
@@ -29,8 +32,8 @@ from proxy.crypto.ff1 import FF1
 from proxy.generator import CUSTOMER_AVRO_SCHEMA, avro_datum
 from proxy.stream.deadletter import open_record
 
-from .helpers import (KAFKA_PYTHON_WARNINGS, ROOT, DppProcess, check_fpe, create_topics, delete_group, delete_topics,
-                      drain, generated_records, metric, personal_values, policy_copy, produce, read_topic)
+from .helpers import (KAFKA_PYTHON_WARNINGS, ROOT, DppProcess, check_fpe, committed_offsets, create_topics,
+                      delete_group, delete_topics, drain, wait_until, generated_records, metric, personal_values, policy_copy, produce, read_topic)
 
 pytestmark = [pytest.mark.integration, *KAFKA_PYTHON_WARNINGS]
 
@@ -176,7 +179,7 @@ def test_avro_end_to_end(avro_route, kafka_bootstrap, schema_registry_url, demo_
     assert len(sink_ids) == 2, "the derived sink schema did not follow the source's evolution"
     assert len(tomb_keys) == len(tombstones)
     assert all(len(ps) == 1 for ps in partitions_of_key.values()), "one source key spread over sink partitions"
-    ff1 = FF1(bytes.fromhex(demo_keys["DPP_KEY_FPE"]), 10)
+    ff1 = FF1(bytes.fromhex(demo_keys["DPP_KEY_FPE"]), "0123456789")
     src = {r["record_id"]: r for r in records}
     key_of_mobile: dict[str, bytes] = {}
     for rid, got in by_id.items():
@@ -202,3 +205,132 @@ def test_avro_end_to_end(avro_route, kafka_bootstrap, schema_registry_url, demo_
     for r in records[:200]:
         for secret in personal_values(r):
             assert secret not in logs
+
+
+def readyz(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def registry_script(url: str, action: str) -> None:
+    port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    out = subprocess.run(["bash", str(ROOT / "deploy" / "registry.sh"), action],
+                         env=dict(os.environ, DPP_REGISTRY_PORT=port), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_registry_outage_loses_nothing_and_lets_nothing_through(avro_route, kafka_bootstrap, schema_registry_url,
+                                                                 demo_keys, tmp_path):
+    """The registry stopped for 30 s while records of a schema the worker has not seen yet arrive:
+    nothing is produced or committed meanwhile, /readyz is false; after the restart every record
+    is in the sink, nothing dead-lettered, nothing in clear."""
+    if os.environ.get("DPP_TEST_SCHEMA_REGISTRY_URL"):
+        pytest.skip("the registry is external (DPP_TEST_SCHEMA_REGISTRY_URL): cannot stop it")
+    policy, t = avro_route
+    url = schema_registry_url
+    records = generated_records(1000)
+    v1 = register(url, f"{t.source}-value", CUSTOMER_AVRO_SCHEMA)
+    produce(kafka_bootstrap, t.source, [message(r, v1, fastavro.parse_schema(CUSTOMER_AVRO_SCHEMA)) for r in records[:500]])
+    env = dict(os.environ, DPP_SCHEMA_REGISTRY_URL=url)
+    with DppProcess(policy, kafka_bootstrap, tmp_path, env=env, name="dpp-outage") as dpp:
+        dpp.wait_ready()
+        drain(dpp, kafka_bootstrap, t, 500, timeout_s=120)
+        v2_schema = evolved_schema()
+        v2 = register(url, f"{t.source}-value", v2_schema)
+        sink_before = len(read_topic(kafka_bootstrap, t.sink))
+        registry_script(url, "stop")
+        try:
+            produce(kafka_bootstrap, t.source, [message(r, v2, fastavro.parse_schema(v2_schema), {"loyalty_tier": "x"})
+                                               for r in records[500:]])
+            wait_until(lambda: readyz(dpp.port)[0] == 503, 30, "/readyz false while the registry is down",
+                       dpp.stderr_tail)
+            assert "schema-registry" in readyz(dpp.port)[1]
+            time.sleep(30)
+            dpp.assert_running()
+            assert len(read_topic(kafka_bootstrap, t.sink)) == sink_before, "records passed while the registry was down"
+            assert committed_offsets(kafka_bootstrap, t.group, t.source) and \
+                sum(committed_offsets(kafka_bootstrap, t.group, t.source).values()) == 500, "offsets committed meanwhile"
+        finally:
+            registry_script(url, "start")
+        m = drain(dpp, kafka_bootstrap, t, 1000, timeout_s=120)
+        wait_until(lambda: readyz(dpp.port)[0] == 200, 30, "/readyz true again", dpp.stderr_tail)
+        assert dpp.stop() == 0
+        logs = dpp.stderr()
+    sink = read_topic(kafka_bootstrap, t.sink)
+    assert not read_topic(kafka_bootstrap, t.dead_letter)
+    blocked = metric(m, "dpp_records_blocked_total", route=ROUTE)
+    assert len(sink) + blocked == 1000
+    src = {r["record_id"]: r for r in records}
+    ids = set()
+    for r in sink:
+        _, out = decode(url, r.value)
+        assert out["record_id"] not in ids
+        ids.add(out["record_id"])
+        blob = orjson.dumps(out, default=str) + r.key + b"".join(v for _, v in r.headers if v)
+        for secret in personal_values(src[out["record_id"]]):
+            assert secret.encode() not in blob
+    assert sum(1 for line in logs.splitlines() if "dependency unavailable" in line) == 1
+    assert "dependency available again" in logs
+
+
+def test_users_cases_through_the_registry(kafka_bootstrap, schema_registry_url, topic_prefix, demo_keys, tmp_path):
+    """A record type reused by name in two fields (both protected), a ["null","string"] union holding
+    null, and Debezium's before/after envelope with a rule on after.ssn: through the real registry."""
+    url = schema_registry_url
+    value = {"type": "record", "name": "Value", "fields": [{"name": "id", "type": "int"}, {"name": "ssn", "type": "string"},
+                                                            {"name": "email", "type": ["null", "string"], "default": None}]}
+    envelope = {"type": "record", "name": "Envelope", "namespace": "dbserver1.inventory.customers", "fields": [
+        {"name": "before", "type": ["null", value], "default": None},
+        {"name": "after", "type": ["null", "Value"], "default": None},
+        {"name": "op", "type": "string"}]}
+    src, sink, dlq = f"{topic_prefix}.cdc", f"{topic_prefix}.cdc.out", f"{topic_prefix}.cdc.dlq"
+    policy = tmp_path / "cdc.yaml"
+    policy.write_text(f"""version: 1
+name: cdc
+keys:
+  p: {{source: env, name: DPP_KEY_PSEUDONYM}}
+  d: {{source: env, name: DPP_KEY_DEAD_LETTER}}
+routes:
+  - name: cdc
+    source: {src}
+    sink: {sink}
+    dead_letter: {dlq}
+    dead_letter_key: d
+    consumer_group: {topic_prefix}.g
+    format: avro
+    key: {{format: string}}
+    rules:
+      - {{field: after.ssn, action: pseudonymize, key: p}}
+      - {{field: before.ssn, action: pseudonymize, key: p}}
+      - {{field: after.email, action: mask}}
+      - {{field: before.email, action: mask}}
+""")
+    create_topics(kafka_bootstrap, [src, sink, dlq])
+    try:
+        sid = register(url, f"{src}-value", envelope)
+        parsed = fastavro.parse_schema(envelope)
+        rows = [{"before": None, "after": {"id": 1, "ssn": "078-05-1120", "email": None}, "op": "c"},
+                {"before": {"id": 1, "ssn": "078-05-1120", "email": None},
+                 "after": {"id": 1, "ssn": "219-09-9999", "email": "a@example.invalid"}, "op": "u"}]
+        produce(kafka_bootstrap, src, [(b"1", avro_bytes(sid, parsed, r), None) for r in rows])
+        env = dict(os.environ, DPP_SCHEMA_REGISTRY_URL=url)
+        with DppProcess(policy, kafka_bootstrap, tmp_path, env=env, name="dpp-cdc") as dpp:
+            dpp.wait_ready()
+            dpp.wait_metric("dpp_records_produced_total", lambda v: v >= 2, 60, "two CDC records in the sink")
+            assert dpp.stop() == 0
+        out = [decode(url, r.value)[1] for r in read_topic(kafka_bootstrap, sink)]
+        assert not read_topic(kafka_bootstrap, dlq)
+        assert out[0]["before"] is None and out[0]["after"]["email"] is None      # the union holding null
+        for rec in out:
+            for part in ("before", "after"):
+                if rec[part] is not None:
+                    assert rec[part]["ssn"] not in ("078-05-1120", "219-09-9999") and len(rec[part]["ssn"]) == 64
+        assert out[1]["after"]["email"] == "*@*******.*******"
+        # before.ssn and after.ssn are bound to their own paths (no domain): the same SSN differs
+        assert out[1]["before"]["ssn"] != out[0]["after"]["ssn"]
+    finally:
+        delete_topics(kafka_bootstrap, [src, sink, dlq])
+        delete_group(kafka_bootstrap, f"{topic_prefix}.g")
