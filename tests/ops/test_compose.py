@@ -38,7 +38,7 @@ COMPOSE = DEPLOY / "docker-compose.yml"
 EXAMPLE_POLICY = ROOT / "policies" / "examples" / "customer-pii.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-SERVICES = {"kafka", "kafka-init", "dpp", "producer", "prometheus", "grafana"}
+SERVICES = {"kafka", "kafka-init", "schema-registry", "dpp", "producer", "prometheus", "grafana"}
 
 
 def _compose() -> dict:
@@ -134,6 +134,10 @@ def test_services_images_and_kraft():
         assert svcs[name]["build"]["context"] == ".." and (DEPLOY / ".." / svcs[name]["build"]["dockerfile"]).is_file()
     for name in ("prometheus", "grafana"):
         assert re.fullmatch(r"[a-z/]+:v?\d+\.\d+\.\d+", svcs[name]["image"]), f"{name}: pin a version"
+    # the same registry as deploy/registry.sh (Apicurio 2.6.x), its Confluent API given to dpp
+    assert re.fullmatch(r"apicurio/apicurio-registry-mem:2\.6\.\d+\.Final", svcs["schema-registry"]["image"])
+    assert _env(svcs["dpp"])["DPP_SCHEMA_REGISTRY_URL"] == "http://schema-registry:8080/apis/ccompat/v7"
+    assert svcs["dpp"]["depends_on"]["schema-registry"]["condition"] == "service_healthy"
 
 
 def test_healthchecks_and_start_order():
@@ -171,7 +175,7 @@ def test_worker_runs_the_example_policy_with_its_keys_from_the_environment():
     host = [h / Path(policy_in_container).relative_to(dst) for h, dst in _bind_mounts(dpp)
             if policy_in_container.startswith(dst + "/")]
     assert host and host[0].resolve() == EXAMPLE_POLICY.resolve()
-    env = _env(dpp)
+    env = {k: v for k, v in _env(dpp).items() if k != "DPP_SCHEMA_REGISTRY_URL"}
     assert set(env) == _policy_key_vars()
     for var, value in env.items():
         assert re.fullmatch(r"\$\{" + var + r":\?[^}]+\}", value), f"{var} must be required (${{{var}:?...}})"
