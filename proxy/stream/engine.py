@@ -331,9 +331,14 @@ class RouteWorker:
         """Routes with key or header rules: the protected key and headers go with each record."""
         results, keys, headers = self._protect(r.protect_records, values, [m.key() for m in good],
                                                [m.headers() for m in good])
+        produce, on_delivery, sink = self.producer.produce, self._on_delivery, r.sink
         for m, out, key, hdrs in zip(good, results, keys, headers):
             if type(out) is bytes:
-                self._produce(r.sink, out, key, (hdrs or []) + extra)
+                h = hdrs + extra if hdrs else extra
+                try:
+                    produce(sink, out, key, headers=h, on_delivery=on_delivery)
+                except BufferError:
+                    self._produce(sink, out, key, h)
                 continue
             kind = out.kind
             if kind == SINK:

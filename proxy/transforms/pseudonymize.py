@@ -41,14 +41,22 @@ def canonical(text: str, normalize: str, default_region: str = "CN") -> str:
     if normalize == "email":
         return (text if text.isascii() else unicodedata.normalize("NFC", text)).strip().lower()
     if normalize == "phone":
-        try:
-            num = phonenumbers.parse(text, default_region)
-        except phonenumbers.NumberParseException:
-            raise TransformError(Reason.NORMALIZE_FAILED, "not a phone number") from None
-        if not phonenumbers.is_possible_number(num):
-            raise TransformError(Reason.NORMALIZE_FAILED, "not a possible phone number")
-        return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+        return _e164(text, default_region)
     raise ValueError(f"unknown normalize mode {normalize!r}")
+
+
+@lru_cache(maxsize=65536)
+def _e164(text: str, region: str) -> str:
+    """E.164 form of a phone number (libphonenumber, ~35 µs a parse): cached for the last 65,536
+    distinct numbers, since keyed topics carry the same number (a record key, a header) over and
+    over. Deterministic, so the cache changes no output; failures are not cached."""
+    try:
+        num = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise TransformError(Reason.NORMALIZE_FAILED, "not a phone number") from None
+    if not phonenumbers.is_possible_number(num):
+        raise TransformError(Reason.NORMALIZE_FAILED, "not a possible phone number")
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
 _B32_PAIRS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567")

@@ -208,6 +208,20 @@ def test_deployment_contract(values):
 
     # keys only from Secrets: every key variable is a secretKeyRef as the values say
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+    sr = vals.get("schemaRegistry", {})
+    if sr.get("url"):   # the registry: URL in args, its password only from a Secret, CA/client certs mounted
+        assert c["args"][0] == f"--schema-registry={sr['url']}" and c["args"].index("run") > 0
+        if sr["basicAuth"]["existingSecret"]:
+            assert refs.pop("DPP_SCHEMA_REGISTRY_AUTH") == {"name": sr["basicAuth"]["existingSecret"],
+                                                            "key": sr["basicAuth"]["key"]}
+            assert "--schema-registry-config=basic.auth.user.info=env:DPP_SCHEMA_REGISTRY_AUTH" in c["args"]
+        if sr["tls"]["caSecret"]:
+            assert volumes["schema-registry-tls"]["secret"]["secretName"] == sr["tls"]["caSecret"]
+            assert mounts["schema-registry-tls"]["readOnly"] is True
+        if sr["tls"]["clientSecret"]:
+            assert volumes["schema-registry-client"]["secret"]["secretName"] == sr["tls"]["clientSecret"]
+    else:
+        assert not any(a.startswith("--schema-registry") for a in c["args"])
     assert refs == {k["name"]: {"name": k["secretName"], "key": k["secretKey"], **(
         {"optional": k["optional"]} if "optional" in k else {})} for k in vals["keys"]["env"]}
     assert not any(e["name"].startswith("DPP_KEY_") and "value" in e for e in c["env"])
