@@ -295,8 +295,8 @@ def _lag(bootstrap: str, route) -> int:
         c.close()
 
 
-def _find_avro(bootstrap: str, topic: str, avro: "_Avro", record_id: str, timeout_s: float = 30):
-    """``(decoded value, key, headers)`` of the sink record with ``record_id``, or ``None``."""
+def _find_in(bootstrap: str, topic: str, match, timeout_s: float = 30):
+    """The first non-``None`` ``match(message)`` over ``topic`` read from the start, or ``None``."""
     from confluent_kafka import Consumer
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dpp-demo-reader-{secrets.token_hex(4)}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
@@ -306,25 +306,21 @@ def _find_avro(bootstrap: str, topic: str, avro: "_Avro", record_id: str, timeou
         while time.time() < deadline:
             for m in c.consume(5000, 1.0):
                 if m.error() is None and m.value() is not None:
-                    rec = avro.decode(m.value())
-                    if rec.get("record_id") == record_id:
-                        return rec, m.key(), dict(m.headers() or [])
+                    found = match(m)
+                    if found is not None:
+                        return found
         return None
     finally:
         c.close()
 
 
-def _find_by_key(bootstrap: str, topic: str, key: bytes, timeout_s: float = 30) -> dict | None:
-    from confluent_kafka import Consumer
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dpp-demo-reader-{secrets.token_hex(4)}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe([topic])
-    try:
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            for m in c.consume(5000, 1.0):
-                if m.error() is None and m.key() == key:
-                    return orjson.loads(m.value())
-        return None
-    finally:
-        c.close()
+def _find_avro(bootstrap: str, topic: str, avro: "_Avro", record_id: str):
+    """``(decoded value, key, headers)`` of the sink record with ``record_id``, or ``None``."""
+    def match(m):
+        rec = avro.decode(m.value())
+        return (rec, m.key(), dict(m.headers() or [])) if rec.get("record_id") == record_id else None
+    return _find_in(bootstrap, topic, match)
+
+
+def _find_by_key(bootstrap: str, topic: str, key: bytes) -> dict | None:
+    return _find_in(bootstrap, topic, lambda m: orjson.loads(m.value()) if m.key() == key else None)

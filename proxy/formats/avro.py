@@ -46,7 +46,8 @@ import fastavro
 from fastavro.schema import SchemaParseException
 
 from ..errors import FormatError, Reason
-from .base import DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, frame, unframe
+from .base import (DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, fetch_writer, frame,
+                   register_sink, unframe)
 
 log = logging.getLogger("proxy.formats")
 
@@ -299,12 +300,7 @@ class AvroCodec(Codec):
             w = self._writers.get(schema_id)
             if w is not None:
                 return w
-            try:
-                reg = self._source.schema_by_id(schema_id)
-            except KeyError:
-                raise FormatError(Reason.UNKNOWN_SCHEMA) from None
-            if reg.schema_type.upper() != "AVRO":
-                raise FormatError(Reason.UNKNOWN_SCHEMA, f"schema {schema_id} is {reg.schema_type}, not AVRO")
+            reg = fetch_writer(self._source, schema_id, "AVRO")
             try:
                 named: dict = {}
                 self._named(reg, named)
@@ -320,12 +316,7 @@ class AvroCodec(Codec):
                                                                      "error_class": type(e).__name__})
                 raise FormatError(Reason.SERIALIZE_FAILED, "cannot derive the sink schema") from None
             subject = self._subject_of(record_fullname(writer_json))
-            try:
-                sink_id = self._source.register(subject, RegisteredSchema("AVRO", json.dumps(sink_json)))
-            except ValueError:  # the registry refused it (incompatible with the subject's versions)
-                log.error("schema registry rejected the derived sink schema",
-                          extra={"subject": subject, "schema_id": schema_id})
-                raise FormatError(Reason.SINK_SCHEMA_REJECTED) from None
+            sink_id = register_sink(self._source, subject, RegisteredSchema("AVRO", json.dumps(sink_json)))
             w = self._writers[schema_id] = _Writer(parsed, sink_parsed, sink_id)
             log.info("sink schema derived", extra={"schema_id": schema_id, "subject": subject, "sink_schema_id": sink_id})
             return w

@@ -82,9 +82,29 @@ class Codec(ABC):
         """Bytes of a (protected) tree. Raises :class:`FormatError` (``serialize-failed``)."""
 
 
-def registry_failure(e: Exception) -> FormatError:
-    """A :class:`FormatError` for a schema the registry does not hold (``KeyError``)."""
-    return FormatError(Reason.UNKNOWN_SCHEMA, type(e).__name__)
+def fetch_writer(source: SchemaSource, schema_id: int, schema_type: str) -> RegisteredSchema:
+    """The writer schema ``schema_id`` of type ``schema_type`` (``AVRO``, ``PROTOBUF``, ``JSON``).
+    Raises :class:`FormatError` (``unknown-schema``) for an id the registry does not hold or a
+    schema of another type; ``DependencyUnavailable`` propagates."""
+    try:
+        reg = source.schema_by_id(schema_id)
+    except KeyError:
+        raise FormatError(Reason.UNKNOWN_SCHEMA) from None
+    if reg.schema_type.upper() != schema_type:
+        raise FormatError(Reason.UNKNOWN_SCHEMA, f"schema {schema_id} is {reg.schema_type}, not {schema_type}")
+    return reg
+
+
+def register_sink(source: SchemaSource, subject: str, schema: RegisteredSchema) -> int:
+    """Register a derived sink schema; its id. Raises :class:`FormatError`
+    (``sink-schema-rejected``) when the registry refuses it (logged with the subject)."""
+    import logging
+    try:
+        return source.register(subject, schema)
+    except ValueError:
+        logging.getLogger("proxy.formats").error("schema registry rejected the derived sink schema",
+                                                 extra={"subject": subject})
+        raise FormatError(Reason.SINK_SCHEMA_REJECTED) from None
 
 
 REWRITE, REDACT, DROP, KEEP = "rewrite", "redact", "drop", "keep"

@@ -32,7 +32,8 @@ import jsonschema
 import orjson
 
 from ..errors import FormatError, Reason
-from .base import DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, frame, unframe
+from .base import (DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, fetch_writer, frame,
+                   register_sink, unframe)
 
 log = logging.getLogger("proxy.formats")
 
@@ -155,12 +156,7 @@ class JsonSchemaCodec(Codec):
         if w is not None:
             return w
         with self._lock:
-            try:
-                reg = self._source.schema_by_id(schema_id)
-            except KeyError:
-                raise FormatError(Reason.UNKNOWN_SCHEMA) from None
-            if reg.schema_type.upper() != "JSON":
-                raise FormatError(Reason.UNKNOWN_SCHEMA, f"schema {schema_id} is {reg.schema_type}, not JSON")
+            reg = fetch_writer(self._source, schema_id, "JSON")
             try:
                 writer = json.loads(reg.schema_str)
                 sink = derive_schema(writer, self._plan)
@@ -173,11 +169,7 @@ class JsonSchemaCodec(Codec):
                 raise FormatError(Reason.SERIALIZE_FAILED, "cannot derive the sink schema") from None
             title = writer.get("title") if isinstance(writer, dict) else None
             subject = self._subject_of(str(title or "record"))
-            try:
-                sink_id = self._source.register(subject, RegisteredSchema("JSON", json.dumps(sink)))
-            except ValueError:
-                log.error("schema registry rejected the derived sink schema", extra={"subject": subject})
-                raise FormatError(Reason.SINK_SCHEMA_REJECTED) from None
+            sink_id = register_sink(self._source, subject, RegisteredSchema("JSON", json.dumps(sink)))
             w = self._writers[schema_id] = _Writer(validator, sink_id)
             return w
 

@@ -23,7 +23,7 @@ from collections import OrderedDict
 
 from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
-from ..errors import FormatError, KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
+from ..errors import DependencyUnavailable, FormatError, KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..formats import build_codec
 from ..formats.base import Codec, SchemaPlan, SchemaSource
 from ..transforms import BuildContext, build_transform
@@ -528,20 +528,22 @@ class CompiledRoute:
         """``(protected key, protected headers)``, or a dead-letter :class:`Outcome` (its ``key``
         is the protected key when the key rules succeeded and a header rule failed, else None)."""
         st = self.stats
-        pk = key
-        if self._key is not None:
-            try:
+        pk, ph = key, headers
+        try:
+            if self._key is not None:
+                pk = None  # a key whose rules failed: the dead-letter record gets no key
                 pk = self._key.protect(key, st.transforms, st.unmatched, self._key_base)
-            except RecordError as e:
-                return Outcome(DEAD_LETTER, reason=e.reason.value, stage=e.stage.value,
-                               error_class=type(e).__name__, rule=e.rule)
-        ph = headers
-        if self._headers is not None:
-            try:
+            if self._headers is not None:
                 ph = self._headers.protect(headers, st.transforms, st.unmatched, self._header_base)
-            except RecordError as e:
-                return Outcome(DEAD_LETTER, reason=e.reason.value, stage=e.stage.value,
-                               error_class=type(e).__name__, rule=e.rule, key=pk)
+        except RecordError as e:
+            return Outcome(DEAD_LETTER, reason=e.reason.value, stage=e.stage.value,
+                           error_class=type(e).__name__, rule=e.rule, key=pk)
+        except DependencyUnavailable:
+            raise
+        except Exception as e:  # fail closed on any bug in a codec or transform; never echo the message
+            return Outcome(DEAD_LETTER, reason=Reason.TRANSFORM_FAILED.value,
+                           stage=(Stage.KEY if pk is None and self._key is not None else Stage.HEADERS).value,
+                           error_class=type(e).__name__, key=pk)
         return pk, ph
 
     def process_record(self, value: bytes | None, key: bytes | None = None,
