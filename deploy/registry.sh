@@ -90,7 +90,10 @@ start() {
   echo $! > "$pidfile"
   log "started pid $(cat "$pidfile"); waiting for $url"
   for _ in $(seq 1 240); do
-    if ! running; then log "registry exited during start-up; last log lines:"; tail -n 30 "$log" >&2; rm -f "$pidfile"; exit 1; fi
+    # kill -0, not running(): until the forked shell has exec'd java, /proc/PID/cmdline is this script's
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      log "registry exited during start-up; last log lines:"; tail -n 30 "$log" >&2; rm -f "$pidfile"; exit 1
+    fi
     if http_ok "$url/subjects"; then
       log "ready on 127.0.0.1:$port after $(( $(date +%s) - t0 )) s"; echo "$url"; return 0
     fi
