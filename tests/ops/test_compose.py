@@ -93,7 +93,8 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     services = cfg["services"]
     assert set(services) == SERVICES
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert services["dpp"]["environment"] == keys                  # keys reach the worker, nothing else
+    # keys reach the worker, and the registry's URL: nothing else
+    assert services["dpp"]["environment"] == {**keys, "DPP_SCHEMA_REGISTRY_URL": "http://schema-registry:8080/apis/ccompat/v7"}
     for name in ("kafka", "dpp", "prometheus", "grafana"):
         assert services[name]["healthcheck"]["test"], name
     for name, svc in services.items():
@@ -105,7 +106,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
                 assert v["type"] == "volume" and v["source"] in cfg["volumes"], (name, v)
     deps = {n: {d: c["condition"] for d, c in s.get("depends_on", {}).items()} for n, s in services.items()}
     assert deps["kafka-init"] == {"kafka": "service_healthy"}
-    assert deps["dpp"] == {"kafka-init": "service_completed_successfully"}
+    assert deps["dpp"] == {"kafka-init": "service_completed_successfully", "schema-registry": "service_healthy"}
     assert deps["producer"]["kafka-init"] == "service_completed_successfully"
     assert deps["grafana"] == {"prometheus": "service_healthy"}
 
