@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000, help="dpp --batch-size and the raw loop's batch")
     ap.add_argument("--only", default="a,b,c,d,e,f,g", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="a checkout of an earlier version: adds row (b0), (b)'s policy run by that code, "
+                         "right after (b) on the same data")
     ap.add_argument("--schema-registry", default=None, help="registry URL for rows (f)/(aa) "
                     "(default: deploy/registry.sh start)")
     ap.add_argument("--latency-seconds", type=float, default=13.0,
@@ -224,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         for c in (RAW, ROWS_B, ROWS_C):
             if c.key in only:
                 plan.append((c, src, nbytes, expected_dpp if c.blocks else a.records))
+            if c is ROWS_B and a.baseline_src is not None:
+                b0 = Contender("b0", f"(b) run by {a.baseline_src.name} (baseline code)", "dpp",
+                               ROWS_B.policy, blocks=True, src=a.baseline_src)
+                plan.append((b0, src, nbytes, expected_dpp))
         if d_na is None:
             data_d = Dataset(DETECT_NOTE_CHARS, data.max_orders)
             src_d, nbytes_d = fill_source(a.bootstrap, data_d, a.records, a.partitions)

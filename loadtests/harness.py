@@ -60,6 +60,9 @@ class Contender:
     kind: str
     policy: Path | None = None
     blocks: bool = False
+    src: Path | None = None
+    """``dpp`` rows: run this checkout's ``proxy`` package instead (e.g. the previous release, for a
+    baseline row in the same run); default ``LT_DPP_SRC`` or this one."""
 
 
 RAW = Contender("a", "raw confluent-kafka pass-through (the limit)", "raw")
@@ -108,7 +111,7 @@ def start(c: Contender, bootstrap: str, source: str, sink: str, dead_letter: str
                                    "-l", "info"]
     else:
         raise ValueError(f"unknown contender kind {c.kind!r}")
-    src = os.environ.get("LT_DPP_SRC") if c.kind == "dpp" else None
+    src = (c.src or os.environ.get("LT_DPP_SRC")) if c.kind == "dpp" else None
     return Child(argv, env, workdir / f"{name}.log", READY_MARKER, cwd=Path(src) if src else None)
 
 

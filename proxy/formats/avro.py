@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import fastavro
+import fastavro._read_py as _read_py
+import fastavro._write_py as _write_py
 from fastavro.schema import SchemaParseException
 
 from ..errors import FormatError, Reason
@@ -50,6 +52,9 @@ from .base import (DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, Sch
                    register_sink, unframe)
 
 log = logging.getLogger("proxy.formats")
+
+MAX_SCHEMA_DEPTH = 64
+"""Nesting of types a writer schema may have (deeper ones: the records dead-letter)."""
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED = frozenset({"record", "error", "enum", "fixed"})
@@ -200,7 +205,22 @@ def _prune(t: Any, tree: Any) -> Any:
     if kind == "array":
         wild = [v for k, v in tree.items() if _is_wild(k) or isinstance(k, int)]
         return {**t, "items": _prune(t["items"], wild[0])} if wild else t
+    if kind == "map":  # the value type must allow what any listed key keeps: the union of their subtrees
+        subs = list(tree.values())
+        merged = subs[0] if subs else {}
+        for sub in subs[1:]:
+            merged = _merge_allow(merged, sub)
+        return {**t, "values": _prune(t["values"], merged)}
     return t
+
+
+def _merge_allow(a: Any, b: Any) -> Any:
+    if a is True or b is True:
+        return True
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge_allow(out[k], v) if k in out else v
+    return out
 
 
 def _collapse(t: Any, defined: dict[str, str]) -> Any:
@@ -251,12 +271,65 @@ def derive_schema(writer: Any, plan: SchemaPlan, named: dict[str, Any] | None = 
 # --------------------------------------------------------------------------- the codec
 @dataclass(frozen=True)
 class _Writer:
-    """One writer schema: parsed for reading, its derived sink schema parsed for writing, and the
-    sink schema's registry id."""
+    """One writer schema: parsed for reading, its derived sink schema parsed for writing, the
+    sink schema's registry id, and the reader/writer functions: fastavro's C ones, or for a
+    recursive schema its pure-Python ones (a record nested thousands deep overflows the C stack
+    and kills the process; in Python it ends in a ``RecursionError``: ``decode-failed``)."""
 
     parsed: Any
     sink_parsed: Any
     sink_id: int
+    read: Any = fastavro.schemaless_reader
+    write: Any = fastavro.schemaless_writer
+
+
+def _check_shape(t: Any, depth: int = 0) -> None:
+    """Refuse writer schemas the decoder cannot read safely: nesting deeper than
+    :data:`MAX_SCHEMA_DEPTH`, and arrays or maps whose items can encode to zero bytes (``null``,
+    an empty record): a 16-byte record could declare 2**40 of them (time and memory)."""
+    if depth > MAX_SCHEMA_DEPTH:
+        raise SchemaParseException(f"types nest deeper than {MAX_SCHEMA_DEPTH}")
+    if isinstance(t, list):
+        for b in t:
+            _check_shape(b, depth + 1)
+    elif isinstance(t, dict):
+        kind = t.get("type")
+        if kind in ("record", "error"):
+            for f in t["fields"]:
+                _check_shape(f["type"], depth + 1)
+        elif kind in ("array", "map"):
+            items = t["items"] if kind == "array" else t["values"]
+            if _zero_width(items):
+                raise SchemaParseException(f"{kind} of items that encode to zero bytes")
+            _check_shape(items, depth + 1)
+
+
+def _zero_width(t: Any) -> bool:
+    if t == "null" or (isinstance(t, dict) and t.get("type") == "null"):
+        return True
+    if isinstance(t, dict) and t.get("type") in ("record", "error"):
+        return all(_zero_width(f["type"]) for f in t["fields"])
+    if isinstance(t, dict) and t.get("type") == "fixed":
+        return t.get("size") == 0
+    return False
+
+
+def _recursive(t: Any) -> bool:
+    """Whether an expanded schema (:func:`_expand`) refers to a type being defined."""
+    if isinstance(t, list):
+        return any(_recursive(b) for b in t)
+    if not isinstance(t, dict):
+        return False
+    if _REF in t:
+        return True
+    kind = t.get("type")
+    if kind in ("record", "error"):
+        return any(_recursive(f["type"]) for f in t["fields"])
+    if kind == "array":
+        return _recursive(t["items"])
+    if kind == "map":
+        return _recursive(t["values"])
+    return False
 
 
 def record_fullname(schema: Any) -> str:
@@ -295,39 +368,53 @@ class AvroCodec(Codec):
         can be derived or the registry rejects it) or ``DependencyUnavailable``."""
         w = self._writers.get(schema_id)
         if w is not None:
+            if type(w) is FormatError:
+                raise w
             return w
         with self._lock:
-            w = self._writers.get(schema_id)
-            if w is not None:
-                return w
-            reg = fetch_writer(self._source, schema_id, "AVRO")
             try:
-                named: dict = {}
-                self._named(reg, named)
-                writer_json = json.loads(reg.schema_str)
-                named_parsed: dict = {}
-                for full, definition in named.items():
-                    fastavro.parse_schema(definition, named_schemas=named_parsed)
-                parsed = fastavro.parse_schema(writer_json, named_schemas=named_parsed)
-                sink_json = derive_schema(writer_json, self._plan, named)
-                sink_parsed = fastavro.parse_schema(sink_json, named_schemas={})
-            except (SchemaParseException, ValueError, KeyError, TypeError) as e:
-                log.error("no sink schema for writer schema", extra={"schema_id": schema_id,
-                                                                     "error_class": type(e).__name__})
-                raise FormatError(Reason.SERIALIZE_FAILED, "cannot derive the sink schema") from None
-            subject = self._subject_of(record_fullname(writer_json))
-            sink_id = register_sink(self._source, subject, RegisteredSchema("AVRO", json.dumps(sink_json)))
-            w = self._writers[schema_id] = _Writer(parsed, sink_parsed, sink_id)
-            log.info("sink schema derived", extra={"schema_id": schema_id, "subject": subject, "sink_schema_id": sink_id})
+                w = self._writers[schema_id] = self._derive(schema_id)
+            except FormatError as e:
+                if e.reason == Reason.SERIALIZE_FAILED:  # a schema id never changes: nor does its derivation
+                    self._writers[schema_id] = e
+                raise
             return w
+
+    def _derive(self, schema_id: int) -> _Writer:
+        reg = fetch_writer(self._source, schema_id, "AVRO")
+        try:
+            named: dict = {}
+            self._named(reg, named)
+            writer_json = json.loads(reg.schema_str)
+            expanded = _expand(writer_json, None, dict(named), ())
+            _check_shape(expanded)
+            named_parsed: dict = {}
+            for full, definition in named.items():
+                fastavro.parse_schema(definition, named_schemas=named_parsed)
+            parsed = fastavro.parse_schema(writer_json, named_schemas=named_parsed)
+            sink_json = derive_schema(writer_json, self._plan, named)
+            sink_parsed = fastavro.parse_schema(sink_json, named_schemas={})
+        except Exception as e:  # noqa: BLE001 - any schema it cannot derive (RecursionError too): fail closed
+            log.error("no sink schema for writer schema", extra={"schema_id": schema_id,
+                                                                 "error_class": type(e).__name__})
+            raise FormatError(Reason.SERIALIZE_FAILED, "cannot derive the sink schema") from None
+        subject = self._subject_of(record_fullname(writer_json))
+        sink_id = register_sink(self._source, subject, RegisteredSchema("AVRO", json.dumps(sink_json)))
+        rec = _recursive(expanded)
+        w = _Writer(parsed, sink_parsed, sink_id, *((_read_py.schemaless_reader, _write_py.schemaless_writer)
+                                                    if rec else ()))
+        log.info("sink schema derived", extra={"schema_id": schema_id, "subject": subject, "sink_schema_id": sink_id})
+        return w
 
     def decode(self, data: bytes) -> tuple[Any, Any]:
         schema_id, payload = unframe(data)
         w = self.writer(schema_id)
         bio = io.BytesIO(payload)
         try:
-            tree = fastavro.schemaless_reader(bio, w.parsed, None)
-        except Exception:  # noqa: BLE001 - any failure of the reader on hostile bytes fails closed
+            tree = w.read(bio, w.parsed, None)
+        except BaseException as e:  # RecursionError, MemoryError included; never KeyboardInterrupt
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise  # noqa: BLE001 - any failure of the reader on hostile bytes fails closed
             raise FormatError(Reason.DECODE_FAILED) from None
         if bio.tell() != len(payload):
             raise FormatError(Reason.DECODE_FAILED, "bytes left after the record")
@@ -336,7 +423,7 @@ class AvroCodec(Codec):
     def encode(self, tree: Any, ctx: Any) -> bytes:
         bio = io.BytesIO()
         try:
-            fastavro.schemaless_writer(bio, ctx.sink_parsed, tree)
+            ctx.write(bio, ctx.sink_parsed, tree)
         except Exception as e:  # noqa: BLE001 - a protected tree that does not fit fails closed
             raise FormatError(Reason.SERIALIZE_FAILED, type(e).__name__) from None
         return frame(ctx.sink_id, bio.getvalue())

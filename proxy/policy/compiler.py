@@ -679,6 +679,11 @@ class CompiledRoute:
             except FormatError as e:
                 return Outcome(DEAD_LETTER, reason=e.reason.value, stage=Stage.DESERIALIZE.value,
                                error_class=type(e).__name__)
+            except DependencyUnavailable:
+                raise
+            except Exception as e:  # noqa: BLE001 - any codec failure on hostile bytes fails closed
+                return Outcome(DEAD_LETTER, reason=Reason.DECODE_FAILED.value, stage=Stage.DESERIALIZE.value,
+                               error_class=type(e).__name__)
         if type(obj) is not dict:
             return Outcome(DEAD_LETTER, reason=Reason.NOT_OBJECT.value, stage=Stage.DESERIALIZE.value,
                            error_class="TypeError")

@@ -299,8 +299,13 @@ def _part_problems(policy: Policy, route, base: tuple) -> list[tuple[tuple, str]
         if whole and len(route.key.rules) > 1:
             out.append((base + ("key", "rules"), f"a {route.key.format} key takes at most one rule"))
     seen: dict[str, int] = {}
+    names: dict[str, int] = {}
     for i, rule in enumerate(route.headers):
         loc = base + ("headers", i)
+        if rule.name is not None:
+            if rule.name in names:
+                out.append((loc + ("name",), f"rule name {rule.name!r} is used twice (headers[{names[rule.name]}])"))
+            names[rule.name] = i
         if rule.header is None and rule.field is not None:
             out.append((loc + ("field",), "a header rule names a header (header: NAME or glob), not a field"))
             continue

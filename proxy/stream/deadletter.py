@@ -4,7 +4,8 @@ Payload (``dpp.dlq.content: record-v1``): the original key, headers and value, s
 
     byte      0x02                            content version
     key       int32 length (-1: null) || bytes
-    headers   uint32 count, then per header: uint16 name length || name (UTF-8)
+    headers   uint32 count, then per header: uint32 name length || name (UTF-8; a name that is not
+                                             text: its bytes as given)
                                              || int32 value length (-1: null) || bytes
     value     int32 length (-1: tombstone) || bytes              (integers big-endian)
 
@@ -32,7 +33,7 @@ from ..policy.compiler import CompiledRoute, Outcome
 ENCRYPTION = "aes-gcm-siv-nonce-v1"
 CONTENT = "record-v1"
 _CONTENT_VERSION = 2
-_I32, _U32, _U16 = struct.Struct(">i"), struct.Struct(">I"), struct.Struct(">H")
+_I32, _U32 = struct.Struct(">i"), struct.Struct(">I")
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def pack_record(key: bytes | None, headers: list | None, value: bytes | None) ->
     hs = headers or []
     parts = [bytes((_CONTENT_VERSION,)), _blob(key), _U32.pack(len(hs))]
     for name, v in hs:
-        n = name.encode("utf-8")
-        parts += [_U16.pack(len(n)), n, _blob(v)]
+        n = name if isinstance(name, (bytes, bytearray)) else name.encode("utf-8", "surrogateescape")
+        parts += [_U32.pack(len(n)), bytes(n), _blob(v)]
     parts.append(_blob(value))
     return b"".join(parts)
 
@@ -88,9 +89,11 @@ def unpack_record(data: bytes) -> SealedRecord:
         pos += 4
         headers = []
         for _ in range(count):
-            (ln,) = _U16.unpack_from(mv, pos)
-            name = bytes(mv[pos + 2:pos + 2 + ln]).decode("utf-8")
-            pos += 2 + ln
+            (ln,) = _U32.unpack_from(mv, pos)
+            if pos + 4 + ln > len(mv):
+                raise ValueError("truncated dead-letter content")
+            name = bytes(mv[pos + 4:pos + 4 + ln]).decode("utf-8", "surrogateescape")
+            pos += 4 + ln
             headers.append((name, blob()))
         value = blob()
     except struct.error:
