@@ -37,7 +37,11 @@ def build_codec(fmt: str, source: SchemaSource | None, plan: SchemaPlan, subject
         from .jsonschema import JsonSchemaCodec
         return JsonSchemaCodec(source, plan, subject_of)
     if fmt == "protobuf":
-        from .protobuf import ProtobufCodec
+        try:
+            from .protobuf import ProtobufCodec
+        except ImportError:
+            raise ValueError(f"{what} reads protobuf: this version has no Protobuf codec yet "
+                             "(proxy/formats/protobuf.py)") from None
         return ProtobufCodec(source, plan, subject_of)
     raise ValueError(f"unknown format {fmt!r}")
 
