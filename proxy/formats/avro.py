@@ -49,7 +49,7 @@ from fastavro.schema import SchemaParseException
 
 from ..errors import FormatError, Reason
 from .base import (DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, fetch_writer, frame,
-                   register_sink, unframe)
+                   merge_allow_trees, register_sink, unframe)
 
 log = logging.getLogger("proxy.formats")
 
@@ -209,18 +209,10 @@ def _prune(t: Any, tree: Any) -> Any:
         subs = list(tree.values())
         merged = subs[0] if subs else {}
         for sub in subs[1:]:
-            merged = _merge_allow(merged, sub)
+            merged = merge_allow_trees(merged, sub)
         return {**t, "values": _prune(t["values"], merged)}
     return t
 
-
-def _merge_allow(a: Any, b: Any) -> Any:
-    if a is True or b is True:
-        return True
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge_allow(out[k], v) if k in out else v
-    return out
 
 
 def _collapse(t: Any, defined: dict[str, str]) -> Any:

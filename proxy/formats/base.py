@@ -123,3 +123,13 @@ class SchemaPlan:
     rules: tuple[tuple[tuple, str, Any], ...] = ()
     allow: Any = None
 
+
+
+def merge_allow_trees(a: Any, b: Any) -> Any:
+    """Union of two allow-list trees (``True`` = the whole subtree is listed); see :class:`SchemaPlan`."""
+    if a is True or b is True:
+        return True
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge_allow_trees(out[k], v) if k in out else v
+    return out

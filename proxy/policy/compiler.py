@@ -25,7 +25,7 @@ from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
 from ..errors import DependencyUnavailable, FormatError, KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..formats import build_codec
-from ..formats.base import Codec, SchemaPlan, SchemaSource
+from ..formats.base import Codec, SchemaPlan, SchemaSource, merge_allow_trees
 from ..transforms import BuildContext, build_transform
 from . import fastpath as _fastpath
 from .loader import LoadedPolicy
@@ -202,14 +202,7 @@ def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
 _GONE = object()
 
 
-def _merge_trees(a: dict | bool, b: dict | bool) -> dict | bool:
-    """Union of two allow-list trees (``True`` = the whole subtree is listed)."""
-    if a is True or b is True:
-        return True
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge_trees(out[k], v) if k in out else v
-    return out
+_merge_trees = merge_allow_trees
 
 
 def _delete_nodes(hits: list) -> None:
