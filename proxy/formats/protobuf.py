@@ -25,9 +25,12 @@ The tree is the message in the proto3 JSON mapping (``json_format.MessageToDict`
 ``.proto`` field names): messages and maps are ``dict``, repeated fields ``list``; ``int64`` and
 ``uint64`` values are decimal strings, ``bytes`` base64 text, enums their value names, and
 well-known types their JSON forms (``Timestamp`` an RFC 3339 string, ``Duration`` ``"1.5s"``,
-wrappers their value, ``Struct`` an object). Fields at their default value that have no presence
-(proto3 scalars outside ``optional``/``oneof``) are absent from the tree, as on the wire, so a
-rule on such a field has nothing to protect. Unknown fields are dropped, never copied out.
+wrappers their value, ``Struct`` an object). Fields without presence (proto3 scalars outside
+``optional``/``oneof``, repeated fields, maps) are in the tree at their default value when the
+wire omits them (``false``, ``0``, ``""``, ``[]``), so a block condition such as
+``consent.analytics equals false`` sees a withdrawn consent that proto3 does not write; a field
+with presence that is unset (a message, an ``optional`` or ``oneof`` member) is absent, like a
+missing JSON member. Unknown fields are dropped, never copied out.
 
 Encoding: with the *derived sink schema* (``.proto`` text, registered under the sink subject with
 the writer's references), ``json_format.ParseDict``; the record carries the sink schema id and the
@@ -779,7 +782,8 @@ class ProtobufCodec(Codec):
         msg = w.cls()
         try:
             msg.ParseFromString(payload[n:])
-            tree = json_format.MessageToDict(msg, preserving_proto_field_name=True, descriptor_pool=w.pool)
+            tree = json_format.MessageToDict(msg, preserving_proto_field_name=True, descriptor_pool=w.pool,
+                                             always_print_fields_with_no_presence=True)
         except BaseException as e:  # RecursionError, MemoryError included; never KeyboardInterrupt
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise  # noqa: BLE001 - any failure on hostile bytes fails closed

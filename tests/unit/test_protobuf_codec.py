@@ -475,3 +475,17 @@ def test_rules_after_a_map_field_is_rewritten_whole_still_reach_nested_types():
     c = pool.FindMessageTypeByName("dpp.test.Customer")
     assert c.fields_by_name["others"].type == FD.TYPE_STRING and not pb._repeated(c.fields_by_name["others"])
     assert c.fields_by_name["orders"].message_type.fields_by_name["card"].type == FD.TYPE_INT64
+
+
+def test_a_proto3_false_that_the_wire_omits_still_meets_a_block_condition():
+    """proto3 writes no ``false``: the tree holds it, so ``equals: false`` blocks (fail closed)."""
+    text = 'syntax = "proto3";\nmessage C { string name = 1; Consent consent = 2; }\nmessage Consent { bool analytics = 1; }\n'
+    reg = Registry()
+    sid = reg.add(text)
+    cls = message_class({"c.proto": text}, "c.proto", "C")
+    r = route(["{field: name, action: mask}"], reg,
+              extra="    block:\n      - when: {field: consent.analytics, equals: false}\n        reason: consent-withdrawn\n")
+    withdrawn = encode(cls, {"name": "a", "consent": {"analytics": False}}, sid)
+    assert withdrawn.endswith(b"\x12\x00")  # the message is there, the false is not on the wire
+    assert r.process(withdrawn).kind != SINK
+    assert r.process(encode(cls, {"name": "a", "consent": {"analytics": True}}, sid)).kind == SINK
