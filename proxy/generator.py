@@ -56,6 +56,9 @@ __all__ = [
     "generate_records",
     "CUSTOMER_AVRO_SCHEMA",
     "avro_datum",
+    "CUSTOMER_PROTO",
+    "protobuf_doc",
+    "customer_message_class",
     "MalformedCase",
     "MALFORMED_KINDS",
     "malformed_cases",
@@ -546,3 +549,76 @@ def avro_datum(rec: dict[str, Any]) -> dict[str, Any]:
     out["birth_date"] = date.fromisoformat(rec["birth_date"])
     out["created_at"] = datetime.strptime(rec["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     return out
+
+
+# ---------------------------------------------------------------------------
+# The same records as Protobuf (Confluent wire format through a schema registry)
+# ---------------------------------------------------------------------------
+
+CUSTOMER_PROTO = """syntax = "proto3";
+package dpp.example;
+
+import "google/protobuf/timestamp.proto";
+
+// A generated customer record (proxy.generator), Protobuf form.
+message Customer {
+  string record_id = 1;
+  string customer_id = 2;
+  string locale = 3;
+  string name = 4;
+  string id_number = 5;
+  string mobile = 6;
+  optional string email = 7;
+  Address address = 8;
+  string birth_date = 9;
+  string bank_card = 10;
+  Consent consent = 11;
+  repeated Order orders = 12;
+  optional string note = 13;
+  Segment segment = 14;
+  google.protobuf.Timestamp created_at = 15;
+
+  message Address {
+    string street = 1;
+    string city = 2;
+    string postcode = 3;
+    string country = 4;
+  }
+  message Consent {
+    bool marketing = 1;
+    bool analytics = 2;
+    string updated_at = 3;
+  }
+  message Order {
+    string order_id = 1;
+    double amount = 2;
+    string currency = 3;
+    string card_number = 4;
+    string placed_at = 5;
+  }
+  enum Segment {
+    SEGMENT_UNSPECIFIED = 0;
+    bronze = 1;
+    silver = 2;
+    gold = 3;
+  }
+}
+"""
+"""``.proto`` schema of :func:`generate_records`' records (message ``dpp.example.Customer``, the
+first of the file: message indexes ``[0]``): ``created_at`` a ``google.protobuf.Timestamp``,
+``segment`` an enum, ``email`` and ``note`` ``optional`` (absent when the record has ``null``)."""
+
+
+def protobuf_doc(rec: dict[str, Any]) -> dict[str, Any]:
+    """A generated record in the proto3 JSON mapping of :data:`CUSTOMER_PROTO` (``null`` members
+    left out), for ``json_format.ParseDict``."""
+    return {k: v for k, v in rec.items() if v is not None}
+
+
+def customer_message_class() -> Any:
+    """The ``dpp.example.Customer`` message class of :data:`CUSTOMER_PROTO` (compiled with protoc)."""
+    from google.protobuf import message_factory
+
+    from .formats.protobuf import build_pool, compile_files
+    pool = build_pool(compile_files({"customer.proto": CUSTOMER_PROTO}, "customer.proto"))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("dpp.example.Customer"))
