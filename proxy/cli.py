@@ -232,10 +232,11 @@ def _create_route_topics(cp, bootstrap: str) -> None:
 @click.option("--count", "-n", type=click.IntRange(min=1), default=10000, show_default=True)
 @click.option("--bootstrap-servers", default=None, help="use this broker instead of starting the local one")
 @click.option("--policy", "policy_file", default=None, type=click.Path(dir_okay=False),
-              help="default: policies/examples/customer-pii.yaml (customer-pii-avro.yaml with --format avro)")
-@click.option("--format", "fmt", type=click.Choice(["json", "avro"]), default="json", show_default=True,
-              help="avro: the records as Avro through a schema registry (--schema-registry, else the local "
-                   "one of deploy/registry.sh), keyed by mobile number with an x-user-email header")
+              help="default: policies/examples/customer-pii.yaml (customer-pii-avro.yaml / "
+                   "customer-pii-protobuf.yaml with --format avro / protobuf)")
+@click.option("--format", "fmt", type=click.Choice(["json", "avro", "protobuf"]), default="json", show_default=True,
+              help="avro, protobuf: the records in that format through a schema registry (--schema-registry, else "
+                   "the local one of deploy/registry.sh), keyed by mobile number with an x-user-email header")
 def demo(count: int, bootstrap_servers: str | None, policy_file: str | None, fmt: str) -> None:
     """End-to-end demo on a local broker: produce COUNT generated records, protect them, show the result.
 

@@ -21,6 +21,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = ROOT / "policies" / "examples" / "customer-pii.yaml"
 AVRO_POLICY = ROOT / "policies" / "examples" / "customer-pii-avro.yaml"
+PROTOBUF_POLICY = ROOT / "policies" / "examples" / "customer-pii-protobuf.yaml"
 KEY_VARS = ("DPP_KEY_PSEUDONYM", "DPP_KEY_FPE", "DPP_KEY_DEAD_LETTER")
 
 
@@ -69,6 +70,7 @@ class _Avro:
         self.schema_id = registry.register(f"{source_topic}-value",
                                            RegisteredSchema("AVRO", orjson.dumps(CUSTOMER_AVRO_SCHEMA).decode()))
         self.parsed = fastavro.parse_schema(CUSTOMER_AVRO_SCHEMA)
+        self._sink: dict[int, object] = {}
 
     def encode(self, rec: dict) -> bytes:
         import io
@@ -84,8 +86,45 @@ class _Avro:
 
         from .formats.base import unframe
         sid, payload = unframe(value)
-        schema = self.fastavro.parse_schema(orjson.loads(self.registry.schema_by_id(sid).schema_str))
-        return self.fastavro.schemaless_reader(io.BytesIO(payload), schema, None)
+        if sid not in self._sink:
+            self._sink[sid] = self.fastavro.parse_schema(orjson.loads(self.registry.schema_by_id(sid).schema_str))
+        return self.fastavro.schemaless_reader(io.BytesIO(payload), self._sink[sid], None)
+
+
+class _Protobuf:
+    """The demo's Protobuf side: :data:`~proxy.generator.CUSTOMER_PROTO` registered under
+    ``<source>-value``, records written in the Confluent wire format (message indexes ``[0]``),
+    sink records read with the ``.proto`` text their id names."""
+
+    def __init__(self, registry, source_topic: str):
+        from .formats.base import RegisteredSchema
+        from .generator import CUSTOMER_PROTO, customer_message_class
+        self.registry = registry
+        self.schema_id = registry.register(f"{source_topic}-value", RegisteredSchema("PROTOBUF", CUSTOMER_PROTO))
+        self.cls = customer_message_class()
+        self._sink: dict[int, object] = {}
+
+    def encode(self, rec: dict) -> bytes:
+        from google.protobuf import json_format
+
+        from .formats.base import frame
+        from .generator import protobuf_doc
+        return frame(self.schema_id, b"\x00" + json_format.ParseDict(protobuf_doc(rec), self.cls()).SerializeToString())
+
+    def decode(self, value: bytes) -> dict:
+        from google.protobuf import json_format, message_factory
+
+        from .formats import protobuf as pb
+        from .formats.base import unframe
+        sid, payload = unframe(value)
+        if sid not in self._sink:
+            pool = pb.build_pool(pb.compile_files({"sink.proto": self.registry.schema_by_id(sid).schema_str},
+                                                  "sink.proto"))
+            self._sink[sid] = message_factory.GetMessageClass(pool.FindMessageTypeByName("dpp.example.Customer"))
+        indexes, n = pb.read_indexes(payload)
+        msg = self._sink[sid]()
+        msg.ParseFromString(bytes(payload[n:]))
+        return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
 def _flatten(node, prefix: str = "") -> list[tuple[str, object]]:
@@ -154,9 +193,10 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
              fmt: str = "json", registry_url: str | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every record was accounted for).
 
-    ``fmt="avro"``: the records as Avro through a schema registry (``registry_url``, else the
-    local one of ``deploy/registry.sh``), keyed by mobile number with an ``x-user-email`` header,
-    through ``policies/examples/customer-pii-avro.yaml``."""
+    ``fmt="avro"`` / ``"protobuf"``: the records as Avro / Protobuf through a schema registry
+    (``registry_url``, else the local one of ``deploy/registry.sh``), keyed by mobile number with
+    an ``x-user-email`` header, through ``policies/examples/customer-pii-avro.yaml`` /
+    ``customer-pii-protobuf.yaml``."""
     from confluent_kafka import Producer
 
     from . import logs
@@ -181,18 +221,18 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
     print(f"broker: {bootstrap}")
     avro = None
     source = None
-    if fmt == "avro":
+    if fmt in ("avro", "protobuf"):
         from .schemaregistry import Registry, resolve_config
         if registry_url is None:
             print("starting the local schema registry (deploy/registry.sh start) ...")
             registry_url = start_local_registry()
         print(f"schema registry: {registry_url}")
         source = Registry(resolve_config(registry_url, {}))
-        policy_file = policy_file or str(AVRO_POLICY)
+        policy_file = policy_file or str(AVRO_POLICY if fmt == "avro" else PROTOBUF_POLICY)
     cp = compile_policy(load_policy(policy_file or DEFAULT_POLICY), schema_source=source)
     route = cp.routes[0]
-    if fmt == "avro":
-        avro = _Avro(source, route.source)
+    if fmt in ("avro", "protobuf"):
+        avro = (_Avro if fmt == "avro" else _Protobuf)(source, route.source)
     ensure_topics(bootstrap, {route.source: 3, route.sink: 3, route.dead_letter: 3})
 
     run_id = f"{int(time.time())}"
@@ -272,8 +312,9 @@ def run_demo(count: int = 10000, bootstrap: str | None = None, policy_file: str 
           else "WARNING: counts do not add up")
     print()
     print("next: the same keys for your own commands:  source .cache/demo-keys.env")
-    print(f"      dpp run --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}")
-    print(f"      dpp reveal --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}"
+    sr = f"--schema-registry {registry_url} " if avro is not None else ""
+    print(f"      dpp {sr}run --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}")
+    print(f"      dpp {sr}reveal --policy {policy_file or 'policies/examples/customer-pii.yaml'} --bootstrap-servers {bootstrap}"
           " --partition 0 --offset 0 4 --reason demo --audit-file /tmp/dpp-audit.jsonl")
     port_env = f"DPP_KAFKA_PORT={os.environ['DPP_KAFKA_PORT']} " if os.environ.get("DPP_KAFKA_PORT") else ""
     print(f"      {port_env}bash deploy/kafka.sh stop          # stop the local broker")
@@ -314,7 +355,7 @@ def _find_in(bootstrap: str, topic: str, match, timeout_s: float = 30):
         c.close()
 
 
-def _find_avro(bootstrap: str, topic: str, avro: "_Avro", record_id: str):
+def _find_avro(bootstrap: str, topic: str, avro: "_Avro | _Protobuf", record_id: str):
     """``(decoded value, key, headers)`` of the sink record with ``record_id``, or ``None``."""
     def match(m):
         rec = avro.decode(m.value())

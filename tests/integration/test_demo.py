@@ -34,3 +34,20 @@ def test_demo_accounts_for_every_record(kafka_bootstrap):
     assert started and started[0]["record_path"] in ("native", "python")
     if os.environ.get("DPP_REQUIRE_NATIVE") == "1":
         assert started[0]["record_path"] == "native"
+
+
+@pytest.mark.parametrize("fmt", ["avro", "protobuf"])
+def test_demo_on_a_schema_format(kafka_bootstrap, schema_registry_url, fmt):
+    """``dpp demo --format avro|protobuf``: the records through the real registry, the key and the
+    x-user-email header shown protected beside their source values."""
+    env = {**os.environ, "DPP_KEY_PSEUDONYM": "31" * 32, "DPP_KEY_FPE": "32" * 32, "DPP_KEY_DEAD_LETTER": "33" * 32}
+    out = subprocess.run([sys.executable, "-m", "proxy", "--schema-registry", schema_registry_url, "demo",
+                          "--count", "1000", "--bootstrap-servers", kafka_bootstrap, "--format", fmt],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "every consumed record is accounted for" in out.stdout
+    assert "reason=not-confluent-framed" in out.stdout and "reason=consent-withdrawn" in out.stdout
+    key_line = next(line for line in out.stdout.splitlines() if line.startswith("record key"))
+    header_line = next(line for line in out.stdout.splitlines() if line.startswith("header x-user-email"))
+    assert "mob_" in key_line and "em_" in header_line
+    assert f"--schema-registry {schema_registry_url}" in out.stdout
