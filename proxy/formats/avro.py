@@ -48,8 +48,8 @@ import fastavro._write_py as _write_py
 from fastavro.schema import SchemaParseException
 
 from ..errors import FormatError, Reason
-from .base import (DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, fetch_writer, frame,
-                   merge_allow_trees, register_sink, unframe)
+from .base import (DROP, EVERY_ITEM, EVERY_VALUE, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource,
+                   claim_tagged, fetch_writer, frame, merge_allow_trees, register_sink, unframe, with_tagged)
 
 log = logging.getLogger("proxy.formats")
 
@@ -247,6 +247,43 @@ def _collapse(t: Any, defined: dict[str, str]) -> Any:
     return t
 
 
+TAGS = "confluent:tags"
+
+
+def tagged_paths(t: Any, tags: set[str]) -> dict[str, list[tuple]]:
+    """Paths of the fields of an expanded schema (:func:`_expand`) carrying one of ``tags`` in
+    their ``confluent:tags`` (Confluent data contracts), per tag: record fields by name, array
+    items as :data:`EVERY_ITEM`, map values as :data:`EVERY_VALUE`, every union branch. A named type
+    used in several places is found at each use; a recursive reference is not followed (its tagged
+    fields are found at the first level only)."""
+    out: dict[str, list[tuple]] = {}
+
+    def walk(t: Any, prefix: tuple) -> None:
+        if isinstance(t, list):
+            for b in t:
+                walk(b, prefix)
+            return
+        if not isinstance(t, dict) or _REF in t:
+            return
+        kind = t.get("type")
+        if kind in ("record", "error"):
+            for f in t["fields"]:
+                path = prefix + (f["name"],)
+                ftags = f.get(TAGS)
+                if isinstance(ftags, list):
+                    for tag in dict.fromkeys(x for x in ftags if x in tags):
+                        if path not in out.setdefault(tag, []):
+                            out[tag].append(path)
+                walk(f["type"], path)
+        elif kind == "array":
+            walk(t["items"], prefix + (EVERY_ITEM,))
+        elif kind == "map":
+            walk(t["values"], prefix + (EVERY_VALUE,))
+
+    walk(t, ())
+    return out
+
+
 def derive_schema(writer: Any, plan: SchemaPlan, named: dict[str, Any] | None = None) -> Any:
     """The sink schema (JSON form) of ``writer`` (JSON form) under ``plan`` (module doc).
     ``named``: definitions of referenced named types (full name → JSON form).
@@ -273,6 +310,8 @@ class _Writer:
     sink_id: int
     read: Any = fastavro.schemaless_reader
     write: Any = fastavro.schemaless_writer
+    tag_paths: tuple = ()
+    """Per tag rule of the plan, the paths of this writer schema it protects (:func:`claim_tagged`)."""
 
 
 def _check_shape(t: Any, depth: int = 0) -> None:
@@ -384,7 +423,11 @@ class AvroCodec(Codec):
             for full, definition in named.items():
                 fastavro.parse_schema(definition, named_schemas=named_parsed)
             parsed = fastavro.parse_schema(writer_json, named_schemas=named_parsed)
-            sink_json = derive_schema(writer_json, self._plan, named)
+            plan, tag_paths = self._plan, ()
+            if plan.tags:
+                tag_paths = claim_tagged(plan, tagged_paths(expanded, {t for t, _, _ in plan.tags}))
+                plan = with_tagged(plan, tag_paths, "*")
+            sink_json = derive_schema(writer_json, plan, named)
             sink_parsed = fastavro.parse_schema(sink_json, named_schemas={})
         except Exception as e:  # noqa: BLE001 - any schema it cannot derive (RecursionError too): fail closed
             log.error("no sink schema for writer schema", extra={"schema_id": schema_id,
@@ -393,8 +436,9 @@ class AvroCodec(Codec):
         subject = self._subject_of(record_fullname(writer_json))
         sink_id = register_sink(self._source, subject, RegisteredSchema("AVRO", json.dumps(sink_json)))
         rec = _recursive(expanded)
-        w = _Writer(parsed, sink_parsed, sink_id, *((_read_py.schemaless_reader, _write_py.schemaless_writer)
-                                                    if rec else ()))
+        read, write = ((_read_py.schemaless_reader, _write_py.schemaless_writer) if rec
+                       else (fastavro.schemaless_reader, fastavro.schemaless_writer))
+        w = _Writer(parsed, sink_parsed, sink_id, read, write, tag_paths)
         log.info("sink schema derived", extra={"schema_id": schema_id, "subject": subject, "sink_schema_id": sink_id})
         return w
 

@@ -122,6 +122,54 @@ class SchemaPlan:
 
     rules: tuple[tuple[tuple, str, Any], ...] = ()
     allow: Any = None
+    tags: tuple[tuple[str, str, Any], ...] = ()
+    """``(tag, effect, literal)`` per ``select: {tag: ...}`` rule, in policy order: the fields of a
+    writer schema carrying the tag (``confluent:tags``) get the rule (see :func:`claim_tagged`)."""
+
+
+class _Segment:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+EVERY_ITEM = _Segment("[*]")
+"""Path segment of a tagged field's path: every element of an array."""
+EVERY_VALUE = _Segment("{*}")
+"""Path segment of a tagged field's path: every value of a map (Avro ``map``, JSON Schema
+``additionalProperties``), whatever its key."""
+
+
+def claim_tagged(plan: SchemaPlan, tagged: dict[str, list[tuple]]) -> tuple[tuple[tuple, ...], ...]:
+    """Per tag rule of ``plan`` (in order), the paths of a writer schema it protects: the paths
+    ``tagged[tag]`` (segments ``str``, :data:`EVERY_ITEM`, :data:`EVERY_VALUE`) that no field rule
+    names and no earlier tag rule claimed. Field rules win over tag rules; the first tag rule wins
+    over later ones, so every path gets at most one rule."""
+    def norm(segs: tuple) -> tuple:
+        return tuple(s if isinstance(s, (str, int)) else EVERY_ITEM for s in segs)
+
+    claimed = {norm(segs) for segs, _, _ in plan.rules}
+    out = []
+    for tag, _effect, _literal in plan.tags:
+        mine = []
+        for segs in tagged.get(tag, ()):
+            if segs not in claimed:
+                claimed.add(segs)
+                mine.append(segs)
+        out.append(tuple(mine))
+    return tuple(out)
+
+
+def with_tagged(plan: SchemaPlan, paths: tuple[tuple[tuple, ...], ...], map_key: str) -> SchemaPlan:
+    """``plan`` with the claimed tagged ``paths`` (:func:`claim_tagged`) as rules, for deriving a
+    sink schema; :data:`EVERY_VALUE` becomes ``map_key`` (a key the deriver takes for "any key")."""
+    extra = tuple((tuple(map_key if s is EVERY_VALUE else s for s in segs), effect, literal)
+                  for (_, effect, literal), mine in zip(plan.tags, paths) for segs in mine)
+    return SchemaPlan(plan.rules + extra, plan.allow, plan.tags)
 
 
 

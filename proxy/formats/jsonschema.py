@@ -32,8 +32,8 @@ import jsonschema
 import orjson
 
 from ..errors import FormatError, Reason
-from .base import (DROP, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource, fetch_writer, frame,
-                   register_sink, unframe)
+from .base import (DROP, EVERY_ITEM, EVERY_VALUE, KEEP, REWRITE, Codec, RegisteredSchema, SchemaPlan, SchemaSource,
+                   claim_tagged, fetch_writer, frame, register_sink, unframe, with_tagged)
 
 log = logging.getLogger("proxy.formats")
 
@@ -124,6 +124,40 @@ def _prune(node: Any, tree: Any) -> Any:
     return out
 
 
+_ANY_KEY = "\x00any key"  # a property name no schema has: the deriver goes to additionalProperties
+
+
+def tagged_paths(node: Any, tags: set[str]) -> dict[str, list[tuple]]:
+    """Paths of the properties of an inlined schema (:func:`_inline_refs`) whose schema carries one
+    of ``tags`` in ``confluent:tags``, per tag: ``properties`` by name, ``items`` as
+    :data:`EVERY_ITEM`, ``additionalProperties`` as :data:`EVERY_VALUE`, through ``allOf``/``anyOf``/
+    ``oneOf`` branches."""
+    out: dict[str, list[tuple]] = {}
+
+    def walk(node: Any, prefix: tuple) -> None:
+        if not isinstance(node, dict):
+            return
+        ftags = node.get("confluent:tags")
+        if prefix and isinstance(ftags, list):
+            for tag in dict.fromkeys(x for x in ftags if x in tags):
+                if prefix not in out.setdefault(tag, []):
+                    out[tag].append(prefix)
+        for comb in ("allOf", "anyOf", "oneOf"):
+            if isinstance(node.get(comb), list):
+                for b in node[comb]:
+                    walk(b, prefix)
+        if isinstance(node.get("properties"), dict):
+            for k, v in node["properties"].items():
+                walk(v, prefix + (k,))
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], prefix + (EVERY_ITEM,))
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], prefix + (EVERY_VALUE,))
+
+    walk(node, ())
+    return out
+
+
 def derive_schema(writer: dict, plan: SchemaPlan) -> dict:
     """The sink JSON Schema of ``writer`` under ``plan`` (module doc)."""
     node = _inline_refs(writer, writer)
@@ -138,6 +172,8 @@ def derive_schema(writer: dict, plan: SchemaPlan) -> dict:
 class _Writer:
     validator: Any
     sink_id: int
+    tag_paths: tuple = ()
+    """Per tag rule of the plan, the paths of this writer schema it protects (:func:`claim_tagged`)."""
 
 
 class JsonSchemaCodec(Codec):
@@ -159,7 +195,12 @@ class JsonSchemaCodec(Codec):
             reg = fetch_writer(self._source, schema_id, "JSON")
             try:
                 writer = json.loads(reg.schema_str)
-                sink = derive_schema(writer, self._plan)
+                plan, tag_paths = self._plan, ()
+                if plan.tags:
+                    tag_paths = claim_tagged(plan, tagged_paths(_inline_refs(writer, writer),
+                                                                {t for t, _, _ in plan.tags}))
+                    plan = with_tagged(plan, tag_paths, _ANY_KEY)
+                sink = derive_schema(writer, plan)
                 cls = jsonschema.validators.validator_for(sink, default=jsonschema.Draft202012Validator)
                 cls.check_schema(sink)
                 validator = cls(sink)
@@ -170,7 +211,7 @@ class JsonSchemaCodec(Codec):
             title = writer.get("title") if isinstance(writer, dict) else None
             subject = self._subject_of(str(title or "record"))
             sink_id = register_sink(self._source, subject, RegisteredSchema("JSON", json.dumps(sink)))
-            w = self._writers[schema_id] = _Writer(validator, sink_id)
+            w = self._writers[schema_id] = _Writer(validator, sink_id, tag_paths)
             return w
 
     def decode(self, data: bytes) -> tuple[Any, Any]:

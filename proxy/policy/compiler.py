@@ -25,13 +25,13 @@ from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
 from ..errors import DependencyUnavailable, FormatError, KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..formats import build_codec
-from ..formats.base import Codec, SchemaPlan, SchemaSource, merge_allow_trees
+from ..formats.base import EVERY_ITEM, EVERY_VALUE, Codec, SchemaPlan, SchemaSource, merge_allow_trees
 from ..transforms import BuildContext, build_transform
 from . import fastpath as _fastpath
 from .loader import LoadedPolicy
 from .models import DropRule, Route
 from .parts import HeaderProtector, KeyProtector
-from .paths import WILDCARD, PathShapeError, compile_visit, parse_path
+from .paths import WILDCARD, PathShapeError, compile_visit, format_path, parse_path
 
 log = logging.getLogger("proxy.policy")
 
@@ -241,18 +241,22 @@ class CompiledRoute:
         self.dead_letter_key_name = route.dead_letter_key
         ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys, keyrings=keyrings)
         key_rules = list(route.key.rules) if route.key is not None else []
-        self.all_rules = list(route.rules) + key_rules + list(route.headers)
-        """Value rules, then key rules, then header rules: the index space of the rule counters."""
+        self.rules = [r for r in route.rules if r.select is None]
+        """Value rules on field paths (``select`` rules are :attr:`tag_rules`)."""
+        self.tag_rules = [r for r in route.rules if r.select is not None]
+        """Value rules selecting fields by schema tag, in policy order (avro, jsonschema routes)."""
+        self.all_rules = self.rules + key_rules + list(route.headers) + self.tag_rules
+        """Field value rules, key rules, header rules, then tag rules: the index space of the rule counters."""
         used = sorted({r.key for r in self.all_rules if getattr(r, "key", None)})
         self.key_versions = {k: (keyrings[k].current if keyrings and k in keyrings else 1) for k in used}
         self.key_versions_header = ",".join(f"{k}={v}" for k, v in self.key_versions.items()).encode()
-        self.rules = list(route.rules)
         self._model = route
         key_labels = [("key:" + (r.name or r.field)) if (r.name or r.field) else "key" for r in key_rules]
         header_labels = ["header:" + r.label for r in route.headers]
-        self.rule_labels = [r.label for r in route.rules] + key_labels + header_labels
+        self.rule_labels = ([r.label for r in self.rules] + key_labels + header_labels
+                            + [r.label for r in self.tag_rules])
         self.rule_actions = [r.action for r in self.all_rules]
-        self.transforms = [build_transform(r, ctx) for r in route.rules]
+        self.transforms = [build_transform(r, ctx) for r in self.rules]
         self.format = route.format
         self._codec: Codec | None = _value_codec(route, schema_source, self._plan_tree(route))
         self._decoded_ctx = None  # the value codec's context of the record in process()
@@ -262,7 +266,10 @@ class CompiledRoute:
                          if route.headers or route.unlisted_headers == "drop" else None)
         self.has_parts = self._key is not None or self._headers is not None
         """Whether the route has rules on keys or headers (else both pass unchanged)."""
-        self._key_base, self._header_base = len(route.rules), len(route.rules) + len(key_rules)
+        self._key_base, self._header_base = len(self.rules), len(self.rules) + len(key_rules)
+        self._tag_base = self._header_base + len(route.headers)
+        self._tag_transforms: dict[tuple[int, tuple], tuple[Callable, Any]] = {}
+        self._build_ctx = ctx
         self._ctx, self._keyrings = ctx, dict(keyrings or {k: KeyRing(k, {1: v}) for k, v in keys.items()})
         sk = route.subject_keys
         self.subject_mode = sk is not None
@@ -275,7 +282,7 @@ class CompiledRoute:
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
         self._blocks = [(b.when, _compile_block(b.when), b.reason) for b in route.block]
-        self._tree = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
+        self._tree = (_allow_tree([parse_path(r.field) for r in self.rules if not isinstance(r, DropRule)])
                       if route.unlisted_fields == "drop" else None)
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
         self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
@@ -308,7 +315,8 @@ class CompiledRoute:
     @staticmethod
     def _plan_tree(route: Route) -> SchemaPlan:
         """What the value rules do to a schema's types (for schema formats' derived sink schemas)."""
-        allow = (_allow_tree([parse_path(r.field) for r in route.rules if not isinstance(r, DropRule)])
+        rules = [r for r in route.rules if r.select is None]
+        allow = (_allow_tree([parse_path(r.field) for r in rules if not isinstance(r, DropRule)])
                  if route.unlisted_fields == "drop" else None)
         return _schema_plan(route.rules, allow)
 
@@ -406,6 +414,8 @@ class CompiledRoute:
             self._use_subject(key)
         hits: list = []
         counts = [step(obj, hits) for step in (steps or self._steps)]
+        if self.tag_rules:
+            self._protect_tagged(obj, hits)
         if hits or self._tree is not None:
             if steps is self._batch_steps and self._deferred:
                 # FF1 values of this batch are written back by (container, index) in
@@ -424,6 +434,47 @@ class CompiledRoute:
                 if lit is not None and lit in obj:
                     self._warn_dotted(pos)
         return (obj, ref) if ref else obj
+
+    def _protect_tagged(self, obj: dict, hits: list) -> None:
+        """Tag rules on the record of the writer schema just decoded: each rule applies to the
+        paths its codec context claimed for it (:func:`proxy.formats.base.claim_tagged`: no field
+        rule's path, no earlier tag rule's), with the transform a field rule on that path would
+        have (same tweak, same output). Counted per tag rule."""
+        tr, un = self.stats.transforms, self.stats.unmatched
+        for j, paths in enumerate(self._decoded_ctx.tag_paths):
+            rule, pos = self.tag_rules[j], self._tag_base + j
+            label = self.rule_labels[pos]
+            n = 0
+            for segs in paths:
+                if isinstance(rule, DropRule):
+                    fn = lambda c, k: hits.append((c, k))  # noqa: E731 - deleted with the other drops
+                else:
+                    fn = self._tag_setter(j, segs, label)
+                try:
+                    n += walk_tagged(obj, segs, fn)
+                except PathShapeError:
+                    raise RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, label) from None
+            if n:
+                tr[pos] += n
+            else:
+                un[pos] += 1
+
+    def _tag_setter(self, j: int, segs: tuple, label: str) -> Callable:
+        """``set_node`` of tag rule ``j`` at ``segs`` (built once per path: the transform of a
+        field rule on that path)."""
+        got = self._tag_transforms.get((j, segs))
+        if got is None:
+            rule = self.tag_rules[j]
+            field = format_path(tuple(WILDCARD if s is EVERY_ITEM else "*" if s is EVERY_VALUE else s for s in segs))
+            apply = build_transform(rule.model_copy(update={"field": field, "select": None}), self._build_ctx).apply
+
+            def set_node(c, k):
+                try:
+                    c[k] = apply(c[k])
+                except TransformError as e:
+                    raise RecordError(Stage.TRANSFORM, e.reason, label) from None
+            got = self._tag_transforms[(j, segs)] = set_node
+        return got
 
     def _dotted_miss(self, events: list, start: int, obj: dict) -> None:
         """Batch path: for each rule that did not match the protected record ``obj``
@@ -744,11 +795,38 @@ class CompiledRoute:
         return obj, done
 
 
+def walk_tagged(node: Any, segs: tuple, fn: Callable[[Any, Any], Any]) -> int:
+    """Call ``fn(container, key)`` at every node of ``node`` that ``segs`` (a tagged field's path:
+    ``str``, :data:`~proxy.formats.base.EVERY_ITEM`, :data:`~proxy.formats.base.EVERY_VALUE`)
+    reaches; the number of calls. A missing key or ``null`` on the way: nothing; a value of another
+    shape where an object or array is needed: :class:`PathShapeError` (the record fails closed)."""
+    seg, rest = segs[0], segs[1:]
+    if seg is EVERY_ITEM or seg is EVERY_VALUE:
+        want = list if seg is EVERY_ITEM else dict
+        if type(node) is not want:
+            raise PathShapeError(seg)
+        keys = range(len(node)) if want is list else list(node)
+    else:
+        if type(node) is not dict:
+            raise PathShapeError(seg)
+        keys = (seg,) if seg in node else ()
+    n = 0
+    for k in keys:
+        if not rest:
+            fn(node, k)
+            n += 1
+        elif node[k] is not None:
+            n += walk_tagged(node[k], rest, fn)
+    return n
+
+
 def _schema_plan(rules, allow) -> SchemaPlan:
     """The :class:`SchemaPlan` of rule models (value rules, or a structured key's rules)."""
     effects = {"keep": "keep", "drop": "drop", "redact": "redact"}
     return SchemaPlan(tuple((parse_path(r.field), effects.get(r.action, "rewrite"), getattr(r, "value", None))
-                            for r in rules if r.field is not None), allow)
+                            for r in rules if r.field is not None), allow,
+                      tuple((r.select.tag, effects.get(r.action, "rewrite"), getattr(r, "value", None))
+                            for r in rules if getattr(r, "select", None) is not None))
 
 
 def _subject_namer(strategy: str, topic: str, part: str) -> Callable[[str], str]:

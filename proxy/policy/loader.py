@@ -226,31 +226,36 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
         for i, rule in enumerate(route.rules):
             if rule.header is not None:
                 out.append((base + ("rules", i, "header"), "header names go in the route's headers: rules"))
+            elif rule.select is not None:
+                out += _select_problems(route, rule, base + ("rules", i))
             elif rule.field is None:
-                out.append((base + ("rules", i), "a value rule needs a field"))
+                out.append((base + ("rules", i), "a value rule needs a field (or select: {tag: ...})"))
         out += _part_problems(policy, route, base)
         if route.subject_keys is not None and route.format != "json":
             out.append((base + ("subject_keys",), "subject_keys needs format: json"))
-        if any(r.field is None for r in route.rules):
-            continue
-        seen: dict[tuple, int] = {}
         labels: dict[str, int] = {}
         for i, rule in enumerate(route.rules):
-            loc = base + ("rules", i)
-            segs = parse_path(rule.field)
             key = getattr(rule, "key", None)
             if key is not None and key not in policy.keys:
-                out.append((loc + ("key",), f"unknown key {key!r}; declare it under keys"))
+                out.append((base + ("rules", i, "key"), f"unknown key {key!r}; declare it under keys"))
+            if rule.label in labels:
+                out.append((base + ("rules", i, "name"),
+                            f"rule name {rule.label!r} is used twice (rules[{labels[rule.label]}])"))
+            labels[rule.label] = i
+        if any(r.field is None for r in route.rules if r.select is None):
+            continue
+        seen: dict[tuple, int] = {}
+        field_rules = [(i, r) for i, r in enumerate(route.rules) if r.select is None]
+        for i, rule in field_rules:
+            loc = base + ("rules", i)
+            segs = parse_path(rule.field)
             norm = segs  # WILDCARD is one object: a[*] and a."*" (a key named *) stay distinct
             if norm in seen:
                 out.append((loc + ("field",), f"field {rule.field!r} already has a rule (rules[{seen[norm]}])"))
             seen[norm] = i
-            if rule.label in labels:
-                out.append((loc + ("name",), f"rule name {rule.label!r} is used twice (rules[{labels[rule.label]}])"))
-            labels[rule.label] = i
         # a rule below a dropped/redacted field would never apply
-        for i, rule in enumerate(route.rules):
-            for j, other in enumerate(route.rules):
+        for i, rule in field_rules:
+            for j, other in field_rules:
                 if i == j or other.action in ("keep",):
                     continue
                 a, b = parse_path(other.field), parse_path(rule.field)
@@ -264,8 +269,26 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
                     out.append((base + ("rules", i, "field"),
                                 f"field {rule.field!r} overlaps {other.field!r} (rules[{j}]): "
                                 "one value would get two rules"))
-        if route.unlisted_fields == "drop" and not any(not isinstance(r, DropRule) for r in route.rules):
+        if route.unlisted_fields == "drop" and not any(not isinstance(r, DropRule) for _, r in field_rules):
             out.append((base + ("rules",), "unlisted_fields: drop with no keep/transform rule would drop every field"))
+    return out
+
+
+TAG_FORMATS = ("avro", "jsonschema")
+TAG_ACTIONS = ("mask", "redact", "drop", "pseudonymize", "fpe", "tokenize")
+
+
+def _select_problems(route, rule, loc: tuple) -> list[tuple[tuple, str]]:
+    """Checks of a ``select: {tag: ...}`` value rule."""
+    out = []
+    if rule.field is not None:
+        out.append((loc + ("field",), "a rule has a field or a select, not both"))
+    if route.format not in TAG_FORMATS:
+        out.append((loc + ("select",), f"select by tag reads the schema's confluent:tags: it needs format "
+                                       f"avro or jsonschema, not {route.format}"))
+    if rule.action not in TAG_ACTIONS:
+        out.append((loc + ("action",), f"a select rule protects what it finds: action one of {', '.join(TAG_ACTIONS)}, "
+                                       f"not {rule.action}"))
     return out
 
 
@@ -277,6 +300,8 @@ def _part_problems(policy: Policy, route, base: tuple) -> list[tuple[tuple, str]
         seen_fields: dict[str, int] = {}
         for i, rule in enumerate(route.key.rules):
             loc = base + ("key", "rules", i)
+            if rule.select is not None:
+                out.append((loc + ("select",), "select by tag is for value rules"))
             if rule.header is not None:
                 out.append((loc + ("header",), "header names go in the route's headers: rules"))
             if whole and rule.field is not None:
@@ -302,6 +327,8 @@ def _part_problems(policy: Policy, route, base: tuple) -> list[tuple[tuple, str]
     names: dict[str, int] = {}
     for i, rule in enumerate(route.headers):
         loc = base + ("headers", i)
+        if rule.select is not None:
+            out.append((loc + ("select",), "select by tag is for value rules"))
         if rule.name is not None:
             if rule.name in names:
                 out.append((loc + ("name",), f"rule name {rule.name!r} is used twice (headers[{names[rule.name]}])"))

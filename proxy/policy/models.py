@@ -126,14 +126,28 @@ class _Rule(_Model):
         "protobuf key; omitted for a string or bytes key, where the whole key is the field)"))
     header: str | None = Field(default=None, min_length=1, max_length=249, pattern=r"^[\x21-\x7e]+$", description=(
         "headers: rules only: the header name, exact or a glob (x-user-*, *email*), case-sensitive"))
+    select: "TagSelect | None" = Field(default=None, description=(
+        "value rules of avro and jsonschema routes, instead of field: every field of the writer schema "
+        "carrying this tag (confluent:tags), e.g. {tag: PII}"))
     name: Slug | None = Field(default=None, description="rule name used in metrics; defaults to the field path")
 
     @property
     def label(self) -> str:
-        """Bounded metric label: the rule's name, else its field path, its header name, or ``key``
-        (a whole string/bytes key). The compiled route prefixes key and header rules' labels with
-        ``key:`` and ``header:``."""
-        return self.name or self.field or self.header or "key"
+        """Bounded metric label: the rule's name, else its field path, its header name, ``tag:<tag>``
+        (a ``select`` rule), or ``key`` (a whole string/bytes key). The compiled route prefixes key
+        and header rules' labels with ``key:`` and ``header:``."""
+        return self.name or self.field or self.header or (f"tag:{self.select.tag}" if self.select else "key")
+
+
+class TagSelect(_Model):
+    """Select fields by schema tag: every field of an Avro or JSON Schema writer schema whose
+    ``confluent:tags`` holds ``tag`` (Confluent data contracts), at any depth, in every schema
+    version, without naming paths."""
+
+    tag: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="tag name, e.g. PII")
+
+
+_Rule.model_rebuild()
 
 
 class KeepRule(_Rule):

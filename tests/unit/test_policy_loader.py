@@ -200,7 +200,7 @@ routes:
         ("      - {field: name, action: mask}", "      - {header: name, action: mask}",
          ("<policy>", 12, "routes[0].rules[0].header", "header names go in the route's headers: rules")),
         ("      - {field: name, action: mask}", "      - {action: mask}",
-         ("<policy>", 12, "routes[0].rules[0]", "a value rule needs a field")),
+         ("<policy>", 12, "routes[0].rules[0]", "a value rule needs a field (or select: {tag: ...})")),
         ("    rules:", "    headers:\n      - {header: 'bad name', action: drop}\n    rules:",
          ("<policy>", 12, "routes[0].headers[0].header", "String should match pattern '^[\\x21-\\x7e]+$'")),
         ("      - {field: name, action: mask}", "      - {field: name, action: mask, keep_first: -1}",
