@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import orjson
 
-from .errors import PolicyError
+from .errors import DependencyUnavailable, PolicyError
 
 
 _REGISTRY: dict = {"url": None, "config": {}}
@@ -526,7 +526,10 @@ def crypto_ff1(key_hex: str, tweak_hex: str, alphabet: str, decrypt: bool, value
               help="write a starter policy protecting every personal field to this YAML file")
 @click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="topic: seconds to wait for records")
-def scan(topic, bootstrap_servers, file_, sample, regions, as_json, all_fields, suggest, timeout) -> None:
+@click.option("--format", "fmt", type=click.Choice(["json", "avro"]), default="json", show_default=True,
+              help="avro: Confluent-framed Avro values read through the schema registry (--schema-registry); "
+                   "the report gives each field's confluent:tags")
+def scan(topic, bootstrap_servers, file_, sample, regions, as_json, all_fields, suggest, timeout, fmt) -> None:
     """Find which fields of a topic or JSON-lines file hold personal data, and how often.
 
     Prints, per field path, every kind found (detector), in how many sampled records and whether
@@ -550,12 +553,26 @@ def scan(topic, bootstrap_servers, file_, sample, regions, as_json, all_fields, 
         raw = read_jsonl(file_, sample)
         source = "records" if file_ == "-" else Path(file_).stem
         TopicNotFound = LookupError  # noqa: N806 - only topics raise it
-    bar = tqdm(parse_values(raw), total=sample, desc="sampling", unit="rec", file=sys.stderr,
+    if fmt == "avro":
+        from .formats.avro import AvroReader
+        from .scan import parse_avro
+        if topic is None:
+            raise click.UsageError("--format avro reads a topic (--topic)")
+        source = _schema_source()
+        if source is None:
+            raise click.UsageError("--format avro needs a schema registry (dpp --schema-registry URL scan ..., "
+                                   "or DPP_SCHEMA_REGISTRY_URL)")
+        parsed = parse_avro(raw, AvroReader(source))
+    else:
+        parsed = parse_values(raw)
+    bar = tqdm(parsed, total=sample, desc="sampling", unit="rec", file=sys.stderr,
                disable=None, leave=False)
     try:
         report = scan_records(bar, regions=regions)
     except TopicNotFound as e:
         raise click.ClickException(str(e)) from None
+    except DependencyUnavailable as e:
+        raise click.ClickException(f"the schema registry cannot be reached ({e.dependency})") from None
     except ValueError as e:  # unknown region: names the region code, never data
         raise click.BadParameter(str(e), param_hint="--region") from None
     finally:

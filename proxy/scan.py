@@ -102,6 +102,8 @@ class FieldReport:
     hint: str | None = None
     personal_key: bool = False
     container: bool = False  # also seen as an object/array (values of both shapes)
+    tags: set = field(default_factory=set)
+    """Schema tags (Avro ``confluent:tags``) the writer schemas give this field."""
 
     def share(self, kind: str, records: int) -> float:
         """Share of scanned records in which ``kind`` occurs in this field (0..1)."""
@@ -123,7 +125,7 @@ class ScanReport:
 
     def personal_fields(self) -> list[FieldReport]:
         """Fields with a detector finding or a name hint."""
-        return [f for f in self.fields.values() if f.kinds or f.hint]
+        return [f for f in self.fields.values() if f.kinds or f.hint or f.tags]
 
     def to_dict(self) -> dict:
         """JSON-ready summary (paths, kinds, counts, shares and the suggested action; no values)."""
@@ -137,6 +139,7 @@ class ScanReport:
                 "types": dict(sorted(f.types.items())),
                 "hint": f.hint,
                 "personal_key": f.personal_key,
+                "tags": sorted(f.tags),
                 "kinds": {k: {"records": s.records, "share": round(s.records / self.records, 4) if self.records else 0.0,
                               "findings": s.findings, "whole_values": s.whole_values}
                           for k, s in sorted(f.kinds.items(), key=lambda kv: -kv[1].records)},
@@ -177,9 +180,10 @@ class _Scanner:
             fr = self.report.fields[path] = FieldReport(path, segs, hint=field_hint(segs))
         return fr
 
-    def record(self, obj: dict) -> None:
+    def record(self, obj: dict, tags: dict[str, list[tuple]] | None = None) -> None:
         self.report.records += 1
         seen: dict[str, set] = {}  # path -> kinds seen in this record
+        self._tags = tags
         self._walk(obj, (), False, seen)
         for path, kinds in seen.items():
             fr = self.report.fields[path]
@@ -217,6 +221,8 @@ class _Scanner:
             return
         kinds = seen.setdefault(fr.path, set())
         fr.personal_key = fr.personal_key or personal_key
+        if self._tags:
+            fr.tags.update(_tags_at(segs, self._tags))
         tn = _TYPE.get(t, "other")
         fr.types[tn] = fr.types.get(tn, 0) + 1
         fr.values += 1
@@ -240,6 +246,8 @@ class _Scanner:
                 ks.whole_values += 1
             kinds.add(f.detector)
 
+    _tags: dict | None = None
+
     def _mark_container(self, segs: tuple, seen: dict) -> None:
         if len(self.containers) < MAX_PATHS:
             self.containers.add(format_path(segs))
@@ -250,6 +258,25 @@ class _Scanner:
             if fr is not None:
                 fr.container = True
         return self.report
+
+
+def _tags_at(segs: tuple, tags: dict[str, list[tuple]]) -> set[str]:
+    """Tags whose schema paths (``str``, ``EVERY_ITEM``, ``EVERY_VALUE`` segments) name ``segs``
+    (a scanned path: keys, and :data:`WILDCARD` for array elements; a map's keys are literal)."""
+    from .formats.base import EVERY_ITEM, EVERY_VALUE
+    out = set()
+    for tag, paths in tags.items():
+        for p in paths:
+            if len(p) == len(segs) and all(
+                    (a is EVERY_ITEM and b is WILDCARD) or (a is EVERY_VALUE and isinstance(b, str)) or a == b
+                    for a, b in zip(p, segs)):
+                out.add(tag)
+                break
+    return out
+
+
+class Tagged(tuple):
+    """``(record, {tag: [schema paths]})``: a decoded record with its writer schema's tags."""
 
 
 def scan_records(records: Iterable[Any], detectors: Iterable[str] | None = None, *,
@@ -266,6 +293,8 @@ def scan_records(records: Iterable[Any], detectors: Iterable[str] | None = None,
     for rec in records:
         if type(rec) is dict:
             sc.record(rec)
+        elif type(rec) is Tagged and type(rec[0]) is dict:
+            sc.record(rec[0], rec[1])
         else:
             sc.report.records += 1
             sc.report.invalid += 1
@@ -283,6 +312,37 @@ def parse_values(values: Iterable[bytes | str | None]) -> Iterator[Any]:
             yield orjson.loads(v)
         except orjson.JSONDecodeError:
             yield None
+
+
+def parse_avro(values: Iterable[bytes | None], reader: Any) -> Iterator[Any]:
+    """Decode Confluent-framed Avro values with ``reader`` (:class:`proxy.formats.avro.AvroReader`)
+    into :class:`Tagged` records; undecodable ones (no frame, unknown id, bad bytes) come out as
+    ``None``. A registry that cannot be reached raises ``DependencyUnavailable``."""
+    from .errors import FormatError
+    for v in values:
+        if v is None:
+            yield None
+            continue
+        try:
+            tree, tags = reader.decode(v)
+        except FormatError:
+            yield None
+            continue
+        yield Tagged((_jsonable(tree), tags))
+
+
+def _jsonable(node: Any) -> Any:
+    """Avro logical-type values (dates, decimals, UUIDs) and bytes as text, as rules see them."""
+    t = type(node)
+    if t is dict:
+        return {k: _jsonable(v) for k, v in node.items()}
+    if t is list:
+        return [_jsonable(v) for v in node]
+    if t in (str, int, float, bool) or node is None:
+        return node
+    if t is bytes:
+        return node.hex()
+    return node.isoformat() if hasattr(node, "isoformat") else str(node)
 
 
 def read_jsonl(path: str | Path, sample: int) -> Iterator[bytes]:
@@ -437,6 +497,7 @@ def suggest_policy(report: ScanReport, *, source: str, name: str | None = None) 
 def format_table(report: ScanReport, *, all_fields: bool = False) -> str:
     """Plain-text table: one line per (field, kind), personal fields first; then a summary."""
     rules = {r["field"]: r for r in suggest_rules(report)}
+    tagged = any(fr.tags for fr in report.fields.values())
     rows = [("FIELD", "PRESENT", "KIND", "RECORDS", "SHARE", "WHOLE", "SUGGESTED")]
     n = report.records or 1
     for fr in report.fields.values():
@@ -449,8 +510,15 @@ def format_table(report: ScanReport, *, all_fields: bool = False) -> str:
             rows.append((fr.path, str(fr.present), f"({fr.hint}, by name)", "-", "-", "-", sug))
         elif fr.personal_key:
             rows.append((fr.path, str(fr.present), "(personal data in key)", "-", "-", "-", "dropped"))
+        elif fr.tags:
+            rows.append((fr.path, str(fr.present), "(tagged in the schema)", "-", "-", "-", sug))
         elif all_fields:
             rows.append((fr.path, str(fr.present), "-", "-", "-", "-", sug))
+    if tagged:  # a TAGS column: the schema tags of each field (first row of the field)
+        by_path = {fr.path: fr for fr in report.fields.values()}
+        rows = [rows[0][:2] + ("TAGS",) + rows[0][2:]] + [
+            r[:2] + ((",".join(sorted(by_path[r[0]].tags)) or "-") if r[0] in by_path else "",) + r[2:]
+            for r in rows[1:]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     personal = len(report.personal_fields())

@@ -250,9 +250,9 @@ def _collapse(t: Any, defined: dict[str, str]) -> Any:
 TAGS = "confluent:tags"
 
 
-def tagged_paths(t: Any, tags: set[str]) -> dict[str, list[tuple]]:
-    """Paths of the fields of an expanded schema (:func:`_expand`) carrying one of ``tags`` in
-    their ``confluent:tags`` (Confluent data contracts), per tag: record fields by name, array
+def tagged_paths(t: Any, tags: set[str] | None) -> dict[str, list[tuple]]:
+    """Paths of the fields of an expanded schema (:func:`_expand`) carrying one of ``tags`` (every
+    tag for ``None``) in their ``confluent:tags`` (Confluent data contracts), per tag: record fields by name, array
     items as :data:`EVERY_ITEM`, map values as :data:`EVERY_VALUE`, every union branch. A named type
     used in several places is found at each use; a recursive reference is not followed (its tagged
     fields are found at the first level only)."""
@@ -271,7 +271,7 @@ def tagged_paths(t: Any, tags: set[str]) -> dict[str, list[tuple]]:
                 path = prefix + (f["name"],)
                 ftags = f.get(TAGS)
                 if isinstance(ftags, list):
-                    for tag in dict.fromkeys(x for x in ftags if x in tags):
+                    for tag in dict.fromkeys(x for x in ftags if isinstance(x, str) and (tags is None or x in tags)):
                         if path not in out.setdefault(tag, []):
                             out[tag].append(path)
                 walk(f["type"], path)
@@ -463,3 +463,50 @@ class AvroCodec(Codec):
         except Exception as e:  # noqa: BLE001 - a protected tree that does not fit fails closed
             raise FormatError(Reason.SERIALIZE_FAILED, type(e).__name__) from None
         return frame(ctx.sink_id, bio.getvalue())
+
+
+class AvroReader:
+    """Decode-only Avro in the Confluent wire format (for ``dpp scan``): the record's tree and the
+    tagged paths of its writer schema (:func:`tagged_paths`, every tag). Registers nothing.
+    Raises :class:`FormatError` as :meth:`AvroCodec.decode` does; ``DependencyUnavailable``
+    propagates."""
+
+    def __init__(self, source: SchemaSource):
+        self._source = source
+        self._schemas: dict[int, tuple[Any, dict, bool]] = {}
+        self._codec = AvroCodec(source, SchemaPlan(), lambda name: name)
+
+    def _schema(self, schema_id: int) -> tuple[Any, dict, bool]:
+        got = self._schemas.get(schema_id)
+        if got is None:
+            reg = fetch_writer(self._source, schema_id, "AVRO")
+            try:
+                named: dict = {}
+                self._codec._named(reg, named)
+                writer_json = json.loads(reg.schema_str)
+                expanded = _expand(writer_json, None, dict(named), ())
+                _check_shape(expanded)
+                named_parsed: dict = {}
+                for definition in named.values():
+                    fastavro.parse_schema(definition, named_schemas=named_parsed)
+                parsed = fastavro.parse_schema(writer_json, named_schemas=named_parsed)
+            except Exception:  # noqa: BLE001 - a schema it cannot read: its records are undecodable
+                raise FormatError(Reason.DECODE_FAILED, "cannot read the writer schema") from None
+            got = self._schemas[schema_id] = (parsed, tagged_paths(expanded, None), _recursive(expanded))
+        return got
+
+    def decode(self, data: bytes) -> tuple[Any, dict[str, list[tuple]]]:
+        """``(tree, {tag: [paths]})`` of Confluent-framed Avro ``data``."""
+        schema_id, payload = unframe(data)
+        parsed, tags, rec = self._schema(schema_id)
+        bio = io.BytesIO(payload)
+        read = _read_py.schemaless_reader if rec else fastavro.schemaless_reader
+        try:
+            tree = read(bio, parsed, None)
+        except BaseException as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise  # noqa: BLE001 - any failure on hostile bytes
+            raise FormatError(Reason.DECODE_FAILED) from None
+        if bio.tell() != len(payload):
+            raise FormatError(Reason.DECODE_FAILED, "bytes left after the record")
+        return tree, tags

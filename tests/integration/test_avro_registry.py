@@ -20,6 +20,7 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -334,3 +335,38 @@ routes:
     finally:
         delete_topics(kafka_bootstrap, [src, sink, dlq])
         delete_group(kafka_bootstrap, f"{topic_prefix}.g")
+
+
+def test_scan_reads_an_avro_topic_and_reports_tags_by_field_path(kafka_bootstrap, schema_registry_url, topic_prefix):
+    """``dpp scan --format avro`` on a real topic: every field path with its confluent:tags and the
+    detectors' findings; no value printed; undecodable values counted as invalid."""
+    topic = f"{topic_prefix}.scan.avro"
+    create_topics(kafka_bootstrap, [topic])
+    try:
+        sid = register(schema_registry_url, f"{topic}-value", CUSTOMER_AVRO_SCHEMA)
+        parsed = fastavro.parse_schema(CUSTOMER_AVRO_SCHEMA)
+        records = generated_records(200)
+        produce(kafka_bootstrap, topic, [message(r, sid, parsed)[:2] + (None,) for r in records]
+                + [(b"k", b"not avro", None)])
+        env = dict(os.environ)
+        out = subprocess.run([sys.executable, "-m", "proxy", "--schema-registry", schema_registry_url, "scan",
+                              "--format", "avro", "--topic", topic, "--bootstrap-servers", kafka_bootstrap,
+                              "--sample", "201", "--json"], capture_output=True, text=True, timeout=120, env=env,
+                             cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        report = json.loads(out.stdout)
+        assert report["records"] == 201 and report["invalid"] == 1
+        fields = {f["path"]: f for f in report["fields"]}
+        for path in ("name", "id_number", "mobile", "email", "bank_card"):
+            assert fields[path]["tags"] == ["PII"], path
+        assert fields["address.city"]["tags"] == [] and fields["orders[*].card_number"]["tags"] == []
+        assert "CN_RESIDENT_ID" in str(fields["id_number"]["kinds"]) or fields["id_number"]["kinds"]
+        table = subprocess.run([sys.executable, "-m", "proxy", "--schema-registry", schema_registry_url, "scan",
+                                "--format", "avro", "--topic", topic, "--bootstrap-servers", kafka_bootstrap,
+                                "--sample", "201"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+        assert table.returncode == 0 and "TAGS" in table.stdout.splitlines()[0]
+        for r in records[:50]:
+            for secret in personal_values(r):
+                assert secret not in out.stdout + table.stdout
+    finally:
+        delete_topics(kafka_bootstrap, [topic])

@@ -196,3 +196,19 @@ def test_scan_samples_a_topic(kafka_bootstrap, topic_prefix, tmp_path):
     missing = CliRunner().invoke(main, ["scan", "--topic", f"{topic_prefix}.absent", "--bootstrap-servers",
                                         kafka_bootstrap, "--sample", "5", "--timeout", "5"])
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def test_schema_tags_are_reported_by_field_path():
+    from proxy.formats.base import EVERY_ITEM, EVERY_VALUE
+    from proxy.scan import Tagged, format_table, scan_records
+    tags = {"PII": [("email",), ("orders", EVERY_ITEM, "card"), ("notes", EVERY_VALUE, "text")]}
+    rec = {"email": "nobody", "orders": [{"card": "x", "sku": "y"}], "notes": {"n1": {"text": "hello"}}, "id": 1}
+    report = scan_records([Tagged((rec, tags)), None])
+    fields = {f.path: f for f in report.fields.values()}
+    assert fields["email"].tags == {"PII"} and fields["orders[*].card"].tags == {"PII"}
+    assert fields["notes.n1.text"].tags == {"PII"} and not fields["orders[*].sku"].tags
+    assert report.invalid == 1
+    table = format_table(report)
+    assert table.splitlines()[0].split()[:3] == ["FIELD", "PRESENT", "TAGS"]
+    assert "(tagged in the schema)" in table and "hello" not in table
+    assert report.to_dict()["fields"][0]["tags"] == ["PII"]
