@@ -189,7 +189,7 @@ def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
             if sub is None:
                 sub = wild
             elif wild is not None:  # a[0].c and a[*].b both list fields of a[0]
-                sub = _merge_trees(sub, wild)
+                sub = merge_allow_trees(sub, wild)
             if sub is None:
                 continue
             v = _prune(item, sub, dropped)
@@ -202,7 +202,6 @@ def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
 _GONE = object()
 
 
-_merge_trees = merge_allow_trees
 
 
 def _delete_nodes(hits: list) -> None:
@@ -250,7 +249,6 @@ class CompiledRoute:
         used = sorted({r.key for r in self.all_rules if getattr(r, "key", None)})
         self.key_versions = {k: (keyrings[k].current if keyrings and k in keyrings else 1) for k in used}
         self.key_versions_header = ",".join(f"{k}={v}" for k, v in self.key_versions.items()).encode()
-        self._model = route
         key_labels = [("key:" + (r.name or r.field)) if (r.name or r.field) else "key" for r in key_rules]
         header_labels = ["header:" + r.label for r in route.headers]
         self.rule_labels = ([r.label for r in self.rules] + key_labels + header_labels
@@ -258,7 +256,9 @@ class CompiledRoute:
         self.rule_actions = [r.action for r in self.all_rules]
         self.transforms = [build_transform(r, ctx) for r in self.rules]
         self.format = route.format
-        self._codec: Codec | None = _value_codec(route, schema_source, self._plan_tree(route))
+        self.schema_plan = self._plan_tree(route)
+        """What the value rules do to a writer schema's types (:class:`SchemaPlan`; schema formats)."""
+        self._codec: Codec | None = _value_codec(route, schema_source, self.schema_plan)
         self._decoded_ctx = None  # the value codec's context of the record in process()
         self._key = (KeyProtector(key_rules, _key_codec(route, schema_source), ctx, key_labels)
                      if key_rules else None)

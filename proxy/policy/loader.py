@@ -217,12 +217,10 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
             out.append((base + ("consumer_group",), f"consumer group {group!r} is already used by routes[{groups[group]}]"))
         groups[group] = ri
         if route.subject_keys is not None:
-            if route.subject_keys.key not in policy.keys:
-                out.append((base + ("subject_keys", "key"), f"unknown key {route.subject_keys.key!r}; declare it under keys"))
+            out += _unknown_key(policy, route.subject_keys.key, base + ("subject_keys", "key"))
             if route.subject_keys.topic in (route.source, route.sink, route.dead_letter):
                 out.append((base + ("subject_keys", "topic"), "the subject-key topic must differ from the route's topics"))
-        if route.dead_letter_key not in policy.keys:
-            out.append((base + ("dead_letter_key",), f"unknown key {route.dead_letter_key!r}; declare it under keys"))
+        out += _unknown_key(policy, route.dead_letter_key, base + ("dead_letter_key",))
         for i, rule in enumerate(route.rules):
             if rule.header is not None:
                 out.append((base + ("rules", i, "header"), "header names go in the route's headers: rules"))
@@ -235,9 +233,7 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
             out.append((base + ("subject_keys",), "subject_keys needs format: json"))
         labels: dict[str, int] = {}
         for i, rule in enumerate(route.rules):
-            key = getattr(rule, "key", None)
-            if key is not None and key not in policy.keys:
-                out.append((base + ("rules", i, "key"), f"unknown key {key!r}; declare it under keys"))
+            out += _unknown_key(policy, getattr(rule, "key", None), base + ("rules", i, "key"))
             if rule.label in labels:
                 out.append((base + ("rules", i, "name"),
                             f"rule name {rule.label!r} is used twice (rules[{labels[rule.label]}])"))
@@ -272,6 +268,13 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
         if route.unlisted_fields == "drop" and not any(not isinstance(r, DropRule) for _, r in field_rules):
             out.append((base + ("rules",), "unlisted_fields: drop with no keep/transform rule would drop every field"))
     return out
+
+
+def _unknown_key(policy: Policy, name: str | None, loc: tuple) -> list[tuple[tuple, str]]:
+    """The problem of a reference to a key the policy does not declare (none for ``None``)."""
+    if name is None or name in policy.keys:
+        return []
+    return [(loc, f"unknown key {name!r}; declare it under keys")]
 
 
 TAG_FORMATS = ("avro", "jsonschema")
@@ -318,9 +321,7 @@ def _part_problems(policy: Policy, route, base: tuple) -> list[tuple[tuple, str]
             if rule.action == "redact" and rule.value is None:
                 out.append((loc + ("value",), "a key is redacted to a literal, not null (a null key changes "
                                               "partitioning and log compaction downstream)"))
-            key = getattr(rule, "key", None)
-            if key is not None and key not in policy.keys:
-                out.append((loc + ("key",), f"unknown key {key!r}; declare it under keys"))
+            out += _unknown_key(policy, getattr(rule, "key", None), loc + ("key",))
         if whole and len(route.key.rules) > 1:
             out.append((base + ("key", "rules"), f"a {route.key.format} key takes at most one rule"))
     seen: dict[str, int] = {}
@@ -344,9 +345,7 @@ def _part_problems(policy: Policy, route, base: tuple) -> list[tuple[tuple, str]
             seen[rule.header] = i
         if rule.field is not None:
             out.append((loc + ("field",), "a header value is one string: a header rule has no field"))
-        key = getattr(rule, "key", None)
-        if key is not None and key not in policy.keys:
-            out.append((loc + ("key",), f"unknown key {key!r}; declare it under keys"))
+        out += _unknown_key(policy, getattr(rule, "key", None), loc + ("key",))
     return out
 
 

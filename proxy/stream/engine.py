@@ -238,10 +238,7 @@ class RouteWorker:
         values = [m.value() for m in good]
         if r.subject_mode:
             r.prepare(values)
-        if r.has_parts:
-            self._produce_parts(r, good, values, extra)
-        else:
-            self._produce_values(r, good, values, extra)
+        self._produce_all(r, good, values, extra)
         # the last record of each partition (a route reads one topic; a partition's records arrive in order)
         last = {m.partition(): m for m in good}
         self._await_acks()
@@ -300,37 +297,16 @@ class RouteWorker:
             "route": r.name, "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
             "stage": out.stage, "reason": out.reason, "rule": out.rule, "error_class": out.error_class})
 
-    def _produce_values(self, r: CompiledRoute, good: list, values: list, extra: list) -> None:
-        """Routes without key or header rules: keys and headers pass unchanged."""
-        outcomes = self._protect(r.protect_batch, values)
-        sink = r.sink
-        produce, on_delivery = self.producer.produce, self._on_delivery
-        for m, out in zip(good, outcomes):
-            if type(out) is bytes:
-                hdrs = m.headers()
-                if hdrs:
-                    hdrs += extra
-                else:
-                    hdrs = extra
-                try:
-                    produce(sink, out, m.key(), headers=hdrs, on_delivery=on_delivery)
-                except BufferError:
-                    self._produce(sink, out, m.key(), hdrs)
-                continue
-            kind = out.kind
-            if kind == SINK:
-                hdrs = (m.headers() or []) + extra
-                if out.subject:
-                    hdrs.append((SUBJECT_HEADER, out.subject.encode()))
-                self._produce(sink, out.value, m.key(), hdrs)
-            elif kind == DEAD_LETTER:
-                self._dead_letter(r, m, out, m.key())
-            # BLOCK: deliberately withheld, counted; offset advances.
-
-    def _produce_parts(self, r: CompiledRoute, good: list, values: list, extra: list) -> None:
-        """Routes with key or header rules: the protected key and headers go with each record."""
-        results, keys, headers = self._protect(r.protect_records, values, [m.key() for m in good],
-                                               [m.headers() for m in good])
+    def _produce_all(self, r: CompiledRoute, good: list, values: list, extra: list) -> None:
+        """Protect a batch and produce each record's outcome: sink records with their key and
+        headers (protected ones for routes with key or header rules, else the source's, unchanged)
+        plus ``extra`` (dpp's own headers), dead-letter records sealed, blocks withheld (counted;
+        the offset advances)."""
+        keys = [m.key() for m in good]
+        if r.has_parts:
+            results, keys, headers = self._protect(r.protect_records, values, keys, [m.headers() for m in good])
+        else:
+            results, headers = self._protect(r.protect_batch, values), [m.headers() for m in good]
         produce, on_delivery, sink = self.producer.produce, self._on_delivery, r.sink
         for m, out, key, hdrs in zip(good, results, keys, headers):
             if type(out) is bytes:
@@ -345,7 +321,7 @@ class RouteWorker:
                 h = (hdrs or []) + extra
                 if out.subject:
                     h.append((SUBJECT_HEADER, out.subject.encode()))
-                self._produce(r.sink, out.value, key, h)
+                self._produce(sink, out.value, key, h)
             elif kind == DEAD_LETTER:
                 self._dead_letter(r, m, out, key)
             # BLOCK: deliberately withheld, counted; offset advances.

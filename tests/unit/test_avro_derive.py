@@ -118,7 +118,7 @@ def test_the_example_policy_output_fits_the_derived_schema():
     route = compile_policy(load_policy("policies/examples/customer-pii.yaml"),
                            environ={"DPP_KEY_PSEUDONYM": "11" * 32, "DPP_KEY_FPE": "22" * 32,
                                     "DPP_KEY_DEAD_LETTER": "33" * 32}).route()
-    sink = fastavro.parse_schema(derive_schema(copy.deepcopy(CUSTOMER_AVRO_SCHEMA), route._plan_tree(route._model)))
+    sink = fastavro.parse_schema(derive_schema(copy.deepcopy(CUSTOMER_AVRO_SCHEMA), route.schema_plan))
     writer = fastavro.parse_schema(CUSTOMER_AVRO_SCHEMA)
     for rec in generate_records(300, 5):
         bio = io.BytesIO()
