@@ -6,6 +6,8 @@ from typing import Any
 from .base import Codec
 from .string import StringCodec
 
+_TEXT = StringCodec()
+
 
 class BytesCodec(Codec):
     """``bytes`` → lower-case hex ``str`` (``ctx`` keeps the bytes); unchanged hex → the original
@@ -21,4 +23,4 @@ class BytesCodec(Codec):
     def encode(self, tree: Any, ctx: Any) -> bytes:
         if ctx is not None and tree == ctx.hex():
             return ctx
-        return StringCodec().encode(tree, None)
+        return _TEXT.encode(tree, None)

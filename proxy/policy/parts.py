@@ -26,10 +26,9 @@ import dataclasses
 import fnmatch
 from typing import Any, Callable
 
-import orjson
-
 from ..errors import FormatError, Reason, RecordError, Stage, TransformError
 from ..formats.base import Codec
+from ..formats.string import StringCodec
 from ..transforms import BuildContext, build_transform
 from .paths import PathShapeError, compile_visit, parse_path
 
@@ -47,6 +46,16 @@ class KeyProtector:
         self._applies = [t.compile_apply() for t in self.transforms]
         self._visits = [compile_visit(parse_path(r.field), strict=r.action != "keep") if r.field else None
                         for r in self.rules]
+        self._setters = [self._setter(apply, label) for apply, label in zip(self._applies, labels)]
+
+    @staticmethod
+    def _setter(apply: Callable[[Any], Any], label: str) -> Callable[[Any, Any], None]:
+        def set_node(c, k):
+            try:
+                c[k] = apply(c[k])
+            except TransformError as e:
+                raise RecordError(Stage.KEY, e.reason, label) from None
+        return set_node
 
     def protect(self, key: bytes | None, transforms: list[int], unmatched: list[int], base: int) -> bytes | None:
         """The protected key bytes (``None`` for a null key). Raises :class:`RecordError`
@@ -69,17 +78,10 @@ class KeyProtector:
             if type(tree) is not dict:
                 raise RecordError(Stage.KEY, Reason.NOT_OBJECT)
             for i, visit in enumerate(self._visits):
-                apply, label = self._applies[i], self.labels[i]
-
-                def set_node(c, k, apply=apply, label=label):
-                    try:
-                        c[k] = apply(c[k])
-                    except TransformError as e:
-                        raise RecordError(Stage.KEY, e.reason, label) from None
                 try:
-                    hits[i] = visit(tree, set_node)
+                    hits[i] = visit(tree, self._setters[i])
                 except PathShapeError:
-                    raise RecordError(Stage.KEY, Reason.UNEXPECTED_SHAPE, label) from None
+                    raise RecordError(Stage.KEY, Reason.UNEXPECTED_SHAPE, self.labels[i]) from None
         try:
             out = self.codec.encode(tree, ctx)
         except FormatError as e:
@@ -93,10 +95,12 @@ class KeyProtector:
         return out
 
 
+_TEXT = StringCodec()
+
+
 def _literal_bytes(v: Any) -> bytes | None:
-    if v is None:
-        return None
-    return v.encode("utf-8") if type(v) is str else orjson.dumps(v)
+    """A header value's bytes: text as UTF-8, another literal as its JSON text, null as null."""
+    return None if v is None else _TEXT.encode(v, None)
 
 
 class HeaderProtector:
