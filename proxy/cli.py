@@ -186,8 +186,12 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="the start-up line (\"dpp running\", with the metrics port) is always logged")
+@click.option("--instance-id", envvar="DPP_INSTANCE_ID", default=None,
+              help="exactly_once routes: this worker's stable name, unique among the live workers of a route "
+                   "(transactional.id dpp.<group>.<instance>; a restart with the same name fences the old "
+                   "incarnation). Default: the host name (env DPP_INSTANCE_ID)")
 def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
-        create_topics: bool, reload_interval: float, log_level: str) -> None:
+        create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
@@ -200,7 +204,7 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     cp = _load_compiled(policy_file, list(routes) or None)
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
-    eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size))
+    eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id))
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says

@@ -236,6 +236,8 @@ class CompiledRoute:
         self.name = route.name
         self.source, self.sink, self.dead_letter = route.source, route.sink, route.dead_letter
         self.group = route.consumer_group or f"dpp.{policy_name}.{route.name}"
+        self.exactly_once = route.processing_guarantee == "exactly_once"
+        """Kafka transactions per batch (:class:`proxy.stream.engine.RouteWorker`)."""
         self.dead_letter_key = require_aes(keys[route.dead_letter_key], f"dead_letter_key of route {route.name}")
         self.dead_letter_key_name = route.dead_letter_key
         ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys, keyrings=keyrings)

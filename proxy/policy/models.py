@@ -387,6 +387,10 @@ class Route(_Model):
     unlisted_headers: Literal["keep", "drop"] = Field(default="keep", description=(
         "headers no headers: rule names: keep (pass unchanged) or drop"))
     subject_keys: SubjectKeys | None = None
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(default="at_least_once", description=(
+        "at_least_once: a record may reach the sink again after a crash (byte-identical); exactly_once: "
+        "Kafka transactions (sink, dead-letter records and consumed offsets commit together), so "
+        "read_committed consumers see each source record once"))
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> "Route":

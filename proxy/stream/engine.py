@@ -55,6 +55,12 @@ class EngineConfig:
     """After a wait for the first record of a batch: how long to gather more before processing
     (amortizes the per-batch flush, commit and metrics under light load; see ``_next_batch``)."""
     max_produce_attempts: int = 5
+    instance_id: str | None = None
+    """Exactly-once routes: this worker's stable name among the route's live workers (default: the
+    host name); the producer's ``transactional.id`` is ``dpp.<group>.<instance>``."""
+    transaction_timeout_s: float = 60.0
+    """Exactly-once routes: how long the broker keeps a transaction of a worker that died open
+    (until its restart with the same instance id aborts it sooner)."""
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
 
@@ -104,6 +110,7 @@ class RouteWorker:
             "queue.buffering.max.messages": max(100000, cfg.batch_size * 4),
             "queue.buffering.max.kbytes": 1048576,
             "logger": _RDKAFKA_LOG,
+            **(self._transactional(route, cfg) if route.exactly_once else {}),
             **cfg.producer,
         })
         self._failed: list = []
@@ -147,6 +154,9 @@ class RouteWorker:
         error in :attr:`error` (the engine reports it and exits non-zero)."""
         r = self.route
         try:
+            if r.exactly_once:
+                # fences an earlier incarnation with the same transactional.id and aborts its open transaction
+                self.producer.init_transactions(max(30.0, self.cfg.transaction_timeout_s))
             self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group,
                                               "record_path": r.record_path})
@@ -241,11 +251,75 @@ class RouteWorker:
         self._produce_all(r, good, values, extra)
         # the last record of each partition (a route reads one topic; a partition's records arrive in order)
         last = {m.partition(): m for m in good}
-        self._await_acks()
-        if last:
-            self._commit({(m.topic(), p): m.offset() + 1 for p, m in last.items()})
+        offsets = {(m.topic(), p): m.offset() + 1 for p, m in last.items()}
+        if r.exactly_once:
+            if not self._commit_transaction(offsets, good):
+                r.stats.drain()  # aborted: the records are consumed and counted again
+                return
+        else:
+            self._await_acks()
+            if last:
+                self._commit(offsets)
         self.batches += 1
         self.metrics.publish(r, r.stats.drain())
+
+    @staticmethod
+    def _transactional(route: CompiledRoute, cfg: EngineConfig) -> dict[str, Any]:
+        import socket
+        instance = cfg.instance_id or socket.gethostname()
+        return {"transactional.id": f"dpp.{route.group}.{instance}",
+                "transaction.timeout.ms": int(cfg.transaction_timeout_s * 1000)}
+
+    def _commit_transaction(self, offsets: dict[tuple[str, int], int], good: list) -> bool:
+        """Exactly-once: the batch's sink and dead-letter records and its consumed offsets commit
+        as one Kafka transaction (KIP-98; offsets fenced by the group generation, KIP-447). Returns
+        ``False`` when the transaction was aborted (a delivery failure, a rebalance that moved a
+        partition, a broker that went away): the consumer is rewound to the batch's first offsets,
+        so the same records are processed again in a new transaction and read_committed consumers
+        never see the aborted ones. A fatal error (another live worker with the same instance id
+        fenced this one) raises."""
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        for attempt in range(self.cfg.max_produce_attempts):
+            try:
+                if tps:
+                    self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(), 30)
+                self.producer.commit_transaction(60)
+                self._failed = []
+                return True
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                if not isinstance(err, KafkaError):
+                    raise
+                if err.fatal():
+                    log.error("transactional producer fenced or failed: another worker may run with the same "
+                              "instance id (--instance-id, DPP_INSTANCE_ID)",
+                              extra={"route": self.route.name, "error_class": err.name()})
+                    raise
+                if err.txn_requires_abort():
+                    break
+                if not err.retriable():
+                    raise
+                time.sleep(min(2 ** attempt * 0.1, 2.0))
+        self.metrics.delivery_failures.labels(self.route.name, "transaction").inc(max(1, len(self._failed)))
+        self._failed = []
+        try:
+            self.producer.abort_transaction(60)
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                raise
+        first: dict[tuple[str, int], int] = {}
+        for m in good:
+            first.setdefault((m.topic(), m.partition()), m.offset())
+        for (t, p), o in first.items():
+            if (t, p) in self.assigned:
+                try:
+                    self.consumer.seek(TopicPartition(t, p, o))
+                except KafkaException:
+                    pass  # revoked meanwhile: its new owner resumes from the committed offset
+        log.warning("transaction aborted; the batch is processed again", extra={"route": self.route.name,
+                                                                               "records": len(good)})
+        return False
 
     def _protect(self, fn, *args):
         """Run the route's batch function; while a dependency of the record path (the schema
@@ -308,6 +382,8 @@ class RouteWorker:
         else:
             results, headers = self._protect(r.protect_batch, values), [m.headers() for m in good]
         produce, on_delivery, sink = self.producer.produce, self._on_delivery, r.sink
+        if r.exactly_once:  # after protecting: a wait for the registry holds no transaction open
+            self.producer.begin_transaction()
         for m, out, key, hdrs in zip(good, results, keys, headers):
             if type(out) is bytes:
                 h = hdrs + extra if hdrs else extra
@@ -394,8 +470,8 @@ class Engine:
         """Swap in a recompiled policy between batches. The routes (names, topics, groups) must be
         the same as the running ones; raises ``ValueError`` otherwise (a restart is needed)."""
         def shape(routes):
-            return {r.name: (r.source, r.sink, r.dead_letter, r.group, getattr(r, "subject_topic", None))
-                    for r in routes}
+            return {r.name: (r.source, r.sink, r.dead_letter, r.group, getattr(r, "subject_topic", None),
+                             r.exactly_once) for r in routes}
         old, new = shape(self.policy.routes), shape(policy.routes)
         if old != new:
             raise ValueError("routes, topics or consumer groups changed; restart the worker to apply")

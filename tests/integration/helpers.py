@@ -201,10 +201,12 @@ def _partitions(consumer, topic: str, timeout_s: float) -> list:
     return found
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 120) -> list[Rec]:
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 120, isolation: str = "read_uncommitted") -> list[Rec]:
     """Every record of ``topic`` from the beginning to the end offsets seen at the start, with
-    kafka-python (no consumer group, nothing committed). Ordered by (partition, offset)."""
-    c = _kafka_python_consumer(bootstrap, group_id=None)
+    kafka-python (no consumer group, nothing committed). Ordered by (partition, offset).
+    ``isolation="read_committed"``: only records of committed transactions (up to the last stable
+    offset), as a downstream read_committed consumer sees them."""
+    c = _kafka_python_consumer(bootstrap, group_id=None, isolation_level=isolation)
     try:
         tps = _partitions(c, topic, 30)
         c.assign(tps)
