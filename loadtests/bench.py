@@ -17,6 +17,8 @@ topic with a consumer group of its own and writes a sink topic of its own):
 * (f) (b)'s rules on Avro values (``f-avro.yaml``: Confluent wire format through the schema
   registry, sink schema derived), on the same records written as Avro, with (aa), the raw
   pass-through on that Avro data, beside it (its ratio is to (aa));
+* (h) (b) with ``processing_guarantee: exactly_once`` (``h-exactly-once.yaml``: a Kafka transaction
+  per batch holding its sink records, dead-letter records and consumed offsets), right after (b);
 * (g) (b) plus key and header rules (``g-key-headers.yaml``: the mobile-number key and the
   ``x-user-email`` header pseudonymized), on the same records keyed by mobile number with that
   header, with (ak), the raw pass-through on that data (its ratio is to (ak)).
@@ -58,6 +60,8 @@ RAW_D = Contender("a200", f"raw pass-through on the {DETECT_NOTE_CHARS}-char-not
 ROWS_F = dpp_contender("f", "dpp, (b) on Avro values (schema registry)", POLICIES / "f-avro.yaml")
 RAW_F = Contender("aa", "raw pass-through on the Avro data (reference for f)", "raw")
 ROWS_G = dpp_contender("g", "dpp, (b) + key and header pseudonyms", POLICIES / "g-key-headers.yaml")
+ROWS_H = Contender("h", "dpp, (b) with processing_guarantee: exactly_once", "dpp", POLICIES / "h-exactly-once.yaml",
+                   blocks=True, transactional=True)
 RAW_G = Contender("ak", "raw pass-through on the keyed data (reference for g)", "raw")
 REFERENCE = {"d": "a200", "f": "aa", "g": "ak"}
 """Rows measured on a data set of their own: the raw row on that data their ratio is to."""
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap (default %(default)s)")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000, help="dpp --batch-size and the raw loop's batch")
-    ap.add_argument("--only", default="a,b,c,d,e,f,g", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--only", default="a,b,c,d,e,f,g,h", help="rows to run, comma-separated (default %(default)s)")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="a checkout of an earlier version: adds row (b0), (b)'s policy run by that code, "
                          "right after (b) on the same data")
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         topics.append(src)
         expected_dpp = data.consenting(a.records)
         plan: list[tuple[Contender, str, int, int]] = []   # contender, source, bytes, expected sink
-        for c in (RAW, ROWS_B, ROWS_C):
+        for c in (RAW, ROWS_B, ROWS_H, ROWS_C):
             if c.key in only:
                 plan.append((c, src, nbytes, expected_dpp if c.blocks else a.records))
             if c is ROWS_B and a.baseline_src is not None:

@@ -239,6 +239,22 @@ class TopicWatch:
         self._c.close()
 
 
+class GroupWatch:
+    """Sum of a consumer group's committed offsets on a topic, asked of the broker each time."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str):
+        from confluent_kafka import Consumer, TopicPartition
+        self._c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+        md = self._c.list_topics(topic, timeout=10).topics[topic]
+        self._tps = [TopicPartition(topic, p) for p in sorted(md.partitions)]
+
+    def committed(self) -> int:
+        return sum(max(tp.offset, 0) for tp in self._c.committed(self._tps, timeout=5))
+
+    def close(self) -> None:
+        self._c.close()
+
+
 def produce_payloads(bootstrap: str, topic: str, items: Iterator[tuple] | Sequence,
                      total: int | None = None, desc: str | None = None) -> int:
     """Produce ``(key, value)`` pairs (or ``(key, value, headers)``) as fast as possible (idempotent, acks=all) and wait for every

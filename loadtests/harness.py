@@ -39,7 +39,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from .common import (DEFAULT_BOOTSTRAP, POLICIES, RESULTS, SIZES, Child, Dataset, SinkReader, TopicWatch,
+from .common import (DEFAULT_BOOTSTRAP, POLICIES, RESULTS, SIZES, Child, Dataset, GroupWatch, SinkReader, TopicWatch,
                      create_topics, delete_topics, dpp_command, ensure_key_env, percentiles_ms, produce_payloads,
                      progress_bar, python_command, unique_prefix)
 
@@ -63,6 +63,9 @@ class Contender:
     src: Path | None = None
     """``dpp`` rows: run this checkout's ``proxy`` package instead (e.g. the previous release, for a
     baseline row in the same run); default ``LT_DPP_SRC`` or this one."""
+    transactional: bool = False
+    """The sink is written in transactions: the row is done when the group has committed every
+    source offset (the sink's end offsets also count transaction markers)."""
 
 
 RAW = Contender("a", "raw confluent-kafka pass-through (the limit)", "raw")
@@ -146,11 +149,12 @@ def measure_throughput(c: Contender, bootstrap: str, source: str, partitions: in
     child = start(c, bootstrap, source, sink, dlq, group, workdir, env, batch_size)
     res: dict = {"key": c.key, "label": c.label, "kind": c.kind, "policy": str(c.policy) if c.policy else None,
                  "records": records, "expected_sink": expected, "ok": False, "log": str(child.log_path)}
-    watch = None
+    watch = done_watch = None
     try:
         child.wait_ready(180)
         res["startup_cpu_s"] = round(child.cpu_at_ready, 3)
         watch = TopicWatch(bootstrap, sink)
+        done_watch = GroupWatch(bootstrap, group, source) if c.transactional else None
         bar = progress_bar(expected, f"({c.key}) {c.kind}") if progress else None
         points: list[tuple[float, int]] = []
         shown = 0
@@ -161,7 +165,7 @@ def measure_throughput(c: Contender, bootstrap: str, source: str, partitions: in
             if bar is not None and n > shown:
                 bar.update(n - shown)
                 shown = n
-            if n >= expected:
+            if (n >= expected) if done_watch is None else (n >= expected and done_watch.committed() >= records):
                 cpu_done = child.cpu()
                 threads_done = child.thread_cpu()
                 t_done = now
@@ -198,6 +202,8 @@ def measure_throughput(c: Contender, bootstrap: str, source: str, partitions: in
     finally:
         if watch is not None:
             watch.close()
+        if done_watch is not None:
+            done_watch.close()
         rc = child.stop()
         child.close()
         res["exit_code"] = rc
