@@ -11,9 +11,10 @@ KEYS = {"K": "11" * 32, "DLQ": "22" * 32}
 
 
 def policy_text(rules: list[str], *, block: list[str] = (), unlisted: str = "keep", name: str = "unit",
-                keys: str = "", extra_routes: str = "") -> str:
+                keys: str = "", extra_routes: str = "", route: str = "") -> str:
     """Policy YAML: ``rules``/``block`` are flow mappings (``"{field: a, action: mask}"``),
-    ``keys`` extra lines under ``keys:`` (indented two spaces), ``extra_routes`` more route items."""
+    ``keys`` extra lines under ``keys:`` (indented two spaces), ``extra_routes`` more route items,
+    ``route`` extra lines of the route (indented four spaces: ``"    format: avro\n"``)."""
     blk = ("    block:\n" + "".join(f"      - {b}\n" for b in block)) if block else ""
     return f"""version: 1
 name: {name}
@@ -27,10 +28,13 @@ keys:
     dead_letter: dlq.t
     dead_letter_key: dlq
     unlisted_fields: {unlisted}
-{blk}    rules:
+{route}{blk}    rules:
 """ + "".join(f"      - {r}\n" for r in rules) + extra_routes
 
 
-def compiled_route(rules: list[str], *, file: str = "<policy>", environ: dict | None = None, **kw) -> CompiledRoute:
-    """:func:`policy_text` loaded (as ``file``) and compiled with :data:`KEYS`; its route ``r``."""
-    return compile_policy(load_policy_text(policy_text(rules, **kw), file), environ=environ or KEYS).route()
+def compiled_route(rules: list[str], *, file: str = "<policy>", environ: dict | None = None, schema_source=None,
+                   **kw) -> CompiledRoute:
+    """:func:`policy_text` loaded (as ``file``) and compiled with :data:`KEYS` (and a schema
+    registry ``schema_source`` for schema formats); its route ``r``."""
+    return compile_policy(load_policy_text(policy_text(rules, **kw), file), environ=environ or KEYS,
+                          schema_source=schema_source).route()

@@ -399,15 +399,15 @@ class AvroCodec(Codec):
         can be derived or the registry rejects it) or ``DependencyUnavailable``."""
         w = self._writers.get(schema_id)
         if w is not None:
-            if type(w) is FormatError:
-                raise w
+            if type(w) is Reason:  # a new exception each time: re-raising one would grow its traceback
+                raise FormatError(w, "cannot derive the sink schema")
             return w
         with self._lock:
             try:
                 w = self._writers[schema_id] = self._derive(schema_id)
             except FormatError as e:
                 if e.reason == Reason.SERIALIZE_FAILED:  # a schema id never changes: nor does its derivation
-                    self._writers[schema_id] = e
+                    self._writers[schema_id] = e.reason
                 raise
             return w
 

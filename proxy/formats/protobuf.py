@@ -17,9 +17,11 @@ registry references, written under their import names (``google/protobuf/*`` wel
 are built in). ``protoc`` compiles them in a subprocess with a time limit
 (:data:`PROTOC_TIMEOUT_S`) on text of at most :data:`MAX_SCHEMA_BYTES`; a schema it refuses, or
 one in Protobuf *editions* or with ``group`` fields, cannot be derived: its records dead-letter
-(``serialize-failed``). Unknown ids: ``unknown-schema``; bytes without the frame:
-``not-confluent-framed``; indexes naming no message or bytes that do not parse (invalid UTF-8 in
-a proto3 ``string`` included): ``decode-failed``.
+(``serialize-failed``), as do schemas where a field's name is another field's JSON name (the JSON
+mapping could swap their values). Unknown ids: ``unknown-schema``; bytes without the frame:
+``not-confluent-framed``; indexes naming no message, bytes that do not parse, a ``string`` that is
+not UTF-8 (proto2 too), or a record whose tree would hold more than :data:`MAX_TREE_VALUES`
+values (an empty sub-message of 2 bytes expands to all its fields): ``decode-failed``.
 
 The tree is the message in the proto3 JSON mapping (``json_format.MessageToDict`` with the
 ``.proto`` field names): messages and maps are ``dict``, repeated fields ``list``; ``int64`` and
@@ -161,7 +163,7 @@ def _wkt_include() -> str:
     return _WKT_DIR
 
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.proto$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,200}\.proto$")
 
 
 def compile_files(files: dict[str, str], main: str) -> descriptor_pb2.FileDescriptorSet:
@@ -171,12 +173,15 @@ def compile_files(files: dict[str, str], main: str) -> descriptor_pb2.FileDescri
     taking longer than :data:`PROTOC_TIMEOUT_S`."""
     with tempfile.TemporaryDirectory(prefix="dpp-proto-") as tmp:
         for name, text in files.items():
-            if not _SAFE_NAME.match(name) or ".." in name.split("/"):
+            if not _SAFE_NAME.match(name) or any(p in ("", ".", "..") for p in name.split("/")):
                 raise SchemaError("a schema reference has a name that is not a relative .proto path")
             path = os.path.join(tmp, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError:  # a.proto beside a.proto/b.proto, a name too long for the file system
+                raise SchemaError("schema reference names that cannot be files side by side") from None
         out = os.path.join(tmp, ".descriptor_set")
         cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{tmp}", f"-I{_wkt_include()}", "--include_imports",
                f"--descriptor_set_out={out}", main]
@@ -281,6 +286,7 @@ class _Printer:
         self.fdp = fdp
         self.proto3 = fdp.syntax == "proto3"
         self.lines: list[str] = []
+        self._scope = [f".{fdp.package}" if fdp.package else ""]  # full name of the message being printed
 
     def file(self) -> str:
         fdp = self.fdp
@@ -312,13 +318,7 @@ class _Printer:
         self.lines.append(f"{ind}}}")
 
     def _map_entry(self, m: Any, f: Any) -> Any | None:
-        if f.type != F.TYPE_MESSAGE or f.label != F.LABEL_REPEATED:
-            return None
-        short = f.type_name.rsplit(".", 1)[-1]
-        for n in m.nested_type:
-            if n.name == short and n.options.map_entry:
-                return n
-        return None
+        return map_entry(m, self._scope[-1], f)
 
     def _type(self, f: Any) -> str:
         if f.type == F.TYPE_GROUP:
@@ -358,6 +358,7 @@ class _Printer:
         self.lines.append(f"{ind}{head} {f.name} = {f.number}{tail};")
 
     def message(self, m: Any, ind: str) -> None:
+        self._scope.append(f"{self._scope[-1]}.{m.name}")
         self.lines.append(f"{ind}message {m.name} {{")
         inner = ind + "  "
         self.lines += [ln for ln in _option_lines(m.options, inner) if "map_entry" not in ln]
@@ -406,6 +407,27 @@ class _Printer:
         if m.reserved_name:
             self.lines.append(f"{inner}reserved {', '.join(_quote(n) for n in m.reserved_name)};")
         self.lines.append(f"{ind}}}")
+        self._scope.pop()
+
+
+def map_entry(m: Any, mfull: str, f: Any) -> Any | None:
+    """The map entry type of field ``f`` of message ``m`` (full name ``mfull``), else ``None``:
+    a repeated message field whose type is ``m``'s own nested ``<Field>Entry`` with ``map_entry``."""
+    if f.type != F.TYPE_MESSAGE or f.label != F.LABEL_REPEATED or not f.type_name.startswith(mfull + "."):
+        return None
+    short = f.type_name[len(mfull) + 1:]
+    return next((n for n in m.nested_type if n.name == short and n.options.map_entry), None)
+
+
+def _demote_entry(m: Any, mfull: str, f: Any) -> None:
+    """When map field ``f`` goes (dropped, or rewritten whole), its entry type stays at its place
+    among ``m``'s nested types as a plain message, so the message indexes of the nested types
+    after it still name the same messages."""
+    entry = map_entry(m, mfull, f)
+    if entry is not None:
+        entry.options.ClearField("map_entry")
+        if not entry.options.ListFields():
+            entry.ClearField("options")
 
 
 def print_file(fdp: descriptor_pb2.FileDescriptorProto) -> str:
@@ -484,8 +506,9 @@ class _Deriver:
         own(self.msgs[new_full], new_full)
         return new_full
 
-    def _writable(self, field: Any) -> Any:
-        """The message type ``field`` refers to, made safe to change (copied when shared)."""
+    def _writable(self, field: Any) -> tuple[Any, str]:
+        """``(message, full name)`` of the type ``field`` refers to, made safe to change (copied
+        when shared)."""
         full = field.type_name
         if full not in self.msgs:
             raise SchemaError("a rule changes a message type defined in an imported file")
@@ -493,18 +516,13 @@ class _Deriver:
             field.type_name = self._copy(full)
             full = field.type_name
         self.owned.add(full)
-        return self.msgs[full]
+        return self.msgs[full], full
 
-    @staticmethod
-    def _entry(m: Any, f: Any) -> Any | None:
-        if f.type != F.TYPE_MESSAGE or f.label != F.LABEL_REPEATED:
-            return None
-        short = f.type_name.rsplit(".", 1)[-1]
-        return next((n for n in m.nested_type if n.name == short and n.options.map_entry), None)
 
-    def _remove(self, m: Any, names: set[str]) -> None:
-        """Remove fields ``names`` of ``m``: their numbers and names become ``reserved``; oneofs
-        left empty disappear."""
+    def _remove(self, m: Any, mfull: str, names: set[str]) -> None:
+        """Remove fields ``names`` of ``m`` (full name ``mfull``): their numbers and names become
+        ``reserved``; oneofs left empty disappear; the entry type of a removed map stays where it
+        was as a plain message (nested types keep their positions: message indexes count them)."""
         keep = [f for f in m.field if f.name not in names]
         gone = [f for f in m.field if f.name in names]
         if not gone:
@@ -520,32 +538,26 @@ class _Deriver:
                 f.oneof_index = remap[f.oneof_index]
         del m.oneof_decl[:]
         m.oneof_decl.extend(decls)
+        for f in gone:
+            _demote_entry(m, mfull, f)
+        gone = [copy.deepcopy(f) for f in gone]
         kept = [copy.deepcopy(f) for f in keep]
         del m.field[:]
         m.field.extend(kept)
-        entries = {f.type_name.rsplit(".", 1)[-1] for f in gone if f.type == F.TYPE_MESSAGE}
-        nested = [copy.deepcopy(n) for n in m.nested_type if not (n.options.map_entry and n.name in entries)]
-        del m.nested_type[:]
-        m.nested_type.extend(nested)
         for f in sorted(gone, key=lambda g: g.number):
             r = m.reserved_range.add()
             r.start, r.end = f.number, f.number + 1
             m.reserved_name.append(f.name)
         self._reindex()
 
-    def _retype(self, m: Any, f: Any, effect: str, literal: Any, whole: bool) -> None:
+    def _retype(self, m: Any, mfull: str, f: Any, effect: str, literal: Any, whole: bool) -> None:
         """Set the type of ``f`` after a rule (``whole``: the rule names the field itself, not
         its elements)."""
         if effect == KEEP or (effect == REDACT and literal is None):
             return
         new = F.TYPE_STRING if effect == REWRITE else _LITERAL_TYPE[type(literal)]
         if whole and f.label == F.LABEL_REPEATED:
-            entry = _Deriver._entry(m, f)
-            if entry is not None:
-                nested = [copy.deepcopy(n) for n in m.nested_type if n is not entry]
-                del m.nested_type[:]
-                m.nested_type.extend(nested)
-                self._reindex()
+            _demote_entry(m, mfull, f)
             f.label = F.LABEL_OPTIONAL
         elif f.type == new and not f.type_name:
             return
@@ -554,7 +566,7 @@ class _Deriver:
         f.ClearField("default_value")
         f.options.ClearField("packed")
 
-    def apply(self, m: Any, segs: tuple, effect: str, literal: Any) -> None:
+    def apply(self, m: Any, mfull: str, segs: tuple, effect: str, literal: Any) -> None:
         seg, rest = segs[0], segs[1:]
         if not isinstance(seg, str):
             return
@@ -563,20 +575,20 @@ class _Deriver:
             return
         if not rest:
             if effect == DROP:
-                self._remove(m, {seg})
+                self._remove(m, mfull, {seg})
             else:
-                self._retype(m, f, effect, literal, True)
+                self._retype(m, mfull, f, effect, literal, True)
             return
-        entry = self._entry(m, f)
+        entry = map_entry(m, mfull, f)
         if entry is not None:  # m.KEY... : the map's value
             value = entry.field[1]
             rest = rest[1:]
             if not rest:
                 if effect != DROP:
-                    self._retype(entry, value, effect, literal, False)
+                    self._retype(entry, f.type_name, value, effect, literal, False)
                 return
             if value.type == F.TYPE_MESSAGE:
-                self.apply(self._writable(value), rest, effect, literal)
+                self.apply(*self._writable(value), rest, effect, literal)
             return
         if f.label == F.LABEL_REPEATED:
             if not (_is_wild(rest[0]) or isinstance(rest[0], int)):
@@ -584,41 +596,41 @@ class _Deriver:
             rest = rest[1:]
             if not rest:
                 if effect != DROP:  # dropping one element keeps the field
-                    self._retype(m, f, effect, literal, False)
+                    self._retype(m, mfull, f, effect, literal, False)
                 return
         if f.type == F.TYPE_MESSAGE:
-            self.apply(self._writable(f), rest, effect, literal)
+            self.apply(*self._writable(f), rest, effect, literal)
 
-    def prune(self, m: Any, tree: Any) -> None:
+    def prune(self, m: Any, mfull: str, tree: Any) -> None:
         if tree is True:
             return
-        self._remove(m, {f.name for f in m.field if f.name not in tree})
+        self._remove(m, mfull, {f.name for f in m.field if f.name not in tree})
         for f in list(m.field):
             sub = tree[f.name]
             if sub is True or f.type != F.TYPE_MESSAGE:
                 continue
-            entry = self._entry(m, f)
+            entry = map_entry(m, mfull, f)
             if entry is not None:
                 subs = list(sub.values())
                 merged = subs[0] if subs else {}
                 for s in subs[1:]:
                     merged = merge_allow_trees(merged, s)
                 if merged is not True and entry.field[1].type == F.TYPE_MESSAGE:
-                    self.prune(self._writable(entry.field[1]), merged)
+                    self.prune(*self._writable(entry.field[1]), merged)
                 continue
             if f.label == F.LABEL_REPEATED:
                 wild = [v for k, v in sub.items() if _is_wild(k) or isinstance(k, int)]
                 if not wild or wild[0] is True:
                     continue
                 sub = wild[0]
-            self.prune(self._writable(f), sub)
+            self.prune(*self._writable(f), sub)
 
     def run(self, plan: SchemaPlan) -> None:
         for segs, effect, literal in plan.rules:
             if segs:
-                self.apply(self.msgs[self.root_name], segs, effect, literal)
+                self.apply(self.msgs[self.root_name], self.root_name, segs, effect, literal)
         if plan.allow is not None:
-            self.prune(self.msgs[self.root_name], plan.allow)
+            self.prune(self.msgs[self.root_name], self.root_name, plan.allow)
 
 
 def message_path(fdp: descriptor_pb2.FileDescriptorProto, indexes: tuple[int, ...]) -> str:
@@ -663,6 +675,63 @@ def build_pool(fds: descriptor_pb2.FileDescriptorSet) -> descriptor_pool.Descrip
     return pool
 
 
+MAX_TREE_VALUES = 1_000_000
+"""Values a record's tree may hold: fields without presence appear at their default, so an empty
+sub-message of 2 wire bytes becomes one value per field; beyond this the record dead-letters
+(``decode-failed``) instead of taking seconds and gigabytes to decode."""
+
+
+def check_message(msg: Any) -> None:
+    """Refuse a parsed message whose tree would hold more than :data:`MAX_TREE_VALUES` values,
+    or that holds a ``string`` that is not UTF-8 (proto2 parses it as bytes). Raises
+    :class:`FormatError` (``decode-failed``). Cost: one visit per sub-message and string."""
+    budget = MAX_TREE_VALUES
+    stack = [msg]
+    while stack:
+        m = stack.pop()
+        budget -= len(m.DESCRIPTOR.fields)
+        if budget < 0:
+            raise FormatError(Reason.DECODE_FAILED, "record too large to decode safely")
+        for fd, value in m.ListFields():
+            if fd.type == F.TYPE_MESSAGE:
+                if fd.message_type.GetOptions().map_entry:
+                    vfd = fd.message_type.fields_by_name["value"]
+                    if fd.message_type.fields_by_name["key"].type == F.TYPE_STRING and any(
+                            type(k) is not str for k in value):
+                        raise FormatError(Reason.DECODE_FAILED, "a string that is not UTF-8")
+                    values = value.values()
+                    if vfd.type == F.TYPE_MESSAGE:
+                        stack.extend(values)
+                    elif vfd.type == F.TYPE_STRING and any(type(v) is not str for v in values):
+                        raise FormatError(Reason.DECODE_FAILED, "a string that is not UTF-8")
+                    budget -= len(value)
+                elif _repeated(fd):
+                    stack.extend(value)
+                    budget -= len(value)
+                else:
+                    stack.append(value)
+            elif fd.type == F.TYPE_STRING:
+                if (type(value) is not str) if not _repeated(fd) else any(type(v) is not str for v in value):
+                    raise FormatError(Reason.DECODE_FAILED, "a string that is not UTF-8")
+            elif _repeated(fd):
+                budget -= len(value)
+
+
+def check_json_names(fdp: descriptor_pb2.FileDescriptorProto) -> None:
+    """Refuse a file with a message where a field's name is another field's JSON name, or two
+    fields share a JSON name (proto2 allows both): the JSON mapping that encodes the tree could
+    put a value into the wrong field. Raises :class:`SchemaError`."""
+    def walk(m: Any) -> None:
+        names = {f.name for f in m.field}
+        jsons = [f.json_name or _default_json_name(f.name) for f in m.field]
+        if len(set(jsons)) != len(jsons) or any(j in names and j != f.name for j, f in zip(jsons, m.field)):
+            raise SchemaError("a field's name is another field's JSON name")
+        for n in m.nested_type:
+            walk(n)
+    for m in fdp.message_type:
+        walk(m)
+
+
 # --------------------------------------------------------------------------- the codec
 @dataclass(frozen=True)
 class _Writer:
@@ -672,6 +741,7 @@ class _Writer:
     cls: Any
     pool: Any
     sink_cls: Any
+    sink_pool: Any
     prefix: bytes
 
 
@@ -681,6 +751,10 @@ class _File:
     main: str
     text: str
     references: tuple
+
+    @property
+    def main_fdp(self) -> Any:
+        return next(x for x in self.fds.file if x.name == self.main)
 
 
 class ProtobufCodec(Codec):
@@ -694,8 +768,10 @@ class ProtobufCodec(Codec):
 
     def __init__(self, source: SchemaSource, plan: SchemaPlan, subject_of: Callable[[str], str]):
         self._source, self._plan, self._subject_of = source, plan, subject_of
-        self._files: dict[int, _File | FormatError] = {}
-        self._writers: dict[tuple[int, tuple[int, ...]], _Writer | FormatError] = {}
+        self._files: dict[int, _File | Reason] = {}
+        self._writers: dict[tuple[int, tuple[int, ...]], _Writer | Reason] = {}
+        # a failure is cached as its reason and raised as a new FormatError each time: re-raising
+        # one exception object would grow its traceback by every record's frames (and keep them)
         self._lock = threading.Lock()
 
     def _references(self, reg: RegisteredSchema, into: dict[str, str], depth: int = 0) -> None:
@@ -724,10 +800,10 @@ class ProtobufCodec(Codec):
             except (SchemaError, KeyError) as e:
                 log.error("no sink schema for writer schema", extra={"schema_id": schema_id,
                                                                      "error_class": type(e).__name__})
-                f = FormatError(Reason.SERIALIZE_FAILED, "cannot read the writer schema")
+                f = Reason.SERIALIZE_FAILED
             self._files[schema_id] = f
-        if isinstance(f, FormatError):
-            raise f
+        if type(f) is Reason:
+            raise FormatError(f, "cannot read the writer schema")
         return f
 
     def writer(self, schema_id: int, indexes: tuple[int, ...]) -> _Writer:
@@ -738,25 +814,25 @@ class ProtobufCodec(Codec):
         key = (schema_id, indexes)
         w = self._writers.get(key)
         if w is None:
+            f = self._file(schema_id)
+            root = message_path(f.main_fdp, indexes)  # decode-failed for indexes naming no message (not cached)
             with self._lock:
                 w = self._writers.get(key)
                 if w is None:
                     try:
-                        w = self._derive(schema_id, indexes)
+                        w = self._derive(schema_id, f, indexes, root)
                     except FormatError as e:
-                        if e.reason in (Reason.SERIALIZE_FAILED, Reason.DECODE_FAILED):
-                            self._writers[key] = e  # an id never changes: nor does its derivation
+                        if e.reason == Reason.SERIALIZE_FAILED:
+                            self._writers[key] = e.reason  # an id never changes: nor does its derivation
                         raise
                     self._writers[key] = w
-        if isinstance(w, FormatError):
-            raise w
+        if type(w) is Reason:
+            raise FormatError(w, "cannot derive the sink schema")
         return w
 
-    def _derive(self, schema_id: int, indexes: tuple[int, ...]) -> _Writer:
-        f = self._file(schema_id)
-        main_fdp = next(x for x in f.fds.file if x.name == f.main)
-        root = message_path(main_fdp, indexes)
+    def _derive(self, schema_id: int, f: _File, indexes: tuple[int, ...], root: str) -> _Writer:
         try:
+            check_json_names(f.main_fdp)
             pool = build_pool(f.fds)
             cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(root[1:]))
             sink_fdp = derive_file(f.fds, f.main, root, self._plan)
@@ -764,6 +840,8 @@ class ProtobufCodec(Codec):
             deps = {x.name: print_file(x) for x in f.fds.file
                     if x.name != f.main and not x.name.startswith("google/protobuf/")}
             sink_fds = compile_files({**deps, f.main: sink_text}, f.main)
+            if message_path(next(x for x in sink_fds.file if x.name == f.main), indexes) != root:
+                raise SchemaError("the sink schema's message indexes do not name the writer's message")
             sink_pool = build_pool(sink_fds)
             sink_cls = message_factory.GetMessageClass(sink_pool.FindMessageTypeByName(root[1:]))
         except Exception as e:  # noqa: BLE001 - any schema it cannot derive: fail closed
@@ -773,7 +851,7 @@ class ProtobufCodec(Codec):
         subject = self._subject_of(root[1:])
         sink_id = register_sink(self._source, subject, RegisteredSchema("PROTOBUF", sink_text, f.references))
         log.info("sink schema derived", extra={"schema_id": schema_id, "subject": subject, "sink_schema_id": sink_id})
-        return _Writer(cls, pool, sink_cls, frame(sink_id, write_indexes(indexes)))
+        return _Writer(cls, pool, sink_cls, sink_pool, frame(sink_id, write_indexes(indexes)))
 
     def decode(self, data: bytes) -> tuple[Any, Any]:
         schema_id, payload = unframe(data)
@@ -782,6 +860,7 @@ class ProtobufCodec(Codec):
         msg = w.cls()
         try:
             msg.ParseFromString(payload[n:])
+            check_message(msg)
             tree = json_format.MessageToDict(msg, preserving_proto_field_name=True, descriptor_pool=w.pool,
                                              always_print_fields_with_no_presence=True)
         except BaseException as e:  # RecursionError, MemoryError included; never KeyboardInterrupt
@@ -792,7 +871,7 @@ class ProtobufCodec(Codec):
 
     def encode(self, tree: Any, ctx: Any) -> bytes:
         try:
-            msg = json_format.ParseDict(tree, ctx.sink_cls())
+            msg = json_format.ParseDict(tree, ctx.sink_cls(), descriptor_pool=ctx.sink_pool)
             payload = msg.SerializeToString(deterministic=True)
         except Exception as e:  # noqa: BLE001 - a protected tree that does not fit fails closed
             raise FormatError(Reason.SERIALIZE_FAILED, type(e).__name__) from None

@@ -16,11 +16,10 @@ from hypothesis import strategies as st
 
 from proxy.formats import protobuf as pb
 from proxy.formats.base import SchemaPlan, RegisteredSchema, frame
-from proxy.policy.compiler import DEAD_LETTER, SINK, compile_policy
-from proxy.policy.loader import load_policy_text
+from policykit import compiled_route
+from proxy.policy.compiler import DEAD_LETTER, SINK
 from proxy.policy.paths import parse_path
 
-from test_avro_hostile import KEYS  # noqa: E402 (tests/unit is on sys.path via conftest)
 
 FD = descriptor_pb2.FieldDescriptorProto
 
@@ -85,23 +84,8 @@ class Registry:
         return self.n
 
 
-def route(rules: list[str], reg: Registry, extra: str = ""):
-    body = "".join(f"      - {r}\n" for r in rules)
-    text = f"""version: 1
-name: pbtest
-keys:
-  k: {{source: env, name: K}}
-  dlq: {{source: env, name: DLQ}}
-routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: dlq
-    format: protobuf
-{extra}    rules:
-{body}"""
-    return compile_policy(load_policy_text(text), environ=KEYS, schema_source=reg).route()
+def route(rules: list[str], reg: Registry, extra: str = "", **kw):
+    return compiled_route(rules, schema_source=reg, name="pbtest", route="    format: protobuf\n" + extra, **kw)
 
 
 def message_class(files: dict[str, str], main: str, name: str):
@@ -110,7 +94,8 @@ def message_class(files: dict[str, str], main: str, name: str):
 
 
 def encode(cls, doc: dict, sid: int, indexes=(0,)) -> bytes:
-    return frame(sid, pb.write_indexes(indexes) + json_format.ParseDict(doc, cls()).SerializeToString())
+    msg = json_format.ParseDict(doc, cls(), descriptor_pool=cls.DESCRIPTOR.file.pool)
+    return frame(sid, pb.write_indexes(indexes) + msg.SerializeToString())
 
 
 def sink_message(reg: Registry, value: bytes, name: str):
@@ -489,3 +474,112 @@ def test_a_proto3_false_that_the_wire_omits_still_meets_a_block_condition():
     assert withdrawn.endswith(b"\x12\x00")  # the message is there, the false is not on the wire
     assert r.process(withdrawn).kind != SINK
     assert r.process(encode(cls, {"name": "a", "consent": {"analytics": True}}, sid)).kind == SINK
+
+
+# --------------------------------------------------------------------------- faults found by adversarial testing
+@pytest.mark.parametrize("fmt", ["protobuf", "avro"])
+def test_records_of_an_unusable_schema_are_not_kept_in_memory(fmt):
+    """A cached derivation failure was re-raised as one exception object: its traceback grew by
+    every record's frames and kept their bytes (personal data) alive."""
+    import tracemalloc
+    reg = Registry()
+    bad = reg.add("message {") if fmt == "protobuf" else reg.add('{"type": "record", "name": "A", "fields": 7}')
+    if fmt == "avro":
+        reg.by_id[bad] = RegisteredSchema("AVRO", reg.by_id[bad].schema_str)
+    r = route(["{field: name, action: mask}"], reg) if fmt == "protobuf" else compiled_route(
+        ["{field: name, action: mask}"], schema_source=reg, route="    format: avro\n")
+    r.process(frame(bad, b"\x00"))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(500):
+            out = r.process(frame(bad, b"\x00" + b"13800138000 " * 800 + str(i).encode()))
+            assert (out.kind, out.reason) == (DEAD_LETTER, "serialize-failed")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, f"{grown} bytes kept after 500 dead-lettered records"
+
+
+def test_a_small_record_that_would_decode_to_a_huge_tree_dead_letters_fast():
+    """50,000 empty 100-field messages are 100 KB on the wire and 5 million values in the tree."""
+    import time
+    text = ('syntax = "proto3";\nmessage Big { ' + "".join(f"string f{i} = {i}; " for i in range(1, 101))
+            + '}\nmessage Root { string name = 1; repeated Big items = 2; }\n')
+    reg = Registry()
+    sid = reg.add(text)
+    r = route(["{field: name, action: mask}"], reg)
+    assert r.process(frame(sid, b"\x02\x02" + b"\x12\x00" * 1000)).kind == SINK  # 100,000 values: fine
+    t0 = time.perf_counter()
+    out = r.process(frame(sid, b"\x02\x02" + b"\x12\x00" * 50_000))
+    assert (out.kind, out.reason) == (DEAD_LETTER, "decode-failed") and time.perf_counter() - t0 < 2
+
+
+def test_dropping_a_map_of_an_ancestor_keeps_the_message_indexes():
+    """The map's entry type was removed from the nested types, so the writer's indexes (0, 1)
+    named the next nested message (Audit) in the sink schema."""
+    text = ('syntax = "proto3";\npackage shop;\nmessage Category {\n string name = 1;\n map<string, string> labels = 2;\n'
+            ' message Item { Category category = 1; string owner_email = 2; }\n message Audit { string who = 1; }\n}\n')
+    reg = Registry()
+    sid = reg.add(text)
+    cls = message_class({"s.proto": text}, "s.proto", "shop.Category.Item")
+    r = route(["{field: owner_email, action: mask}", "{field: category.name, action: keep}"], reg, unlisted="drop")
+    out = r.process(encode(cls, {"owner_email": "a@b.c", "category": {"name": "toys", "labels": {"k": "v"}}}, sid, (0, 1)))
+    assert out.kind == SINK
+    sink = reg.by_id[int.from_bytes(out.value[1:5], "big")].schema_str
+    fds = pb.compile_files({"s.proto": sink}, "s.proto")
+    indexes, n = pb.read_indexes(memoryview(out.value)[5:])
+    assert pb.message_path(fds.file[-1], indexes) == ".shop.Category.Item"
+    msg = message_class({"s.proto": sink}, "s.proto", "shop.Category.Item")()
+    msg.ParseFromString(out.value[5 + n:])
+    assert msg.owner_email == "*@*.*" and msg.category.name == "toys"
+
+
+def test_a_field_named_like_another_fields_json_name_is_refused():
+    """json_format reads JSON names first: foo_bar's protected value and fooBar's clear one swapped."""
+    text = 'syntax = "proto2";\nmessage A { optional string foo_bar = 1; optional string fooBar = 2 [json_name = "x"]; }\n'
+    reg = Registry()
+    sid = reg.add(text)
+    a = message_class({"a.proto": text}, "a.proto", "A")
+    out = route(["{field: foo_bar, action: mask}"], reg).process(frame(sid, b"\x00" + a(fooBar="13800138000").SerializeToString()))
+    assert (out.kind, out.reason) == (DEAD_LETTER, "serialize-failed")
+
+
+@pytest.mark.parametrize("wire", [b"\x12\x05Zh\xffng", b"\x1a\x09\x0a\x01k\x12\x04\xff\xfe\xfd\xfc"],
+                         ids=["string", "map value"])
+def test_proto2_strings_that_are_not_utf8_dead_letter(wire):
+    text = 'syntax = "proto2";\nmessage A { optional string name = 1; optional string note = 2; map<string, string> m = 3; }\n'
+    reg = Registry()
+    sid = reg.add(text)
+    out = route(["{field: name, action: mask}"], reg).process(frame(sid, b"\x00" + wire))
+    assert (out.kind, out.reason) == (DEAD_LETTER, "decode-failed")
+
+
+def test_an_any_of_a_schema_type_passes():
+    text = ('syntax = "proto3";\npackage p;\nimport "google/protobuf/any.proto";\n'
+            'message A { string name = 1; google.protobuf.Any extra = 2; }\nmessage C { string code = 1; }\n')
+    reg = Registry()
+    sid = reg.add(text)
+    a = message_class({"a.proto": text}, "a.proto", "p.A")
+    doc = {"name": "n", "extra": {"@type": "type.googleapis.com/p.C", "code": "x"}}
+    out = route(["{field: name, action: mask}"], reg).process(encode(a, doc, sid))
+    assert out.kind == SINK, out.reason
+
+
+def test_a_repeated_field_of_a_type_named_like_a_map_entry_is_not_a_map():
+    text = ('syntax = "proto3";\npackage p;\nmessage TagsEntry { string key = 1; string value = 2; }\n'
+            'message M { map<string, string> tags = 1; repeated .p.TagsEntry pairs = 2; message Sub { string s = 1; } }\n')
+    fds = pb.compile_files({"a.proto": text}, "a.proto")
+    again = pb.compile_files({"a.proto": pb.print_file(fds.file[-1])}, "a.proto")
+    assert _plain(again.file[-1]) == _plain(fds.file[-1])
+
+
+def test_reference_names_that_cannot_be_files_side_by_side_are_refused_once():
+    reg = Registry()
+    reg.add('syntax = "proto3";\nmessage B {}\n', subject="b")
+    reg.versions[("c", 1)] = RegisteredSchema("PROTOBUF", 'syntax = "proto3";\nmessage C {}\n')
+    sid = reg.add('syntax = "proto3";\nimport "a.proto";\nmessage A { string name = 1; }\n',
+                  refs=[("a.proto", "b", 1), ("a.proto/b.proto", "c", 1)])
+    r = route(["{field: name, action: mask}"], reg)
+    for _ in range(2):
+        assert r.process(frame(sid, b"\x00")).reason == "serialize-failed"
