@@ -98,6 +98,7 @@ class RouteWorker:
             "heartbeat.interval.ms": 1000,
             "fetch.wait.max.ms": 100,
             "logger": _RDKAFKA_LOG,
+            "error_cb": self._on_client_error,
             **cfg.consumer,
         })
         self.producer = Producer({
@@ -110,10 +111,15 @@ class RouteWorker:
             "queue.buffering.max.messages": max(100000, cfg.batch_size * 4),
             "queue.buffering.max.kbytes": 1048576,
             "logger": _RDKAFKA_LOG,
+            "error_cb": self._on_client_error,
             **(self._transactional(route, cfg) if route.exactly_once else {}),
             **cfg.producer,
         })
         self._failed: list = []
+        self.broker_down = False
+        """librdkafka reported every broker down (``_ALL_BROKERS_DOWN``): ``/readyz`` false until a
+        metadata request answers again."""
+        self._broker_check_at = 0.0
         self.waiting_for: str | None = None
         """The dependency (``schema-registry``) the current batch waits for, or ``None``."""
         self._uncommitted: dict[tuple[str, int], int] = {}  # offsets refused during a rebalance
@@ -144,6 +150,52 @@ class RouteWorker:
         log.info("partitions revoked", extra={"route": self.route.name,
                                                "partitions": sorted(p.partition for p in partitions)})
 
+    def _on_client_error(self, err) -> None:
+        """librdkafka's error callback (client-level errors, not a record's)."""
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and not self.broker_down:
+            self.broker_down = True
+            log.error("every broker is unreachable: producing and committing nothing until one answers",
+                      extra={"route": self.route.name, "dependency": "kafka"})
+
+    def _check_broker(self) -> None:
+        """While :attr:`broker_down`: once a second, a metadata request; an answer clears it."""
+        now = time.monotonic()
+        if now - self._broker_check_at < 1.0:
+            return
+        self._broker_check_at = now
+        try:
+            self.producer.list_topics(timeout=2)
+        except KafkaException:
+            return
+        self.broker_down = False
+        log.info("broker reachable again", extra={"route": self.route.name, "dependency": "kafka"})
+
+    def _await_topics(self) -> None:
+        """Before consuming: the sink and dead-letter topics must exist (a producer would otherwise
+        retry for ``message.timeout.ms`` and fail, or create them with the broker's defaults where
+        auto-creation is on). While one is missing: one error line naming it, ``/readyz`` false,
+        nothing consumed or committed; checked again every 2 s."""
+        r, logged = self.route, set()
+        while not self.stop_event.is_set():
+            try:
+                existing = self.producer.list_topics(timeout=10).topics  # all topics: never auto-creates
+            except KafkaException:
+                existing = None
+            if existing is not None:
+                missing = [t for t in (r.sink, r.dead_letter) if t not in existing]
+                if not missing:
+                    if logged:
+                        log.info("topics present", extra={"route": r.name, "topics": [r.sink, r.dead_letter]})
+                    self.waiting_for = None
+                    return
+                self.waiting_for = "missing topic " + ", ".join(missing)
+                for t in missing:
+                    if t not in logged:
+                        logged.add(t)
+                        log.error("topic missing: create it (or run with --create-topics)",
+                                  extra={"route": r.name, "topic": t})
+            self.stop_event.wait(2.0)
+
     def _on_delivery(self, err, msg):
         if err is not None:
             self._failed.append(msg)
@@ -154,6 +206,7 @@ class RouteWorker:
         error in :attr:`error` (the engine reports it and exits non-zero)."""
         r = self.route
         try:
+            self._await_topics()
             if r.exactly_once:
                 # fences an earlier incarnation with the same transactional.id and aborts its open transaction
                 self.producer.init_transactions(max(30.0, self.cfg.transaction_timeout_s))
@@ -168,6 +221,8 @@ class RouteWorker:
                     self.provenance = self.policy.provenance.encode()
                     self._next = None
                     log.info("policy swapped", extra={"route": r.name, "policy": self.policy.provenance})
+                if self.broker_down:
+                    self._check_broker()
                 msgs = self._next_batch()
                 if msgs:
                     self.process_batch(msgs)
@@ -458,7 +513,7 @@ class Engine:
         failed = [w.route.name for w in self.workers if w.error is not None]
         if failed:
             return False, f"route failed: {', '.join(failed)}"
-        blocked = [f"{w.route.name} ({w.waiting_for})" for w in self.workers if w.waiting_for]
+        blocked = [f"{w.route.name} ({w.waiting_for or 'kafka'})" for w in self.workers if w.waiting_for or w.broker_down]
         if blocked:
             return False, f"waiting for a dependency: {', '.join(blocked)}"
         waiting = [w.route.name for w in self.workers if not w.joined]

@@ -318,14 +318,14 @@ class DppProcess:
     """
 
     def __init__(self, policy: Path, bootstrap: str, workdir: Path, *, extra: Sequence[str] = (),
-                 env: dict[str, str] | None = None, name: str = "dpp"):
+                 env: dict[str, str] | None = None, name: str = "dpp", create_topics: bool = True):
         self.workdir = workdir
         self.stderr_path = workdir / f"{name}.stderr"
         self.stdout_path = workdir / f"{name}.stdout"
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")
         cmd = dpp_command() + ["run", "--policy", str(policy), "--bootstrap-servers", bootstrap,
-                               "--metrics-port", "0", "--create-topics", *extra]
+                               "--metrics-port", "0", *(["--create-topics"] if create_topics else []), *extra]
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
                                      env=env if env is not None else dict(os.environ))
         self.port: int | None = None
