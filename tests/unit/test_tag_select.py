@@ -18,6 +18,7 @@ from proxy.formats.base import EVERY_ITEM, EVERY_VALUE, RegisteredSchema, frame
 from proxy.formats.avro import _expand, tagged_paths
 from proxy.policy.compiler import DEAD_LETTER, SINK, compile_policy
 from proxy.policy.loader import load_policy_text
+from policykit import policy_text
 
 from test_avro_hostile import KEYS, Registry  # noqa: E402 (tests/unit is on sys.path via conftest)
 
@@ -42,20 +43,9 @@ DATUM = {"id": "c1", "email": "a@example.invalid", "phone": 13800138000, "home":
 
 
 def policy(rules: str, fmt: str = "avro") -> str:
-    return f"""version: 1
-name: tags
-keys:
-  k: {{source: env, name: K}}
-  dlq: {{source: env, name: DLQ}}
-routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: dlq
-    format: {fmt}
-    rules:
-{rules}"""
+    """Policy text with ``rules`` (YAML list lines) on one ``fmt`` route (tests/policykit)."""
+    return policy_text([line.strip()[2:] for line in rules.splitlines() if line.strip()], name="tags",
+                       route=f"    format: {fmt}\n")
 
 
 def avro_route(rules: str, schema=SCHEMA):
