@@ -562,11 +562,11 @@ def scan(topic, bootstrap_servers, file_, sample, regions, as_json, all_fields, 
         from .scan import parse_avro
         if topic is None:
             raise click.UsageError("--format avro reads a topic (--topic)")
-        source = _schema_source()
-        if source is None:
+        registry = _schema_source()
+        if registry is None:
             raise click.UsageError("--format avro needs a schema registry (dpp --schema-registry URL scan ..., "
                                    "or DPP_SCHEMA_REGISTRY_URL)")
-        parsed = parse_avro(raw, AvroReader(source))
+        parsed = parse_avro(raw, AvroReader(registry))
     else:
         parsed = parse_values(raw)
     bar = tqdm(parsed, total=sample, desc="sampling", unit="rec", file=sys.stderr,

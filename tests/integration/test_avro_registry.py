@@ -337,7 +337,8 @@ routes:
         delete_group(kafka_bootstrap, f"{topic_prefix}.g")
 
 
-def test_scan_reads_an_avro_topic_and_reports_tags_by_field_path(kafka_bootstrap, schema_registry_url, topic_prefix):
+def test_scan_reads_an_avro_topic_and_reports_tags_by_field_path(kafka_bootstrap, schema_registry_url, topic_prefix,
+                                                                 tmp_path):
     """``dpp scan --format avro`` on a real topic: every field path with its confluent:tags and the
     detectors' findings; no value printed; undecodable values counted as invalid."""
     topic = f"{topic_prefix}.scan.avro"
@@ -363,8 +364,10 @@ def test_scan_reads_an_avro_topic_and_reports_tags_by_field_path(kafka_bootstrap
         assert "CN_RESIDENT_ID" in str(fields["id_number"]["kinds"]) or fields["id_number"]["kinds"]
         table = subprocess.run([sys.executable, "-m", "proxy", "--schema-registry", schema_registry_url, "scan",
                                 "--format", "avro", "--topic", topic, "--bootstrap-servers", kafka_bootstrap,
-                                "--sample", "201"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
-        assert table.returncode == 0 and "TAGS" in table.stdout.splitlines()[0]
+                                "--sample", "201", "--suggest-policy", str(tmp_path / "starter.yaml")],
+                               capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+        assert table.returncode == 0 and "TAGS" in table.stdout.splitlines()[0], table.stderr[-2000:]
+        assert (tmp_path / "starter.yaml").is_file()  # the topic name, not the registry, names the route
         for r in records[:50]:
             for secret in personal_values(r):
                 assert secret not in out.stdout + table.stdout
