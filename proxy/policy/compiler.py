@@ -258,7 +258,9 @@ class CompiledRoute:
         self.rule_actions = [r.action for r in self.all_rules]
         self.transforms = [build_transform(r, ctx) for r in self.rules]
         self.format = route.format
-        self.schema_plan = self._plan_tree(route)
+        self._tree = (_allow_tree([parse_path(r.field) for r in self.rules if not isinstance(r, DropRule)])
+                      if route.unlisted_fields == "drop" else None)
+        self.schema_plan = _schema_plan(route.rules, self._tree)
         """What the value rules do to a writer schema's types (:class:`SchemaPlan`; schema formats)."""
         self._codec: Codec | None = _value_codec(route, schema_source, self.schema_plan)
         self._decoded_ctx = None  # the value codec's context of the record in process()
@@ -270,7 +272,7 @@ class CompiledRoute:
         """Whether the route has rules on keys or headers (else both pass unchanged)."""
         self._key_base, self._header_base = len(self.rules), len(self.rules) + len(key_rules)
         self._tag_base = self._header_base + len(route.headers)
-        self._tag_transforms: dict[tuple[int, tuple], tuple[Callable, Any]] = {}
+        self._tag_transforms: dict[tuple[int, tuple], Callable] = {}  # (tag rule, path) -> set_node
         self._build_ctx = ctx
         self._ctx, self._keyrings = ctx, dict(keyrings or {k: KeyRing(k, {1: v}) for k, v in keys.items()})
         sk = route.subject_keys
@@ -284,8 +286,6 @@ class CompiledRoute:
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
         self._blocks = [(b.when, _compile_block(b.when), b.reason) for b in route.block]
-        self._tree = (_allow_tree([parse_path(r.field) for r in self.rules if not isinstance(r, DropRule)])
-                      if route.unlisted_fields == "drop" else None)
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
         self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
                         for r in self.rules]
@@ -313,14 +313,6 @@ class CompiledRoute:
     def _all_transforms(self) -> list:
         return (self.transforms + (self._key.transforms if self._key else [])
                 + (self._headers.transforms if self._headers else []))
-
-    @staticmethod
-    def _plan_tree(route: Route) -> SchemaPlan:
-        """What the value rules do to a schema's types (for schema formats' derived sink schemas)."""
-        rules = [r for r in route.rules if r.select is None]
-        allow = (_allow_tree([parse_path(r.field) for r in rules if not isinstance(r, DropRule)])
-                 if route.unlisted_fields == "drop" else None)
-        return _schema_plan(route.rules, allow)
 
     def _step(self, i: int, defer: bool = False) -> Callable[[dict, list], int]:
         rule, t = self.rules[i], self.transforms[i]
