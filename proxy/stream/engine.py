@@ -74,6 +74,46 @@ class DeliveryFailed(RuntimeError):
     """The broker did not acknowledge produced records after retries; offsets were not committed."""
 
 
+class KafkaAccessFailed(RuntimeError):
+    """The cluster refuses this client: SASL authentication failed, the TLS handshake failed (an
+    untrusted broker certificate), or an ACL denies a topic, the group or a transactional id.
+    Not retried: the worker stops before producing or committing anything more. The message names
+    the cause (and the topic), never a credential."""
+
+
+_AUTHZ_ERRORS = {KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic", KafkaError.GROUP_AUTHORIZATION_FAILED: "group",
+                 KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional id",
+                 KafkaError.CLUSTER_AUTHORIZATION_FAILED: "cluster"}
+
+
+def access_failure(err: KafkaError, what: str = "") -> KafkaAccessFailed | None:
+    """The :class:`KafkaAccessFailed` an authentication, TLS or authorization error means, else ``None``."""
+    code = err.code()
+    if code == KafkaError._AUTHENTICATION:
+        return KafkaAccessFailed("Kafka authentication failed: check sasl.mechanism, sasl.username and "
+                                 f"sasl.password ({err.str()})")
+    if code == KafkaError._SSL:
+        return KafkaAccessFailed("TLS handshake with the broker failed: is its certificate signed by the CA in "
+                                 f"ssl.ca.location? ({err.str()})")
+    if code in _AUTHZ_ERRORS:
+        return KafkaAccessFailed(f"not authorized by the cluster's ACLs: {_AUTHZ_ERRORS[code]}"
+                                 + (f" {what}" if what else "") + f" ({err.name()})")
+    return None
+
+
+class _AccessNoise(logging.Filter):
+    """Drops librdkafka's own repeated lines about a failed SASL/TLS handshake: the worker reports
+    the cause once (:class:`KafkaAccessFailed`) and stops."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("SASL authentication error" in msg or "SSL handshake failed" in msg
+                    or "certificate verify failed" in msg)
+
+
+_RDKAFKA_LOG.addFilter(_AccessNoise())
+
+
 class RouteWorker:
     """Runs one route: its own consumer (group ``route.group``) and producer, on one thread."""
 
@@ -116,6 +156,8 @@ class RouteWorker:
             **cfg.producer,
         })
         self._failed: list = []
+        self._access: KafkaAccessFailed | None = None
+        """Set by the error callback on an authentication or TLS failure; raised by :meth:`_check_access`."""
         self.broker_down = False
         """librdkafka reported every broker down (``_ALL_BROKERS_DOWN``): ``/readyz`` false until a
         metadata request answers again."""
@@ -152,10 +194,21 @@ class RouteWorker:
 
     def _on_client_error(self, err) -> None:
         """librdkafka's error callback (client-level errors, not a record's)."""
-        if err.code() == KafkaError._ALL_BROKERS_DOWN and not self.broker_down:
+        failure = access_failure(err)
+        if failure is not None:
+            self._access = self._access or failure
+            return
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and not self.broker_down and self._access is None:
             self.broker_down = True
             log.error("every broker is unreachable: producing and committing nothing until one answers",
                       extra={"route": self.route.name, "dependency": "kafka"})
+
+    def _check_access(self) -> None:
+        """Serve the clients' error callbacks; raise :class:`KafkaAccessFailed` if one reported an
+        authentication or TLS failure."""
+        self.producer.poll(0)
+        if self._access is not None:
+            raise self._access
 
     def _check_broker(self) -> None:
         """While :attr:`broker_down`: once a second, a metadata request; an answer clears it."""
@@ -178,11 +231,21 @@ class RouteWorker:
         r, logged = self.route, set()
         while not self.stop_event.is_set():
             try:
-                existing = self.producer.list_topics(timeout=10).topics  # all topics: never auto-creates
+                existing = self.producer.list_topics(timeout=3).topics  # all topics: never auto-creates
             except KafkaException:
                 existing = None
+            self._check_access()
             if existing is not None:
                 missing = [t for t in (r.sink, r.dead_letter) if t not in existing]
+                for t in missing:  # absent, or hidden by the ACLs (no Describe): ask for it by name
+                    try:  # the consumer's metadata request never auto-creates (allow.auto.create.topics=false)
+                        md = self.consumer.list_topics(topic=t, timeout=3).topics.get(t)
+                    except KafkaException:
+                        md = None
+                    if md is not None and md.error is not None:
+                        failure = access_failure(md.error, t)
+                        if failure is not None:
+                            raise failure
                 if not missing:
                     if logged:
                         log.info("topics present", extra={"route": r.name, "topics": [r.sink, r.dead_letter]})
@@ -199,6 +262,10 @@ class RouteWorker:
     def _on_delivery(self, err, msg):
         if err is not None:
             self._failed.append(msg)
+            if self._access is None:
+                failure = access_failure(err, msg.topic())
+                if failure is not None:
+                    self._access = failure
 
     # ---------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -224,15 +291,29 @@ class RouteWorker:
                 if self.broker_down:
                     self._check_broker()
                 msgs = self._next_batch()
+                self._check_access()
                 if msgs:
                     self.process_batch(msgs)
                 now = time.monotonic()
                 if now - self._lag_at >= 1.0:
                     self._lag_at = now
                     self._update_lag()
+        except KafkaAccessFailed as e:
+            self.error = e
+            log.error(f"route stopped: {e}", extra={"route": r.name, "dependency": "kafka",
+                                                    "error_class": type(e).__name__})
+            self.stop_event.set()
         except BaseException as e:  # noqa: BLE001 - reported by the engine
             self.error = e
-            log.error("route stopped on error", extra={"route": r.name, "error_class": type(e).__name__})
+            failure = None
+            if isinstance(e, KafkaException) and e.args and isinstance(e.args[0], KafkaError):
+                failure = access_failure(e.args[0])
+            if failure is not None:
+                self.error = failure
+                log.error(f"route stopped: {failure}", extra={"route": r.name, "dependency": "kafka",
+                                                              "error_class": type(failure).__name__})
+            else:
+                log.error("route stopped on error", extra={"route": r.name, "error_class": type(e).__name__})
             self.stop_event.set()
         finally:
             try:
@@ -296,6 +377,10 @@ class RouteWorker:
             for m in msgs:
                 err = m.error()
                 if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    failure = access_failure(err, m.topic() if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+                                             else r.group)
+                    if failure is not None:
+                        raise failure
                     log.warning("consumer error", extra={"route": r.name, "topic": m.topic(),
                                                           "partition": m.partition(), "error_class": err.name()})
                     if err.fatal():
@@ -483,6 +568,8 @@ class RouteWorker:
     def _await_acks(self) -> None:
         for attempt in range(self.cfg.max_produce_attempts):
             self.producer.flush()
+            if self._access is not None:  # refused by the ACLs: retrying cannot help; nothing is committed
+                raise self._access
             if not self._failed:
                 return
             failed, self._failed = self._failed, []
