@@ -85,11 +85,15 @@ def policy_copy(directory: Path, prefix: str, example: Path = EXAMPLE_POLICY) ->
 # Topics and producing (confluent-kafka: setup only)
 # --------------------------------------------------------------------------------------------
 
-def create_topics(bootstrap: str, names: Sequence[str], partitions: int = PARTITIONS, timeout_s: float = 30) -> None:
-    """Create ``names`` with ``partitions`` partitions (replication 1) and wait until they exist."""
+def create_topics(bootstrap: str, names: Sequence[str], partitions: int = PARTITIONS, timeout_s: float = 30,
+                  *, replication: int = 1, topic_config: dict[str, str] | None = None,
+                  client: dict[str, str] | None = None) -> None:
+    """Create ``names`` with ``partitions`` partitions (``replication`` copies, ``topic_config``) and
+    wait until they exist. ``client``: extra librdkafka properties (security) of the admin client."""
     from confluent_kafka.admin import AdminClient, NewTopic
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
+    futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=replication,
+                                            config=topic_config or {}) for n in names],
                                   operation_timeout=timeout_s)
     for fut in futures.values():
         fut.result(timeout=timeout_s)
@@ -131,13 +135,14 @@ def delete_group(bootstrap: str, group: str) -> None:
 Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]   # (key, value, headers)
 
 
-def produce(bootstrap: str, topic: str, messages: Iterable[Message], timeout_s: float = 120) -> int:
+def produce(bootstrap: str, topic: str, messages: Iterable[Message], timeout_s: float = 120,
+            client: dict[str, str] | None = None) -> int:
     """Produce ``(key, value, headers)`` tuples with an idempotent confluent-kafka producer and
     wait for every acknowledgement. Returns the count. Raises ``AssertionError`` on any failed
     delivery or on timeout."""
     from confluent_kafka import Producer
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                  "linger.ms": 20, "queue.buffering.max.messages": 200000})
+                  "linger.ms": 20, "queue.buffering.max.messages": 200000, **(client or {})})
     errors: list = []
 
     def on_delivery(err, _msg):
@@ -201,12 +206,14 @@ def _partitions(consumer, topic: str, timeout_s: float) -> list:
     return found
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 120, isolation: str = "read_uncommitted") -> list[Rec]:
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 120, isolation: str = "read_uncommitted",
+               security: dict[str, Any] | None = None) -> list[Rec]:
     """Every record of ``topic`` from the beginning to the end offsets seen at the start, with
     kafka-python (no consumer group, nothing committed). Ordered by (partition, offset).
     ``isolation="read_committed"``: only records of committed transactions (up to the last stable
-    offset), as a downstream read_committed consumer sees them."""
-    c = _kafka_python_consumer(bootstrap, group_id=None, isolation_level=isolation)
+    offset), as a downstream read_committed consumer sees them. ``security``: kafka-python settings
+    (``security_protocol``, ``sasl_*``, ``ssl_cafile``)."""
+    c = _kafka_python_consumer(bootstrap, group_id=None, isolation_level=isolation, **(security or {}))
     try:
         tps = _partitions(c, topic, 30)
         c.assign(tps)
@@ -232,10 +239,11 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 120, isolation: st
         c.close()
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+def committed_offsets(bootstrap: str, group: str, topic: str,
+                      security: dict[str, Any] | None = None) -> dict[int, int]:
     """The consumer group's committed offset per partition of ``topic`` (0 where none), read with
     kafka-python without joining the group."""
-    c = _kafka_python_consumer(bootstrap, group_id=group)
+    c = _kafka_python_consumer(bootstrap, group_id=group, **(security or {}))
     try:
         return {tp.partition: (c.committed(tp) or 0) for tp in _partitions(c, topic, 30)}
     finally:
