@@ -102,6 +102,13 @@ def one(docs: list[dict], kind: str) -> dict:
     return found[0]
 
 
+def policy_configmap(docs: list[dict]) -> dict:
+    """The policy ConfigMap (the chart may also render ``<fullname>-kafka``, the client properties)."""
+    found = [d for d in by_kind(docs).get("ConfigMap", []) if not d["metadata"]["name"].endswith("-kafka")]
+    assert len(found) == 1, f"expected one policy ConfigMap, found {len(found)}"
+    return found[0]
+
+
 def selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
@@ -173,7 +180,7 @@ def test_deployment_contract(values):
     if values == "full":
         vals.update(yaml.safe_load(FULL_VALUES.read_text()))
     docs = render(*VALUES[values])
-    dep, svc, cm = one(docs, "Deployment"), one(docs, "Service"), one(docs, "ConfigMap")
+    dep, svc, cm = one(docs, "Deployment"), one(docs, "Service"), policy_configmap(docs)
     pod = dep["spec"]["template"]
     spec = pod["spec"]
     (c,) = spec["containers"]
@@ -208,9 +215,11 @@ def test_deployment_contract(values):
 
     # keys only from Secrets: every key variable is a secretKeyRef as the values say
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+    if vals["kafka"]["sasl"]["mechanism"]:   # checked in test_kafka_security_*
+        refs.pop("DPP_KAFKA_SASL_PASSWORD")
     sr = vals.get("schemaRegistry", {})
     if sr.get("url"):   # the registry: URL in args, its password only from a Secret, CA/client certs mounted
-        assert c["args"][0] == f"--schema-registry={sr['url']}" and c["args"].index("run") > 0
+        assert f"--schema-registry={sr['url']}" in c["args"][:c["args"].index("run")]
         if sr["basicAuth"]["existingSecret"]:
             assert refs.pop("DPP_SCHEMA_REGISTRY_AUTH") == {"name": sr["basicAuth"]["existingSecret"],
                                                             "key": sr["basicAuth"]["key"]}
@@ -258,7 +267,7 @@ def test_deployment_contract(values):
 def test_policy_configmap_loads_with_dpp(values, tmp_path):
     """The policy the chart ships is valid for dpp's own loader (what `dpp check` runs)."""
     docs = render(*VALUES[values])
-    cm = one(docs, "ConfigMap")
+    cm = policy_configmap(docs)
     ((fname, text),) = cm["data"].items()
     path = tmp_path / fname
     path.write_text(text)
@@ -399,3 +408,77 @@ def test_readme_documents_every_value():
     import json
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert set(values) <= set(schema["properties"])
+
+
+# ------------------------------------------------------------------------------ Kafka SASL/TLS
+def test_kafka_security_values_render_into_a_properties_file(tmp_path):
+    """full-values.yaml (SASL_SSL, SCRAM-SHA-512, CA and client certificate): a kafka.properties
+    ConfigMap that dpp's own parser reads, mounted and passed with --kafka-config-file before the
+    sub-command; the password only from a secretKeyRef (env:), the certificates from Secrets."""
+    from proxy.stream.clientconfig import read_file
+    k = yaml.safe_load(FULL_VALUES.read_text())["kafka"]
+    docs = render(*VALUES["full"])
+    dep = one(docs, "Deployment")
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    (kcm,) = [d for d in by_kind(docs)["ConfigMap"] if d["metadata"]["name"].endswith("-kafka")]
+    props = tmp_path / "kafka.properties"
+    props.write_text(kcm["data"]["kafka.properties"])
+    assert "env:DPP_KAFKA_SASL_PASSWORD" in props.read_text()
+    cfg = read_file(props, {"DPP_KAFKA_SASL_PASSWORD": "from-the-secret"})
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+
+    def secret_of(path: str) -> str:
+        mount = mounts[str(Path(path).parent)]
+        assert mount["readOnly"] is True
+        return volumes[mount["name"]]["secret"]["secretName"]
+    ca = cfg.pop("ssl.ca.location")
+    assert ca.endswith("/" + k["tls"]["caKey"]) and secret_of(ca) == k["tls"]["caSecret"]
+    assert secret_of(cfg.pop("ssl.certificate.location")) == k["tls"]["clientSecret"]
+    assert secret_of(cfg.pop("ssl.key.location")) == k["tls"]["clientSecret"]
+    assert cfg == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "dpp",
+                   "sasl.password": "from-the-secret", **{key: str(v) for key, v in k["config"].items()}}
+    arg = next(a for a in c["args"] if a.startswith("--kafka-config-file="))
+    assert c["args"].index(arg) < c["args"].index("run"), "a group option: before the sub-command"
+    path = Path(arg.split("=", 1)[1])
+    assert volumes[mounts[str(path.parent)]["name"]]["configMap"]["name"] == kcm["metadata"]["name"]
+    assert path.name == "kafka.properties"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["DPP_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": k["sasl"]["passwordSecret"], "key": k["sasl"]["passwordKey"]}
+    assert not any("password" in a.lower() for a in c["args"])
+    assert re.fullmatch(r"[0-9a-f]{64}", dep["spec"]["template"]["metadata"]["annotations"]["checksum/kafka-config"])
+
+
+def test_kafka_plaintext_by_default_renders_no_client_file():
+    docs = render()
+    assert [d["metadata"]["name"] for d in by_kind(docs)["ConfigMap"]] == [policy_configmap(docs)["metadata"]["name"]]
+    (c,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert not any(a.startswith("--kafka-config") for a in c["args"])
+    assert "DPP_KAFKA_SASL_PASSWORD" not in {e["name"] for e in c["env"]}
+
+
+def test_kafka_tls_only_renders_ssl_without_sasl(tmp_path):
+    from proxy.stream.clientconfig import read_file
+    docs = render("--set", "kafka.securityProtocol=SSL", "--set", "kafka.tls.caSecret=kafka-ca")
+    (kcm,) = [d for d in by_kind(docs)["ConfigMap"] if d["metadata"]["name"].endswith("-kafka")]
+    props = tmp_path / "kafka.properties"
+    props.write_text(kcm["data"]["kafka.properties"])
+    assert read_file(props, {}) == {"security.protocol": "SSL", "ssl.ca.location": "/etc/dpp/kafka-tls/ca.crt"}
+
+
+@pytest.mark.parametrize("override, complaint", [
+    (("--set", "kafka.securityProtocol=SASL_SSL"), "mechanism"),                       # SASL without a mechanism
+    (("--set", "kafka.sasl.mechanism=PLAIN", "--set", "kafka.sasl.username=dpp",
+      "--set", "kafka.sasl.passwordSecret=s"), "securityProtocol"),                   # a mechanism on PLAINTEXT
+    (("--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.sasl.mechanism=SCRAM-SHA-512",
+      "--set", "kafka.sasl.username=dpp"), "passwordSecret"),                          # no password Secret
+    (("--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.sasl.mechanism=GSSAPI"), "mechanism"),
+    (("--set", "kafka.securityProtocol=TLS"), "securityProtocol"),
+    (("--set", "kafka.config.sasl\\.password=hunter2"), "sasl.password"),                  # passwords only from a Secret
+])
+def test_kafka_security_values_schema_rejects(override, complaint):
+    p = helm("lint", "--strict", str(CHART), *override, check=False)
+    assert p.returncode != 0, f"helm lint accepted {override}"
+    assert complaint in p.stdout + p.stderr

@@ -81,3 +81,30 @@ policy.content (each selected route's source topic and consumer group).
 {{- toYaml $out }}
 {{- end }}
 {{- end }}
+
+{{/*
+librdkafka properties of every Kafka client (kafka.properties, mounted with --kafka-config-file), or ""
+when the values ask for nothing beyond bootstrap.servers. The SASL password is never in it:
+sasl.password=env:DPP_KAFKA_SASL_PASSWORD, from a secretKeyRef.
+*/}}
+{{- define "dpp.kafkaProperties" -}}
+{{- $k := .Values.kafka -}}
+{{- if or (ne $k.securityProtocol "PLAINTEXT") $k.config $k.tls.caSecret $k.tls.clientSecret $k.sasl.mechanism -}}
+security.protocol={{ $k.securityProtocol }}
+{{- if $k.sasl.mechanism }}
+sasl.mechanism={{ $k.sasl.mechanism }}
+sasl.username={{ $k.sasl.username }}
+sasl.password=env:DPP_KAFKA_SASL_PASSWORD
+{{- end }}
+{{- if $k.tls.caSecret }}
+ssl.ca.location=/etc/dpp/kafka-tls/{{ $k.tls.caKey }}
+{{- end }}
+{{- if $k.tls.clientSecret }}
+ssl.certificate.location=/etc/dpp/kafka-client/tls.crt
+ssl.key.location=/etc/dpp/kafka-client/tls.key
+{{- end }}
+{{- range $key, $value := $k.config }}
+{{ $key }}={{ $value }}
+{{- end }}
+{{- end -}}
+{{- end }}
