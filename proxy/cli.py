@@ -44,7 +44,39 @@ def _load_compiled(policy_file: str, routes: list[str] | None = None):
         sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Dpp(click.Group):
+    """The ``dpp`` group: a Kafka client error escaping a one-shot command (``scan``, ``reveal``,
+    ``forget``, ``dead-letter``: a refused login or certificate, an unreachable broker, a denied
+    ACL) becomes one line ``dpp CMD: Kafka ...`` and exit 1, not a traceback. The line names the
+    librdkafka error, never a configuration value."""
+
+    ONE_SHOT = frozenset({"scan", "reveal", "forget", "dead-letter"})
+
+    def invoke(self, ctx):
+        if ctx.protected_args and ctx.protected_args[0] in self.ONE_SHOT:
+            from .stream.clientconfig import set_one_shot
+            set_one_shot(True)
+        try:
+            return super().invoke(ctx)
+        except Exception as e:  # noqa: BLE001 - only confluent_kafka's KafkaException is handled
+            if type(e).__name__ != "KafkaException" or not type(e).__module__.startswith(("confluent_kafka", "cimpl")):
+                raise
+            err = e.args[0] if e.args else None
+            cmd = ctx.invoked_subcommand or "dpp"
+            if err is not None and hasattr(err, "code"):
+                from .stream.clientconfig import access_error
+                from .stream.engine import access_failure
+                failure = access_failure(access_error() or err)
+                text = str(failure) if failure else None
+                text = text or (f"Kafka error {err.name()}: {err.str()} (check --bootstrap-servers and the "
+                                "security properties of --kafka-config-file)")
+            else:
+                text = f"Kafka error ({type(e).__name__})"
+            click.echo(f"dpp {cmd}: {text}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Dpp, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="data-protection-proxy", prog_name="dpp")
 @click.option("--kafka-config", "kafka_config", multiple=True, metavar="KEY=VALUE",
               help="librdkafka property for every Kafka client (repeatable), e.g. security.protocol=SASL_SSL; "

@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 _EXTRA: dict[str, str] = {}
+_ONE_SHOT: dict = {"on": False, "error": None}
+"""One-shot commands (``scan``, ``reveal``, ``forget``, ``dead-letter``): librdkafka's own log lines
+off (a failed handshake repeats every few ms), and the first authentication/TLS error kept for the
+command's one error line (:func:`access_error`)."""
 
 
 class ClientConfigError(ValueError):
@@ -62,6 +66,24 @@ def set_extra(config: Mapping[str, str]) -> None:
     _EXTRA.update(config)
 
 
+def set_one_shot(on: bool) -> None:
+    """Clients made from now on log nothing themselves and note authentication/TLS errors (see ``_ONE_SHOT``)."""
+    _ONE_SHOT.update(on=on, error=None)
+
+
+def _note_error(err) -> None:
+    from confluent_kafka import KafkaError
+    if _ONE_SHOT["error"] is None and err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+        _ONE_SHOT["error"] = err
+
+
+def access_error():
+    """The first ``KafkaError`` ``_AUTHENTICATION``/``_SSL`` a one-shot client reported (served when
+    it polls or closes), or ``None``."""
+    return _ONE_SHOT["error"]
+
+
 def client_config(bootstrap: str, **overrides) -> dict:
     """``{"bootstrap.servers": bootstrap, **extra properties, **overrides}`` for one client."""
-    return {"bootstrap.servers": bootstrap, **_EXTRA, **overrides}
+    quiet = {"log_level": 2, "error_cb": _note_error} if _ONE_SHOT["on"] else {}
+    return {"bootstrap.servers": bootstrap, **quiet, **_EXTRA, **overrides}

@@ -221,6 +221,12 @@ def test_bad_credentials_fail_fast_with_one_line_and_no_secret(secured_broker, t
     assert cause in errors[0]["msg"] and errors[0]["dependency"] == "kafka"
     assert "Traceback" not in err + out
     no_secret_in(err + out, sec.secrets, wrong)
+    # an operator command with the same configuration: one line, exit 1, no traceback
+    res = run_dpp(["scan", "--topic", t.source, "--bootstrap-servers", sec.bootstrap, "--timeout", "5"], env=env,
+                  timeout_s=60)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and res.stderr.startswith(f"dpp scan: {cause}")
+    no_secret_in(res.stderr, sec.secrets, wrong)
 
 
 def test_missing_write_acl_on_the_sink_stops_and_commits_nothing(secured_broker, topic_prefix, demo_keys, tmp_path):
