@@ -12,7 +12,7 @@
 #
 # Environment: DPP_KAFKA_PORT (default 9092; the controller listens on PORT+1), DPP_KAFKA_CACHE (default <repo>/.cache/kafka),
 # DPP_KAFKA_HEAP (JVM heap options per node; default -Xms256m -Xmx1g, -Xms128m -Xmx512m with 3 nodes).
-# The bootstrap address printed on success is 127.0.0.1:$DPP_KAFKA_PORT.
+# The bootstrap address printed on success is 127.0.0.1:$DPP_KAFKA_PORT (one node).
 #
 # DPP_KAFKA_NODES=3: three combined broker+controller nodes; node N (1..3) serves clients on PORT+N-1 and its
 # controller on PORT+3+N-1; bootstrap 127.0.0.1:PORT,127.0.0.1:PORT+1,127.0.0.1:PORT+2 (printed on success);
@@ -21,7 +21,8 @@
 # DPP_KAFKA_SECURITY=sasl_ssl (default plaintext): every listener is SASL_SSL, none plaintext. State under
 # .cache/kafka/sasl-PORT (sasl-cluster-PORT with 3 nodes), created once and reused:
 #   tls/ca.pem, tls/ca.key        a private CA; tls/broker.p12 the broker certificate (SAN localhost, 127.0.0.1)
-#   secrets.env (0600)            random passwords: DPP_KAFKA_{ADMIN,DPP,READER}_PASSWORD (never printed)
+#   secrets.env (0600)            random passwords: DPP_KAFKA_{ADMIN,DPP,READER,KEYSTORE}_PASSWORD (never printed;
+#                                 server.properties, 0600, holds them too: the PLAIN users' JAAS config)
 #   clients/{admin,dpp,reader}.properties         librdkafka: SCRAM-SHA-512, sasl.password=env:DPP_KAFKA_*_PASSWORD
 #   clients/{admin,dpp,reader}-plain.properties   the same over SASL/PLAIN
 #   clients/admin-java.properties (0600)          Java admin client (used by grant-dpp)
@@ -328,5 +329,5 @@ case "${1:-}" in
   grant-dpp) shift; grant_dpp "$@" ;;
   env) [ "$security" = sasl_ssl ] || { log "env needs DPP_KAFKA_SECURITY=sasl_ssl"; exit 2; }
        printf 'bootstrap=%s\nsecrets=%s\nclients=%s\nca=%s\n' "$(bootstrap)" "$secrets_file" "$base/clients" "$base/tls/ca.pem" ;;
-  *) sed -n '2,35p' "$0"; exit 2 ;;
+  *) sed -n '2,36p' "$0"; exit 2 ;;
 esac
