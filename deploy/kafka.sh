@@ -329,5 +329,5 @@ case "${1:-}" in
   grant-dpp) shift; grant_dpp "$@" ;;
   env) [ "$security" = sasl_ssl ] || { log "env needs DPP_KAFKA_SECURITY=sasl_ssl"; exit 2; }
        printf 'bootstrap=%s\nsecrets=%s\nclients=%s\nca=%s\n' "$(bootstrap)" "$secrets_file" "$base/clients" "$base/tls/ca.pem" ;;
-  *) sed -n '2,35p' "$0"; exit 2 ;;
+  *) sed -n '2,34p' "$0"; exit 2 ;;
 esac
