@@ -34,7 +34,7 @@ def _batch_agrees(oracle: RecordOracle, values: list) -> None:
         assert _counters(r) == want_counts, name
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=SLOW)
+@settings(max_examples=60, deadline=None, suppress_health_check=SLOW)
 @given(text=policies(), values=st.lists(hostile_values(), min_size=1, max_size=4))
 def test_hostile_records_under_random_policies(text, values):
     try:
@@ -46,7 +46,7 @@ def test_hostile_records_under_random_policies(text, values):
     _batch_agrees(oracle, values)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=SLOW)
+@settings(max_examples=120, deadline=None, suppress_health_check=SLOW)
 @given(values=st.lists(hostile_values(), min_size=1, max_size=3))
 def test_hostile_records_under_the_example_policy(values):
     for v in values:
