@@ -498,6 +498,59 @@ native_set_separators(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* big_int_literal(data: bytes-like or str) -> bool: whether the JSON text may hold an integer literal
+ * beyond 64 bits, i.e. a run of >= 19 ASCII digits right after '[', ':' or ',' (JSON whitespace
+ * and a '-' sign allowed in between) or at the start of the text. A cheap screen, O(len), no
+ * allocation (it looks at every 19th byte outside digit runs); proxy/formats/json.py has the same test as a regular expression (its fallback) and
+ * re-parses only the records it flags. Strings holding such a pattern are flagged too (harmless:
+ * the exact parse gives the same tree for them). */
+static PyObject *
+native_big_int_literal(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    PyObject *encoded = NULL;  /* str: its UTF-8 (lone surrogates as surrogatepass bytes) */
+    if (PyUnicode_Check(arg)) {
+        encoded = PyUnicode_AsEncodedString(arg, "utf-8", "surrogatepass");
+        if (encoded == NULL)
+            return NULL;
+        arg = encoded;
+    }
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(encoded);
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len, i = 18;
+    int found = 0;
+#define DIGIT(c) ((c) >= '0' && (c) <= '9')
+    /* a run of 19 digits covers one of the positions 18, 37, 56...: look there only, then widen
+     * the run to its ends and check what precedes it */
+    while (i < n && !found) {
+        if (!DIGIT(p[i])) {
+            i += 19;
+            continue;
+        }
+        Py_ssize_t s = i, e = i;
+        while (s > 0 && DIGIT(p[s - 1]))
+            s--;
+        while (e < n && DIGIT(p[e]))
+            e++;
+        if (e - s >= 19) {
+            Py_ssize_t b = s;
+            if (b > 0 && p[b - 1] == '-')
+                b--;
+            while (b > 0 && (p[b - 1] == ' ' || p[b - 1] == '\t' || p[b - 1] == '\r' || p[b - 1] == '\n'))
+                b--;
+            found = b == 0 || p[b - 1] == '[' || p[b - 1] == ':' || p[b - 1] == ',';
+        }
+        i = e + 19;
+    }
+#undef DIGIT
+    PyBuffer_Release(&view);
+    Py_XDECREF(encoded);
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef methods[] = {
     {"set_separators", native_set_separators, METH_O,
      "set_separators(bitmap): the characters mask leaves in place (proxy.transforms.mask.separator_bitmap())"},
@@ -505,6 +558,8 @@ static PyMethodDef methods[] = {
      "hmac_sha256(key, message) -> 32-byte HMAC-SHA256 (RFC 2104), the pseudonym path's construction"},
     {"mask", native_mask, METH_VARARGS,
      "mask(text, keep_first, keep_last, mask_char, mask_separators) -> str (the mask action on text)"},
+    {"big_int_literal", native_big_int_literal, METH_O,
+     "big_int_literal(data) -> bool: a run of >= 19 digits where a JSON number may start (proxy.formats.json)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -522,7 +577,7 @@ PyInit__native(void)
     if (m == NULL)
         return NULL;
     /* bumped with every change of the Plan tuples or semantics; proxy/policy/fastpath.py checks it */
-    if (PyModule_AddIntConstant(m, "ABI", 2) < 0) {
+    if (PyModule_AddIntConstant(m, "ABI", 3) < 0) {
         Py_DECREF(m);
         return NULL;
     }

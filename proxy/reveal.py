@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from .errors import RecordError
+from .formats.json import dumps_record, loads_record
 from .policy.compiler import CompiledRoute
 
 
@@ -75,7 +76,7 @@ class Revealer:
                "actor": self.actor, "reason": self.reason, "policy": self.policy, "route": self.route.name,
                "record": dict(where), "fields": list(self.fields)}
         try:
-            obj = orjson.loads(value)
+            obj = loads_record(value)
             if type(obj) is not dict:
                 raise ValueError("not an object")
             obj, done = self.route.reveal(obj, self.fields, key_versions, subject_ref)
@@ -86,4 +87,4 @@ class Revealer:
             self.audit(orjson.dumps({**doc, "result": "failed", "error": "invalid-json"}))
             raise
         self.audit(orjson.dumps({**doc, "fields": done, "result": "revealed"}))
-        return orjson.dumps(obj)
+        return dumps_record(obj)

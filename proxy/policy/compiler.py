@@ -25,6 +25,7 @@ from ..crypto import subjects as _subjects
 from ..crypto.keys import KeyRing, SecretKey, load_keyring, require_aes
 from ..errors import DependencyUnavailable, FormatError, KeyLoadError, PolicyError, Reason, RecordError, Stage, TransformError
 from ..formats import build_codec
+from ..formats.json import big_int_literal, dumps_wide, loads_exact, loads_record
 from ..formats.base import EVERY_ITEM, EVERY_VALUE, Codec, SchemaPlan, SchemaSource, merge_allow_trees
 from ..transforms import BuildContext, build_transform
 from . import fastpath as _fastpath
@@ -553,7 +554,7 @@ class CompiledRoute:
             if v is None:
                 continue
             try:
-                obj = orjson.loads(v)
+                obj = loads_record(v)
                 if type(obj) is dict:
                     refs.add(self.subject_ref_of(obj))
             except (orjson.JSONDecodeError, RecordError):
@@ -708,6 +709,8 @@ class CompiledRoute:
         if codec is None:
             try:
                 obj = orjson.loads(value)
+                if big_int_literal(value):  # integers beyond 64 bits: exact (proxy.formats.json)
+                    obj = loads_exact(value)
             except orjson.JSONDecodeError:
                 return Outcome(DEAD_LETTER, reason=Reason.INVALID_JSON.value, stage=Stage.DESERIALIZE.value,
                                error_class="JSONDecodeError")
@@ -745,7 +748,10 @@ class CompiledRoute:
                 return Outcome(DEAD_LETTER, reason=e.reason.value, stage=Stage.SERIALIZE.value,
                                error_class=type(e).__name__)
         try:
-            return Outcome(SINK, orjson.dumps(res), subject=subject)
+            try:
+                return Outcome(SINK, orjson.dumps(res), subject=subject)
+            except TypeError as first:  # orjson.JSONEncodeError is one; integers beyond 64 bits
+                return Outcome(SINK, dumps_wide(res, first), subject=subject)
         except (TypeError, orjson.JSONEncodeError) as e:
             return Outcome(DEAD_LETTER, reason=Reason.SERIALIZE_FAILED.value, stage=Stage.SERIALIZE.value,
                            error_class=type(e).__name__)

@@ -42,7 +42,7 @@ from .paths import parse_path
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledRoute
 
-NATIVE_ABI = 2
+NATIVE_ABI = 3
 """``proxy._native.ABI`` this module speaks; a stale build (the C source changed since ``pip
 install``) is not used: the pure-Python path runs, and a warning says to reinstall."""
 
@@ -201,7 +201,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
 
     src = _Source()
     ns = src.ns
-    ns.update(loads=orjson.loads, dumps=orjson.dumps, JSONDecodeError=orjson.JSONDecodeError,
+    from ..formats.json import big_int_literal, dumps_wide, loads_exact
+    ns.update(loads=orjson.loads, dumps=orjson.dumps, BIG=big_int_literal, EXACT=loads_exact, WIDE=dumps_wide, JSONDecodeError=orjson.JSONDecodeError,
               JSONEncodeError=orjson.JSONEncodeError, RecordError=RecordError, TransformError=TransformError,
               Outcome=Outcome, TOMBSTONE=TOMBSTONE, DEAD_LETTER=DEAD_LETTER, JEQ=_json_equal,
               STAGE_T=Stage.TRANSFORM, SHAPE=Reason.UNEXPECTED_SHAPE, pc=time.perf_counter,
@@ -250,6 +251,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         else:
             try:
                 o = loads(v)
+                if BIG(v):  # integers beyond 64 bits: exact (proxy.formats.json)
+                    o = EXACT(v)
             except JSONDecodeError:
                 o = DL_JSON
             if type(o) is not dict:
@@ -370,7 +373,10 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     serialize = """
         if type(res) is dict:
             try:
-                res = dumps(res)
+                try:
+                    res = dumps(res)
+                except TypeError as x:  # integers beyond 64 bits
+                    res = WIDE(res, x)
             except (TypeError, JSONEncodeError) as x:
                 res = Outcome(DEAD_LETTER, reason=SER_REASON, stage=SER_STAGE, error_class=type(x).__name__)
     """

@@ -97,7 +97,9 @@ def as_text(value: Any) -> str:
     t = type(value)
     if t is str:
         return value
-    if t is int or t is float:
+    if t is int:  # exact at any size (integers beyond 64 bits: proxy.formats.json.loads_record)
+        return str(value)
+    if t is float:
         return orjson.dumps(value).decode()
     if t in _TEXT_TYPES:  # Avro/Protobuf logical types: date, timestamp, decimal, uuid
         return _TEXT_TYPES[t](value)

@@ -23,7 +23,8 @@ Each finding of the adversarial review has a test here that failed before its fi
 * ``detect`` read ASCII digits only: a mobile number typed with full-width, Arabic-Indic or other
   Unicode digits passed in clear.
 
-Findings not fixed here are ``xfail`` tests at the end (big integers, reveal after array drops). Tests of promises that already held (hostile JSON, duplicate keys, key errors) guard them from
+Findings not fixed here are ``xfail`` tests at the end (reveal after array drops).
+Integers beyond 64 bits (orjson read them as floats, silently rounded) keep their exact digits. Tests of promises that already held (hostile JSON, duplicate keys, key errors) guard them from
 regressions. Values used as personal data are canaries searched for in every output.
 """
 from __future__ import annotations
@@ -421,13 +422,67 @@ def test_non_text_values_under_text_rules_fail_closed(value):
 
 
 # ============================================================================ known, not fixed
-@pytest.mark.xfail(strict=True, reason="orjson parses integers beyond 64 bits as floats: a 20+ digit "
-                   "number is rounded before any rule sees it (pass-through fields change, FPE of it "
-                   "cannot be revealed to the original); fix needs a big-int aware parse path")
-def test_integers_beyond_64_bits_are_not_silently_rounded():
-    r = route(["{field: card, action: fpe, key: k}"])
-    out = r.process(b'{"id": 123456789012345678901234567890}')
-    assert out.kind == DEAD_LETTER or b"123456789012345678901234567890" in (out.value or b"")
+BIG_INTS = ["123456789012345678901234567890", "18446744073709551616", "-9223372036854775809",
+            "-123456789012345678901234567890", "9" * 300]
+
+
+@pytest.mark.parametrize("digits", BIG_INTS)
+@pytest.mark.parametrize("rules,unlisted", [
+    (["{field: card, action: mask}", "{field: z, action: drop}"], "keep"),
+    (["{field: id, action: keep}", "{field: n, action: keep}", "{field: card, action: keep}"], "drop"),
+    (["{field: 'n[*]', action: keep}", "{field: card, action: fpe, key: k, alphabet: alnum}"], "keep"),
+])
+def test_integers_beyond_64_bits_keep_their_exact_digits(digits, rules, unlisted):
+    # orjson reads them as floats: 123456789012345678901234567890 came out as 1.2345678901234568e+29
+    payload = b'{"id": ' + digits.encode() + b', "n": [1, ' + digits.encode() + b'], "card": "abcd"}'
+    one = route(rules, unlisted=unlisted).process(payload)
+    batch = route(rules, unlisted=unlisted).process_batch([payload])[0]
+    assert one.kind == SINK and batch == one
+    assert orjson.loads(one.value.replace(digits.encode(), b"0")) is not None
+    assert one.value.count(digits.encode()) == 2
+    import json
+    got = json.loads(one.value)
+    assert got["id"] == int(digits) and got["n"] == [1, int(digits)]
+
+
+@pytest.mark.parametrize("digits", BIG_INTS[:4])
+def test_rules_on_integers_beyond_64_bits_see_every_digit(digits):
+    payload = b'{"id": ' + digits.encode() + b'}'
+    # FPE of the number's text, revealed to the same digits
+    r = route(["{field: id, action: fpe, key: k}"])
+    one, batch = r.process(payload), route(["{field: id, action: fpe, key: k}"]).process_batch([payload])[0]
+    assert one.kind == SINK and batch == one
+    enc = orjson.loads(one.value)["id"]
+    assert type(enc) is str and len(enc) == len(digits) and enc != digits
+    assert r.reveal({"id": enc})[0] == {"id": digits}
+    # mask and pseudonymize see the exact text: the outputs equal those of the digits as a string
+    for rule in ("{field: id, action: mask, keep_last: 2}", "{field: id, action: pseudonymize, key: k}"):
+        got = route([rule]).process(payload)
+        as_string = route([rule]).process(b'{"id": "' + digits.encode() + b'"}')
+        assert got == as_string and got.kind == SINK, rule
+        assert route([rule]).process_batch([payload])[0] == got
+
+
+@pytest.mark.parametrize(
+    "payload,kind",
+    [
+        (b'{"id": ' + b"9" * 400 + b'}', DEAD_LETTER),       # beyond a double's range: orjson refuses
+        (b'{"id": ' + b"9" * 5000 + b'}', DEAD_LETTER),      # beyond Python's int string limit
+        (b'{"s": "' + b"1" * 40 + b'", "n": 1.5}', SINK),       # digits inside a string: flagged, same tree
+        (b'{"f": 123456789012345678901234567890.5}', SINK),      # a float literal stays a float
+        (b'{"f": 12345678901234567890e2}', SINK),
+        (b'{"x": [0.1, -0.0, 1e308, 5e-324], "n": 12345678901234567890}', SINK),
+    ],
+)
+def test_long_digit_runs_parse_as_orjson_would_except_for_big_integers(payload, kind):
+    r = route(["{field: card, action: mask}"])
+    one, batch = r.process(payload), route(["{field: card, action: mask}"]).process_batch([payload])[0]
+    assert one == batch and one.kind == kind
+    if kind == DEAD_LETTER:
+        assert one.reason == "invalid-json" and one.value is None
+    else:
+        import json
+        assert json.loads(one.value) == json.loads(payload)   # exact: ints as ints, floats as floats
 
 
 @pytest.mark.xfail(strict=True, reason="reveal walks rule paths on the protected record, whose arrays lost "
