@@ -5,6 +5,7 @@ Entry points (run from the repository root):
 * ``python -m loadtests.bench``      -- the side-by-side benchmark (raw librdkafka limit, dpp policies, faust);
 * ``python -m loadtests.harness``    -- one end-to-end measurement of ``dpp run`` (throughput and latency);
 * ``python -m loadtests.generator``  -- the load generator (fixed rate or as fast as possible);
+* ``python -m loadtests.fuzz``       -- coverage-guided fuzzing of the record path and the policy loader (atheris);
 * ``python -m loadtests.soak``       -- fixed-rate soak: RSS trend and consumer lag over time;
 * ``python -m loadtests.scaleout``   -- one worker vs two workers in one consumer group;
 * ``python -m loadtests.profile_run``    -- ``dpp run`` under load, profiled with py-spy.
