@@ -119,6 +119,67 @@ def is_prefix(a: tuple, b: tuple) -> bool:
     return True
 
 
+class PathTrie:
+    """Parsed paths by segment, for finding every stored path that :func:`is_prefix` relates to a
+    given one without comparing all pairs (policy load is linear in its rules, not quadratic).
+
+    ``add(path, item)`` stores ``item`` under ``path``; ``related(path)`` returns
+    ``(ancestors, same_length)``: the items of stored paths ``a`` with ``is_prefix(a, path)`` and
+    ``len(a) < len(path)``, and those with ``len(a) == len(path)`` (incl. ``path`` itself). Cost
+    per lookup: the path's length times the matching branches (``[*]`` meets every index stored
+    at its position).
+    """
+
+    __slots__ = ("_root",)
+
+    def __init__(self) -> None:
+        self._root: tuple[dict, list, set] = ({}, [], set())  # children, items, int keys among children
+
+    def add(self, path: tuple, item: Any) -> None:
+        node = self._root
+        for seg in path:
+            children, _, ints = node
+            nxt = children.get(_key(seg))
+            if nxt is None:
+                nxt = children[_key(seg)] = ({}, [], set())
+                if isinstance(seg, int):
+                    ints.add(seg)
+            node = nxt
+        node[1].append(item)
+
+    def related(self, path: tuple) -> tuple[list, list]:
+        ancestors: list = []
+        nodes = [self._root]
+        for seg in path:
+            nxt = []
+            for children, items, ints in nodes:
+                ancestors += items
+                if seg is WILDCARD:
+                    nxt += [children[_key(i)] for i in ints]
+                    if _WILD in children:
+                        nxt.append(children[_WILD])
+                else:
+                    child = children.get(_key(seg))
+                    if child is not None:
+                        nxt.append(child)
+                    if isinstance(seg, int) and _WILD in children:
+                        nxt.append(children[_WILD])
+            nodes = nxt
+            if not nodes:
+                return ancestors, []
+        return ancestors, [item for _, items, _ in nodes for item in items]
+
+
+_WILD = ("*",)
+"""Trie key of :data:`WILDCARD` (a tuple: never equal to a path's str or int segment)."""
+
+
+def _key(seg: Any) -> Any:
+    if seg is WILDCARD:
+        return _WILD
+    return ("i", seg) if isinstance(seg, int) else seg
+
+
 Visitor = Callable[[Any, Any], None]
 
 

@@ -277,16 +277,26 @@ def test_is_variant_is_about_the_alphabet():
 
 
 # ============================================================================ policy loading
-def test_deeply_nested_yaml_is_a_policy_error_not_a_traceback(tmp_path):
+@pytest.mark.parametrize("composer, message", [
+    ("CSafeLoader", "description: nested deeper than 64 levels"),   # libyaml composes it; our depth limit refuses
+    ("SafeLoader", "<root>: YAML nested too deeply"),               # pure-Python composer recurses and is caught
+])
+def test_deeply_nested_yaml_is_a_policy_error_not_a_traceback(tmp_path, monkeypatch, composer, message):
+    import yaml
+
+    from proxy.policy import loader as loader_mod
+    if not hasattr(yaml, composer):
+        pytest.skip("PyYAML built without libyaml")
+    monkeypatch.setattr(loader_mod, "_YamlLoader", getattr(yaml, composer))
     text = "version: 1\nname: deep\ndescription: " + "[" * 3000 + "]" * 3000 + "\n"
     lines = problems_of(text)
-    assert lines == ["adv.yaml:3: <root>: YAML nested too deeply"]
+    assert lines == [f"adv.yaml:3: {message}"]
     f = tmp_path / "deep.yaml"
     f.write_text(text)
     res = CliRunner().invoke(main, ["check", str(f)])
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit)   # not a RecursionError
     assert "Traceback" not in res.output
-    assert f"{f}:3: <root>: YAML nested too deeply" in res.output
+    assert f"{f}:3: {message}" in res.output
 
 
 def test_nesting_beyond_the_limit_is_reported_with_its_line():
