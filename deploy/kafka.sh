@@ -29,7 +29,7 @@
 # Users: admin (super user), dpp and reader (no rights until granted); SCRAM-SHA-512 credentials written at
 # format time, PLAIN ones in the broker's JAAS config. StandardAuthorizer, allow.everyone.if.no.acl.found=false.
 # Use: set -a; . <state>/secrets.env; set +a; dpp --kafka-config-file <state>/clients/dpp.properties run ...
-# grant-dpp gives User:dpp exactly: Read on SOURCE, Write+Describe on SINK and DEAD_LETTER, Read on GROUP and,
+# grant-dpp gives User:dpp exactly: Read on SOURCE, Write+Describe+DescribeConfigs on SINK and DEAD_LETTER, Read on GROUP and,
 # with TXN_ID_PREFIX (exactly_once routes: transactional ids dpp.<group>.*), Write+Describe on those
 # transactional ids (prefixed) and IdempotentWrite on the cluster.
 set -euo pipefail
@@ -307,7 +307,7 @@ grant_dpp() {  # SOURCE SINK DEAD_LETTER GROUP [TXN_ID_PREFIX]
   local acl=(org.apache.kafka.tools.AclCommand --bootstrap-server "$(bootstrap)"
              --command-config "$base/clients/admin-java.properties" --add --allow-principal User:dpp)
   java_run "${acl[@]}" --operation Read --topic "$1" >"$base/acl.log" 2>&1 \
-   && java_run "${acl[@]}" --operation Write --operation Describe --topic "$2" --topic "$3" >>"$base/acl.log" 2>&1 \
+   && java_run "${acl[@]}" --operation Write --operation Describe --operation DescribeConfigs --topic "$2" --topic "$3" >>"$base/acl.log" 2>&1 \
    && java_run "${acl[@]}" --operation Read --group "$4" >>"$base/acl.log" 2>&1 \
    && if [ $# -eq 5 ]; then
         java_run "${acl[@]}" --operation Write --operation Describe --transactional-id "$5" \

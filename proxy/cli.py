@@ -459,14 +459,16 @@ def dead_letter(policy_file, route_name, bootstrap_servers, partition, offsets, 
     Prints one JSON line per record: where it came from, why it was dead-lettered, and the original
     record: ``key``, ``headers`` (``[{name, value}]`` in order) and ``payload`` (UTF-8 text, or
     ``key_base64``/``value_base64``/``payload_base64`` for other bytes; ``null`` for a null key,
-    header value or tombstone). Every record opened is audited first. With --replay the whole
+    header value or tombstone). A record whose payload was too large for the dead-letter topic has
+    ``payload: null`` and ``payload_dropped: {bytes, digest}`` (its source coordinates locate the
+    original). Every record opened is audited first. With --replay the whole
     record (key, headers, value) is produced back to its source topic (after you fixed the
     producer or the policy), where the proxy processes it again.
     """
     import datetime as _dt
 
     from .crypto.aead import DecryptionError
-    from .stream.deadletter import open_record
+    from .stream.deadletter import PayloadDropped, open_record
     from .stream.read import produce_one, read_range
     cp = _load_compiled(policy_file, [route_name] if route_name else None)
     try:
@@ -482,6 +484,19 @@ def dead_letter(policy_file, route_name, bootstrap_servers, partition, offsets, 
                "replay": replay}
         try:
             rec_in = open_record(route.dead_letter_key, value or b"", h, dlq_key=key)
+        except PayloadDropped as e:  # a stub: the original was too large even for the dead-letter topic
+            _append(audit_file, {**doc, "result": "payload-dropped"})
+            rec = {**where, "source": {"topic": h.get("dpp.source.topic"), "partition": h.get("dpp.source.partition"),
+                                       "offset": h.get("dpp.source.offset")},
+                   "stage": h.get("dpp.stage"), "reason": h.get("dpp.reason"), "rule": h.get("dpp.rule"),
+                   "payload": None, "payload_dropped": {"bytes": e.size, "digest": e.digest}}
+            out.write(orjson.dumps(rec) + b"\n")
+            if replay:
+                failed += 1
+                click.echo(f"{route.dead_letter}[{partition}]@{off}: cannot replay: the payload was dropped "
+                           f"({e.size} bytes, too large for the dead-letter topic); the source record is at "
+                           f"{rec['source']['topic']}[{rec['source']['partition']}]@{rec['source']['offset']}", err=True)
+            continue
         except (DecryptionError, KeyError, ValueError) as e:
             failed += 1
             _append(audit_file, {**doc, "result": "failed", "error": type(e).__name__})

@@ -19,6 +19,8 @@ class Stage(str, Enum):
     """The record key: decoding it or a ``key:`` rule."""
     HEADERS = "headers"
     """A ``headers:`` rule."""
+    PRODUCE = "produce"
+    """Producing the protected record: the sink topic refuses it (its size)."""
 
 
 class Reason(str, Enum):
@@ -55,6 +57,11 @@ class Reason(str, Enum):
     SINK_SCHEMA_REJECTED = "sink-schema-rejected"
     """The schema registry refused the derived sink schema (e.g. incompatible with the sink
     subject's earlier versions under its compatibility level)."""
+    TOO_LARGE = "too-large"
+    """The protected record is larger than the sink topic accepts (``max.message.bytes``): it goes
+    to the dead-letter topic sealed; if the sealed record is too large for the dead-letter topic
+    as well, a dead-letter record with the headers, the original size and a keyed digest, and the
+    payload dropped (``dpp.dlq.content: dropped``)."""
     SCHEMA_VALIDATION_FAILED = "schema-validation-failed"
     """A JSON Schema route's protected value does not validate against the derived sink schema."""
 

@@ -41,3 +41,29 @@ def partition_count(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int 
     if t is None or t.error is not None:
         return None
     return len(t.partitions)
+
+
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1048588
+"""Kafka's default ``message.max.bytes`` (broker) and ``max.message.bytes`` (topic), since 2.x."""
+
+
+def max_message_bytes(bootstrap: str, topics: list[str], timeout_s: float = 10.0) -> dict[str, int | None]:
+    """Each topic's effective ``max.message.bytes`` (topic override, else the broker's
+    ``message.max.bytes``) in bytes, read with DescribeConfigs; ``None`` for a topic whose
+    configuration cannot be read (no DescribeConfigs ACL, a timeout). The limit is checked by the
+    broker against a whole (uncompressed, here) record batch."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+    admin = AdminClient(client_config(bootstrap))
+    out: dict[str, int | None] = {t: None for t in topics}
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in dict.fromkeys(topics)],
+                                     request_timeout=timeout_s)
+    for res, fut in futures.items():
+        try:
+            entry = fut.result(timeout=timeout_s).get("max.message.bytes")
+        except (KafkaException, TimeoutError) as e:
+            log.warning("cannot read the topic's max.message.bytes", extra={"topic": res.name,
+                                                                            "error_class": type(e).__name__})
+            continue
+        if entry is not None and entry.value is not None:
+            out[res.name] = int(entry.value)
+    return out

@@ -21,9 +21,18 @@ Headers (all ASCII, none derived from the record): ``dpp.source.topic``, ``dpp.s
 ``dpp.rule``, ``dpp.policy``, ``dpp.dlq.key``, ``dpp.dlq.encryption``, ``dpp.dlq.content``.
 The dead-letter record's key is the protected key when the route's key rules succeeded, else null
 (routes without key rules: the source key, as keys pass unchanged there).
+
+A record too large for the dead-letter topic even sealed (reason ``too-large``) becomes a *stub*
+(:func:`stub`): the same headers with ``dpp.dlq.content: dropped``, ``dpp.dropped.bytes`` (the
+size of the ``record-v1`` serialization of the original record) and ``dpp.dropped.digest``
+(``hmac-sha256:<hex>`` of that serialization under a key derived from the dead-letter key, so an
+operator holding the key can match it with the source record at ``dpp.source.*`` while nobody
+else can test guesses of its content), and an empty value: the payload is dropped.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 
@@ -32,8 +41,18 @@ from ..policy.compiler import CompiledRoute, Outcome
 
 ENCRYPTION = "aes-gcm-siv-nonce-v1"
 CONTENT = "record-v1"
+DROPPED = "dropped"
 _CONTENT_VERSION = 2
 _I32, _U32 = struct.Struct(">i"), struct.Struct(">I")
+
+
+class PayloadDropped(ValueError):
+    """The dead-letter record is a stub (:func:`stub`): its payload was too large and was dropped.
+    ``size`` is the original record's size in bytes, ``digest`` its ``hmac-sha256:<hex>``."""
+
+    def __init__(self, size: int, digest: str):
+        super().__init__(f"payload dropped: {size} bytes, too large for the dead-letter topic")
+        self.size, self.digest = size, digest
 
 
 @dataclass(frozen=True)
@@ -110,7 +129,12 @@ def envelope(route: CompiledRoute, provenance: str, topic: str, partition: int, 
     ``headers`` and ``value``)."""
     ad = associated_data(topic, partition, offset)
     sealed = aead.seal_deterministic(route.dead_letter_key, pack_record(key, headers, value), ad)
-    out = [
+    return sealed, _headers(route, provenance, topic, partition, offset, outcome, CONTENT)
+
+
+def _headers(route: CompiledRoute, provenance: str, topic: str, partition: int, offset: int,
+             outcome: Outcome, content: str) -> list[tuple[str, bytes]]:
+    return [
         ("dpp.source.topic", topic.encode()),
         ("dpp.source.partition", str(partition).encode()),
         ("dpp.source.offset", str(offset).encode()),
@@ -122,9 +146,26 @@ def envelope(route: CompiledRoute, provenance: str, topic: str, partition: int, 
         ("dpp.policy", provenance.encode()),
         ("dpp.dlq.key", route.dead_letter_key_name.encode()),
         ("dpp.dlq.encryption", ENCRYPTION.encode()),
-        ("dpp.dlq.content", CONTENT.encode()),
+        ("dpp.dlq.content", content.encode()),
     ]
-    return sealed, out
+
+
+def digest_key(dead_letter_key: bytes) -> bytes:
+    """The HMAC-SHA256 key of ``dpp.dropped.digest``: HMAC-SHA256(dead-letter key, label), so the
+    digest key is not the sealing key itself (RFC 2104; a one-step KDF, NIST SP 800-108 style)."""
+    return hmac.new(dead_letter_key, b"dpp-dlq-dropped-digest-v1", hashlib.sha256).digest()
+
+
+def stub(route: CompiledRoute, provenance: str, topic: str, partition: int, offset: int,
+         value: bytes | None, outcome: Outcome, key: bytes | None = None,
+         headers: list | None = None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """``(b"", headers)``: the dead-letter record of a record too large to seal into the
+    dead-letter topic (module doc). ``outcome`` is the dead-letter outcome (its reason is kept)."""
+    packed = pack_record(key, headers, value)
+    mac = hmac.new(digest_key(route.dead_letter_key), packed, hashlib.sha256).hexdigest()
+    out = _headers(route, provenance, topic, partition, offset, outcome, DROPPED)
+    out += [("dpp.dropped.bytes", str(len(packed)).encode()), ("dpp.dropped.digest", f"hmac-sha256:{mac}".encode())]
+    return b"", out
 
 
 def open_record(key: bytes, value: bytes, headers: dict[str, str], dlq_key: bytes | None = None) -> SealedRecord:
@@ -133,6 +174,8 @@ def open_record(key: bytes, value: bytes, headers: dict[str, str], dlq_key: byte
     headers. Raises :class:`proxy.crypto.aead.DecryptionError` on a wrong key or tampering,
     ``ValueError`` for content it does not describe."""
     coords = (headers["dpp.source.topic"], int(headers["dpp.source.partition"]), int(headers["dpp.source.offset"]))
+    if headers.get("dpp.dlq.content") == DROPPED:
+        raise PayloadDropped(int(headers.get("dpp.dropped.bytes", "0")), headers.get("dpp.dropped.digest", ""))
     if headers.get("dpp.dlq.content") == CONTENT:
         return unpack_record(aead.open_(key, value, associated_data(*coords)))
     return SealedRecord(dlq_key, [], aead.open_(key, value, associated_data(*coords, version=1)))

@@ -6,6 +6,16 @@ until the broker acknowledged every produced record, and only then commit the ba
 (at-least-once, nothing lost). A produce the broker refuses is retried; if it still fails the
 worker stops without committing, so the records are consumed again after a restart.
 
+Record size: at start the worker reads the sink and dead-letter topics' ``max.message.bytes``. A
+protected record larger than the sink accepts goes to the dead-letter topic instead (reason
+``too-large``); one too large for the dead-letter topic even sealed becomes a stub without payload
+(:func:`proxy.stream.deadletter.stub`). Should the broker still refuse a record as too large (its
+limit was lowered since, or could not be read), the worker lowers its limit below that record's
+size, rewinds to the batch's first offsets without committing and processes the batch again, so
+the record is dead-lettered and the topic goes on. Retriable coordinator errors (the group
+coordinator still loading after a broker start) are retried with backoff; ``/readyz`` is false
+meanwhile.
+
 Keys and headers pass through unchanged unless the route has ``key:``/``headers:`` rules
 (:mod:`proxy.policy.parts`); a tombstone (``None`` value) stays a tombstone. The sink producer
 partitions by the (protected) key with librdkafka's ``murmur2_random`` partitioner, the Java
@@ -21,16 +31,17 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from .clientconfig import client_config
 
-from ..errors import DependencyUnavailable
+from ..errors import DependencyUnavailable, Reason, Stage
 from ..metrics import Metrics
-from ..policy.compiler import DEAD_LETTER, SINK, CompiledPolicy, CompiledRoute
-from .deadletter import envelope
+from ..policy.compiler import DEAD_LETTER, SINK, CompiledPolicy, CompiledRoute, Outcome
+from .admin import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, max_message_bytes
+from .deadletter import envelope, stub
 
 log = logging.getLogger("proxy.stream")
 
@@ -68,6 +79,65 @@ class EngineConfig:
 _REBALANCE_COMMIT_ERRORS = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
                                       KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST})
 """Commit errors that mean "the group is rebalancing", not "the worker is broken"."""
+
+
+_TOO_LARGE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+"""Produce errors that mean "this record (batch) is larger than the topic accepts": not retriable."""
+
+_COORDINATOR_ERRORS = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                                 KafkaError.NOT_COORDINATOR, KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT,
+                                 KafkaError._TRANSPORT, KafkaError._WAIT_COORD, KafkaError.NETWORK_EXCEPTION})
+"""Commit and transaction errors that pass once the group or transaction coordinator is up
+(a broker that is starting, a coordinator moving to another broker)."""
+
+_RECORD_OVERHEAD = 61 + 36
+"""Upper bound of what a record batch of one record adds to its key and value (KIP-98 v2 format:
+a 61-byte batch header; length, attributes, timestamp and offset deltas, key and value lengths and
+header count as varints); each header adds at most 10 bytes to its name and value."""
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list | None) -> int:
+    """Upper bound, in bytes, of a one-record batch holding this record uncompressed (what the
+    broker compares with ``max.message.bytes``)."""
+    n = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+    for name, v in headers or ():
+        n += 10 + len(name) + (len(v) if v else 0)
+    return n
+
+
+def retry_coordinator(what: str, fn: Callable[[], Any], stop: threading.Event,
+                      waiting: Callable[[bool], None] = lambda on: None, extra: dict | None = None,
+                      first_delay_s: float = 0.2, max_delay_s: float = 5.0) -> Any:
+    """Run ``fn`` (a commit, ``init_transactions``), retrying the errors of a coordinator that is
+    loading or moving (:data:`_COORDINATOR_ERRORS`, not fatal) with exponential backoff and
+    jitter (``first_delay_s`` doubling to ``max_delay_s``, each wait 50-100 % of it) until it
+    succeeds; ``waiting(True)`` before the first wait, ``waiting(False)`` after a success that
+    followed one. Other errors propagate at once; so does the last one when ``stop`` is set."""
+    delay, retried = first_delay_s, False
+    while True:
+        try:
+            out = fn()
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            if not isinstance(err, KafkaError) or err.code() not in _COORDINATOR_ERRORS or err.fatal():
+                raise
+            if not retried:
+                retried = True
+                waiting(True)
+                log.warning("coordinator not available yet: retrying",
+                            extra={**(extra or {}), "dependency": what, "error_class": err.name()})
+            if stop.wait(delay * (0.5 + random.random() / 2)):
+                raise
+            delay = min(delay * 2, max_delay_s)
+            continue
+        if retried:
+            waiting(False)
+            log.info("coordinator available again", extra={**(extra or {}), "dependency": what})
+        return out
+
+
+class _SizeRefused(Exception):
+    """The broker refused a produced record as too large; the batch is processed again."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -141,21 +211,16 @@ class RouteWorker:
             "error_cb": self._on_client_error,
             **cfg.consumer,
         })
-        self.producer = Producer({
-            **client_config(cfg.bootstrap_servers),
-            "enable.idempotence": True,
-            "acks": "all",
-            "partitioner": "murmur2_random",   # the Java client's murmur2: Java and Python agree per key
-            "linger.ms": 5,
-            "batch.num.messages": 10000,
-            "queue.buffering.max.messages": max(100000, cfg.batch_size * 4),
-            "queue.buffering.max.kbytes": 1048576,
-            "logger": _RDKAFKA_LOG,
-            "error_cb": self._on_client_error,
-            **(self._transactional(route, cfg) if route.exactly_once else {}),
-            **cfg.producer,
-        })
+        self.producer = self._make_producer()
         self._failed: list = []
+        self.limits: dict[str, int] = {route.sink: KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+                                       route.dead_letter: KAFKA_DEFAULT_MAX_MESSAGE_BYTES}
+        """Bytes each output topic accepts per record batch (:meth:`_read_limits`; lowered when the
+        broker refuses a smaller record)."""
+        self._refused: dict[str, int] = {}
+        """Topic → size of the largest record the broker refused as too large since the last batch."""
+        self._batch_bytes = 1000000
+        self._transactions_ready = False
         self._access: KafkaAccessFailed | None = None
         """Set by the error callback on an authentication or TLS failure; raised by :meth:`_check_access`."""
         self.broker_down = False
@@ -168,6 +233,77 @@ class RouteWorker:
         if route.subject_mode:
             from .subjects import KafkaSubjectKeys
             route.subject_store = KafkaSubjectKeys(cfg.bootstrap_servers, route.subject_topic, route.subject_kek)
+
+    def _make_producer(self, batch_bytes: int = 1000000) -> Producer:
+        """The sink producer. ``message.max.bytes`` is librdkafka's maximum: the worker checks each
+        record against the topics' own limits (:meth:`_fits`), so a record too large for the sink
+        is dead-lettered instead of failing in the client; ``batch.size`` stays below the smallest
+        topic limit, so the broker never refuses a batch of small records."""
+        route, cfg = self.route, self.cfg
+        return Producer({
+            **client_config(cfg.bootstrap_servers),
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",   # the Java client's murmur2: Java and Python agree per key
+            "linger.ms": 5,
+            "batch.num.messages": 10000,
+            "batch.size": batch_bytes,
+            "message.max.bytes": 1000000000,
+            "queue.buffering.max.messages": max(100000, cfg.batch_size * 4),
+            "queue.buffering.max.kbytes": 1048576,
+            "logger": _RDKAFKA_LOG,
+            "error_cb": self._on_client_error,
+            **(self._transactional(route, cfg) if route.exactly_once else {}),
+            **cfg.producer,
+        })
+
+    def _read_limits(self) -> None:
+        """Read the sink and dead-letter topics' ``max.message.bytes`` (DescribeConfigs); a topic
+        whose configuration cannot be read keeps its current limit (at start Kafka's default;
+        logged). Then :meth:`_fit_batch_size`."""
+        r = self.route
+        try:
+            found = max_message_bytes(self.cfg.bootstrap_servers, [r.sink, r.dead_letter])
+        except KafkaException:
+            found = {}
+        for topic in (r.sink, r.dead_letter):
+            if found.get(topic):
+                self.limits[topic] = found[topic]
+            else:
+                log.warning("max.message.bytes unknown (no DescribeConfigs on the topic?): keeping the assumed limit",
+                            extra={"route": r.name, "topic": topic, "bytes": self.limits[topic]})
+        self._fit_batch_size()
+        log.info("topic size limits", extra={"route": r.name, "limits": dict(self.limits)})
+
+    def _fit_batch_size(self) -> None:
+        """Rebuild the producer (between batches: nothing in flight) when its ``batch.size`` is
+        not below the smallest topic limit, so a batch of small records always fits; an
+        exactly-once producer is initialized again (same transactional id)."""
+        want = max(1024, min(self.limits.values()) - 4096)
+        if want >= self._batch_bytes or "batch.size" in self.cfg.producer:
+            return
+        self._batch_bytes = want
+        self.producer = self._make_producer(want)
+        if self.route.exactly_once and self._transactions_ready:
+            self._retry_coordinator("transaction coordinator",
+                                    lambda: self.producer.init_transactions(max(30.0, self.cfg.transaction_timeout_s)))
+
+    def _after_size_refusal(self) -> None:
+        """The broker refused records as too large (the batch is being processed again): read the
+        limits again; when that changes neither a limit nor the batch size, the refused record
+        itself is the cause, so the topic's limit goes below its size (it will be dead-lettered)."""
+        refused, self._refused = self._refused, {}
+        before = (dict(self.limits), self._batch_bytes)
+        self._read_limits()
+        if (dict(self.limits), self._batch_bytes) == before:
+            for topic, size in refused.items():
+                self.limits[topic] = max(0, min(self.limits[topic], size - 1))
+            self._fit_batch_size()
+        log.warning("the broker refused a record as too large: limits now", extra={
+            "route": self.route.name, "limits": dict(self.limits), "batch_bytes": self._batch_bytes})
+
+    def _fits(self, topic: str, key, value, headers) -> bool:
+        return record_size(key, value, headers) <= self.limits[topic]
 
     # librdkafka callbacks ------------------------------------------------------------------
     def swap(self, route: CompiledRoute, policy: CompiledPolicy) -> None:
@@ -261,6 +397,9 @@ class RouteWorker:
 
     def _on_delivery(self, err, msg):
         if err is not None:
+            if err.code() in _TOO_LARGE_ERRORS:  # refused for its size (or its batch's): see _after_size_refusal
+                size, topic = record_size(msg.key(), msg.value(), msg.headers()), msg.topic()
+                self._refused[topic] = max(self._refused.get(topic, 0), size)
             self._failed.append(msg)
             if self._access is None:
                 failure = access_failure(err, msg.topic())
@@ -274,9 +413,12 @@ class RouteWorker:
         r = self.route
         try:
             self._await_topics()
+            self._read_limits()
             if r.exactly_once:
                 # fences an earlier incarnation with the same transactional.id and aborts its open transaction
-                self.producer.init_transactions(max(30.0, self.cfg.transaction_timeout_s))
+                self._retry_coordinator("transaction coordinator",
+                                        lambda: self.producer.init_transactions(max(30.0, self.cfg.transaction_timeout_s)))
+                self._transactions_ready = True
             self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group,
                                               "record_path": r.record_path})
@@ -397,7 +539,13 @@ class RouteWorker:
                 r.stats.drain()  # aborted: the records are consumed and counted again
                 return
         else:
-            self._await_acks()
+            try:
+                self._await_acks()
+            except _SizeRefused:
+                self._rewind(good)
+                r.stats.drain()  # the batch is consumed and counted again
+                log.warning("the batch is processed again", extra={"route": r.name, "records": len(good)})
+                return
             if last:
                 self._commit(offsets)
         self.batches += 1
@@ -448,6 +596,16 @@ class RouteWorker:
             err = e.args[0] if e.args else None
             if isinstance(err, KafkaError) and err.fatal():
                 raise
+        self._rewind(good)
+        log.warning("transaction aborted; the batch is processed again", extra={"route": self.route.name,
+                                                                               "records": len(good)})
+        return False
+
+    def _rewind(self, good: list) -> None:
+        """Seek each partition of the batch back to its first record (nothing of it committed);
+        after a size refusal, adjust the limits first (:meth:`_after_size_refusal`)."""
+        if self._refused:
+            self._after_size_refusal()
         first: dict[tuple[str, int], int] = {}
         for m in good:
             first.setdefault((m.topic(), m.partition()), m.offset())
@@ -457,9 +615,12 @@ class RouteWorker:
                     self.consumer.seek(TopicPartition(t, p, o))
                 except KafkaException:
                     pass  # revoked meanwhile: its new owner resumes from the committed offset
-        log.warning("transaction aborted; the batch is processed again", extra={"route": self.route.name,
-                                                                               "records": len(good)})
-        return False
+
+    def _retry_coordinator(self, what: str, fn):
+        """:func:`retry_coordinator` for this worker: ``/readyz`` false (``waiting_for``) meanwhile."""
+        def waiting(on: bool) -> None:
+            self.waiting_for = what if on else None
+        return retry_coordinator(what, fn, self.stop_event, waiting, {"route": self.route.name})
 
     def _protect(self, fn, *args):
         """Run the route's batch function; while a dependency of the record path (the schema
@@ -504,8 +665,15 @@ class RouteWorker:
                 pass
 
     def _dead_letter(self, r: CompiledRoute, m, out, key) -> None:
-        sealed, hdrs = envelope(r, self.policy.provenance, m.topic(), m.partition(), m.offset(),
-                                m.value(), out, m.key(), m.headers())
+        args = (r, self.policy.provenance, m.topic(), m.partition(), m.offset(), m.value(), out, m.key(), m.headers())
+        sealed, hdrs = envelope(*args)
+        if not self._fits(r.dead_letter, key, sealed, hdrs):
+            if out.reason != Reason.TOO_LARGE.value:  # counted under too-large, as a stub
+                r.stats.dead_lettered[out.reason] -= 1
+                r.stats.dead_lettered[Reason.TOO_LARGE.value] = r.stats.dead_lettered.get(Reason.TOO_LARGE.value, 0) + 1
+                out = Outcome(DEAD_LETTER, reason=Reason.TOO_LARGE.value, stage=Stage.PRODUCE.value,
+                              error_class=out.error_class or "RecordTooLarge", rule=out.rule)
+            sealed, hdrs = stub(*args[:6], out, *args[7:])
         self._produce(r.dead_letter, sealed, key, hdrs)
         log.warning("record dead-lettered", extra={
             "route": r.name, "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
@@ -522,11 +690,16 @@ class RouteWorker:
         else:
             results, headers = self._protect(r.protect_batch, values), [m.headers() for m in good]
         produce, on_delivery, sink = self.producer.produce, self._on_delivery, r.sink
+        # below this many bytes of value and key, a record with only dpp's headers surely fits
+        small = self.limits[sink] - _RECORD_OVERHEAD - record_size(None, None, extra) - 1024
         if r.exactly_once:  # after protecting: a wait for the registry holds no transaction open
             self.producer.begin_transaction()
         for m, out, key, hdrs in zip(good, results, keys, headers):
             if type(out) is bytes:
                 h = hdrs + extra if hdrs else extra
+                if (hdrs or len(out) + (len(key) if key else 0) > small) and not self._fits(sink, key, out, h):
+                    self._too_large(r, m, key)
+                    continue
                 try:
                     produce(sink, out, key, headers=h, on_delivery=on_delivery)
                 except BufferError:
@@ -537,10 +710,21 @@ class RouteWorker:
                 h = (hdrs or []) + extra
                 if out.subject:
                     h.append((SUBJECT_HEADER, out.subject.encode()))
+                if not self._fits(sink, key, out.value, h):
+                    self._too_large(r, m, key)
+                    continue
                 self._produce(sink, out.value, key, h)
             elif kind == DEAD_LETTER:
                 self._dead_letter(r, m, out, key)
             # BLOCK: deliberately withheld, counted; offset advances.
+
+    def _too_large(self, r: CompiledRoute, m, key) -> None:
+        """The protected record ``m`` is larger than the sink accepts: dead-letter it (counted as
+        ``too-large`` instead of produced)."""
+        r.stats.produced -= 1
+        r.stats.dead_lettered[Reason.TOO_LARGE.value] = r.stats.dead_lettered.get(Reason.TOO_LARGE.value, 0) + 1
+        self._dead_letter(r, m, Outcome(DEAD_LETTER, reason=Reason.TOO_LARGE.value, stage=Stage.PRODUCE.value,
+                                        error_class="RecordTooLarge"), key)
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Commit a batch's offsets (its records are already acknowledged by the broker).
@@ -553,9 +737,9 @@ class RouteWorker:
         """
         pending = {k: o for k, o in self._uncommitted.items() if k in self.assigned and o > offsets.get(k, -1)}
         offsets = {**offsets, **pending}
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                                 asynchronous=False)
+            self._retry_coordinator("group coordinator", lambda: self.consumer.commit(offsets=tps, asynchronous=False))
             self._uncommitted = {}
         except KafkaException as e:
             err = e.args[0] if e.args else None
@@ -572,6 +756,12 @@ class RouteWorker:
                 raise self._access
             if not self._failed:
                 return
+            if self._refused:  # retrying cannot help: the batch goes again, checked against the new limit
+                for m in self._failed:
+                    self.metrics.delivery_failures.labels(self.route.name, "dead_letter" if m.topic() ==
+                                                          self.route.dead_letter else "sink").inc()
+                self._failed = []
+                raise _SizeRefused()
             failed, self._failed = self._failed, []
             kind = {m.topic(): ("dead_letter" if m.topic() == self.route.dead_letter else "sink") for m in failed}
             for m in failed:

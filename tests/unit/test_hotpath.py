@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import threading
+
 import base64
 import copy
 import os
@@ -182,6 +184,7 @@ def _worker(consumer, assigned):
     from proxy.stream.engine import RouteWorker
     w = RouteWorker.__new__(RouteWorker)   # no Kafka clients: only what _commit/_on_revoke use
     w.consumer, w.assigned, w._uncommitted = consumer, set(assigned), {}
+    w.stop_event, w.waiting_for = threading.Event(), None
     w.route = SimpleNamespace(name="r")
     w.metrics = SimpleNamespace(lag=SimpleNamespace(remove=lambda *a: None))
     return w

@@ -206,3 +206,28 @@ def test_dead_letter_envelopes_of_earlier_versions_still_open():
                                  {"dpp.source.topic": "in.t", "dpp.source.partition": "0", "dpp.source.offset": "1"},
                                  dlq_key=b"k")
     assert rec == deadletter.SealedRecord(b"k", [], b"payload")
+
+
+def test_a_dead_letter_stub_holds_size_and_keyed_digest_but_no_payload():
+    import hashlib
+    import hmac
+    r = route_of(STRING_KEY)
+    original = (b"13900001111", [("x-user-email", b"a@example.invalid")], b'{"email": "a@example.invalid"}')
+    out = Outcome(DEAD_LETTER, reason="too-large", stage="produce", error_class="RecordTooLarge")
+    value, hdrs = deadletter.stub(r, "parts@1", "in.t", 2, 7, original[2], out, original[0], original[1])
+    assert value == b""
+    blob = b"".join(v for _, v in hdrs)
+    for secret in (b"13900001111", b"a@example.invalid"):
+        assert secret not in blob
+    h = {k: v.decode() for k, v in hdrs}
+    packed = deadletter.pack_record(*original)
+    assert h["dpp.dlq.content"] == "dropped" and h["dpp.reason"] == "too-large"
+    assert h["dpp.dropped.bytes"] == str(len(packed))
+    want = hmac.new(deadletter.digest_key(r.dead_letter_key), packed, hashlib.sha256).hexdigest()
+    assert h["dpp.dropped.digest"] == f"hmac-sha256:{want}"
+    # keyed: the plain SHA-256 of the content (which anyone could test a guess against) is not it
+    assert hashlib.sha256(packed).hexdigest() not in h["dpp.dropped.digest"]
+    assert deadletter.digest_key(r.dead_letter_key) != r.dead_letter_key
+    with pytest.raises(deadletter.PayloadDropped) as e:
+        deadletter.open_record(r.dead_letter_key, value, h)
+    assert e.value.size == len(packed) and e.value.digest == h["dpp.dropped.digest"]
