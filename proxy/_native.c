@@ -551,6 +551,93 @@ native_big_int_literal(PyObject *self, PyObject *arg)
     return PyBool_FromLong(found);
 }
 
+/* over_limits(values: list, max_bytes: int, max_depth: int) -> list[int]: the indexes of the
+ * values (bytes; None is skipped) longer than max_bytes, or whose JSON text nests '{' / '[' deeper
+ * than max_depth outside strings (a top-level object is depth 1). One pass per value: strings are
+ * skipped with memchr to the next quote (a quote after an odd run of backslashes is escaped). For
+ * valid JSON the depth is the parsed tree's; for any text it is at least that, so the flagged
+ * values are a superset of those the reference path (CompiledRoute.process) holds over a limit:
+ * the batch path hands exactly these to it (proxy/policy/compiler.py, protect_batch). */
+static int
+json_deeper(const unsigned char *p, Py_ssize_t n, long limit)
+{
+    long depth = 0, opening = 0;
+    const unsigned char *end = p + n;
+    /* fewer opening brackets than the limit cannot nest deeper: count them first, 8 bytes at a
+     * time ('{' = 0x7B and '[' = 0x5B differ in bit 0x20 only: OR it in, XOR with 0x7B, count
+     * the zero bytes exactly with the carry-free test of Hacker's Delight, 6-1) */
+    Py_ssize_t i = 0;
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7FULL, bit5 = 0x2020202020202020ULL, brace = 0x7B7B7B7B7B7B7B7BULL;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint64_t y = (w | bit5) ^ brace;
+        uint64_t t = ~(((y & lo7) + lo7) | y | lo7);
+        opening += __builtin_popcountll(t);
+    }
+    for (; i < n; i++)
+        opening += (p[i] | 0x20) == '{';
+    if (opening <= limit)
+        return 0;
+    while (p < end) {
+        unsigned char c = *p++;
+        if (c == '"') {
+            for (;;) {
+                const unsigned char *q = memchr(p, '"', (size_t)(end - p));
+                if (q == NULL)
+                    return 0;  /* unterminated string: invalid JSON, the parser says so */
+                const unsigned char *b = q;
+                while (b > p && b[-1] == '\\')
+                    b--;
+                p = q + 1;
+                if (((q - b) & 1) == 0)
+                    break;
+            }
+        } else if (c == '{' || c == '[') {
+            if (++depth > limit)
+                return 1;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+native_over_limits(PyObject *self, PyObject *args)
+{
+    PyObject *values;
+    Py_ssize_t max_bytes;
+    long max_depth;
+    if (!PyArg_ParseTuple(args, "O!nl:over_limits", &PyList_Type, &values, &max_bytes, &max_depth))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(values);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (v == Py_None)
+            continue;
+        if (!PyBytes_Check(v)) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "over_limits takes a list of bytes or None");
+            return NULL;
+        }
+        Py_ssize_t n = PyBytes_GET_SIZE(v);
+        if (n > max_bytes || json_deeper((const unsigned char *)PyBytes_AS_STRING(v), n, max_depth)) {
+            PyObject *ix = PyLong_FromSsize_t(i);
+            if (ix == NULL || PyList_Append(out, ix) < 0) {
+                Py_XDECREF(ix);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(ix);
+        }
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"set_separators", native_set_separators, METH_O,
      "set_separators(bitmap): the characters mask leaves in place (proxy.transforms.mask.separator_bitmap())"},
@@ -560,6 +647,8 @@ static PyMethodDef methods[] = {
      "mask(text, keep_first, keep_last, mask_char, mask_separators) -> str (the mask action on text)"},
     {"big_int_literal", native_big_int_literal, METH_O,
      "big_int_literal(data) -> bool: a run of >= 19 digits where a JSON number may start (proxy.formats.json)"},
+    {"over_limits", native_over_limits, METH_VARARGS,
+     "over_limits(values, max_bytes, max_depth) -> list[int]: values over a size or JSON nesting limit"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -577,7 +666,7 @@ PyInit__native(void)
     if (m == NULL)
         return NULL;
     /* bumped with every change of the Plan tuples or semantics; proxy/policy/fastpath.py checks it */
-    if (PyModule_AddIntConstant(m, "ABI", 3) < 0) {
+    if (PyModule_AddIntConstant(m, "ABI", 4) < 0) {
         Py_DECREF(m);
         return NULL;
     }

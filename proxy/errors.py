@@ -62,6 +62,14 @@ class Reason(str, Enum):
     to the dead-letter topic sealed; if the sealed record is too large for the dead-letter topic
     as well, a dead-letter record with the headers, the original size and a keyed digest, and the
     payload dropped (``dpp.dlq.content: dropped``)."""
+    LIMIT_RECORD_BYTES = "limit-record-bytes"
+    """The value is larger than the route's ``limits.max_record_bytes``: not parsed."""
+    LIMIT_DEPTH = "limit-depth"
+    """A JSON value nests objects and arrays deeper than ``limits.max_depth``."""
+    LIMIT_DETECT_LENGTH = "limit-detect-length"
+    """A string a ``detect`` rule must scan is longer than ``limits.max_detect_chars``."""
+    LIMIT_TIME_BUDGET = "limit-time-budget"
+    """Protecting the record took longer than ``limits.time_budget_ms``."""
     SCHEMA_VALIDATION_FAILED = "schema-validation-failed"
     """A JSON Schema route's protected value does not validate against the derived sink schema."""
 

@@ -67,6 +67,34 @@ class Outcome:
 
 TOMBSTONE = Outcome(SINK, None)
 
+DL_LIMIT_BYTES = Outcome(DEAD_LETTER, reason=Reason.LIMIT_RECORD_BYTES.value, stage=Stage.DESERIALIZE.value,
+                         error_class="LimitExceeded")
+DL_LIMIT_DEPTH = Outcome(DEAD_LETTER, reason=Reason.LIMIT_DEPTH.value, stage=Stage.DESERIALIZE.value,
+                         error_class="LimitExceeded")
+DL_LIMIT_TIME = Outcome(DEAD_LETTER, reason=Reason.LIMIT_TIME_BUDGET.value, stage=Stage.TRANSFORM.value,
+                        error_class="LimitExceeded")
+
+
+def depth_exceeds(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` (parsed JSON: dicts, lists, scalars) nests containers deeper than ``limit``
+    (a top-level object is depth 1). Iterative, visits containers only: O(containers)."""
+    stack = [(obj, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, d = pop()
+        if d > limit:
+            return True
+        children = node.values() if type(node) is dict else node
+        for c in children:
+            if type(c) is dict or type(c) is list:
+                push((c, d + 1))
+    return False
+
+
+def may_exceed_depth(value: bytes, limit: int) -> bool:
+    """Cheap screen of raw JSON bytes: fewer than ``limit`` opening brackets cannot nest deeper."""
+    return value.count(b"{") + value.count(b"[") > limit
+
 
 @dataclass
 class RouteStats:
@@ -241,7 +269,12 @@ class CompiledRoute:
         """Kafka transactions per batch (:class:`proxy.stream.engine.RouteWorker`)."""
         self.dead_letter_key = require_aes(keys[route.dead_letter_key], f"dead_letter_key of route {route.name}")
         self.dead_letter_key_name = route.dead_letter_key
-        ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys, keyrings=keyrings)
+        lim = route.limits
+        self.limits = lim
+        self._max_record_bytes, self._max_depth = lim.max_record_bytes, lim.max_depth
+        self._time_budget_s = lim.time_budget_ms / 1000.0
+        ctx = BuildContext(policy_name=policy_name, route_name=route.name, keys=keys, keyrings=keyrings,
+                           max_detect_chars=lim.max_detect_chars)
         key_rules = list(route.key.rules) if route.key is not None else []
         self.rules = [r for r in route.rules if r.select is None]
         """Value rules on field paths (``select`` rules are :attr:`tag_rules`)."""
@@ -310,6 +343,7 @@ class CompiledRoute:
         """Which batch path runs: ``native`` (generated + ``proxy._native``), ``python`` (generated,
         no C accelerator built or ``DPP_NATIVE=0``), ``reference`` (crypto-shredding routes, and
         values in a schema format: decoded and encoded by the route's codec)."""
+        self._over_limits = _fastpath.over_limits if self.record_path == "native" else _fastpath.over_limits_py
 
     def _all_transforms(self) -> list:
         return (self.transforms + (self._key.transforms if self._key else [])
@@ -532,7 +566,7 @@ class CompiledRoute:
                                       for v, k in ring.versions.items()}, ring.current)
                  for name, ring in self._keyrings.items()}
         ctx = BuildContext(self._ctx.policy_name, self._ctx.route_name,
-                           {n: r.key for n, r in rings.items()}, rings)
+                           {n: r.key for n, r in rings.items()}, rings, max_detect_chars=self._ctx.max_detect_chars)
         built = list(self.transforms)
         for i in self._reversible:
             built[i] = build_transform(self.rules[i], ctx)
@@ -627,11 +661,21 @@ class CompiledRoute:
         return results, out_keys, out_headers
 
     def process(self, value: bytes | None) -> Outcome:
-        """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input."""
+        """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input.
+
+        The route's ``limits`` apply: a value over ``max_record_bytes`` is not parsed, a JSON value
+        nested deeper than ``max_depth`` is not protected, and a record that took longer than
+        ``time_budget_ms`` and would reach the sink is dead-lettered instead (``limit-*``)."""
         t0 = time.perf_counter()
-        res = self._parse_protect(value, self._steps)
-        out = res if type(res) is Outcome else self._serialize(res)
-        self._count(out, time.perf_counter() - t0)
+        if value is not None and len(value) > self._max_record_bytes:
+            out = DL_LIMIT_BYTES
+        else:
+            res = self._parse_protect(value, self._steps)
+            out = res if type(res) is Outcome else self._serialize(res)
+        dt = time.perf_counter() - t0
+        if dt > self._time_budget_s and out.kind == SINK:
+            out = DL_LIMIT_TIME
+        self._count(out, dt)
         return out
 
     def protect_batch(self, values: list) -> list:
@@ -643,7 +687,18 @@ class CompiledRoute:
         (``FF1.encrypt_many``: one AES call per round for all values of a rule)."""
         if self._fast is None:
             return [self.process(v) for v in values]
-        return self._fast(values)
+        slow = self._over_limits(values, self._max_record_bytes, self._max_depth)
+        if not slow:
+            return self._fast(values)
+        # records near a limit take the reference path (which applies the limits), the rest the batch path
+        out: list = [None] * len(values)
+        for j in slow:
+            r = self.process(values[j])
+            out[j] = r.value if r.kind == SINK and r.value is not None and not r.subject else r
+        rest = [j for j in range(len(values)) if out[j] is None]
+        for j, r in zip(rest, self._fast([values[j] for j in rest])):
+            out[j] = r
+        return out
 
     def process_batch(self, values: list) -> list[Outcome]:
         """:meth:`protect_batch` with an :class:`Outcome` for every record (sink ones too)."""
@@ -711,9 +766,13 @@ class CompiledRoute:
                 obj = orjson.loads(value)
                 if big_int_literal(value):  # integers beyond 64 bits: exact (proxy.formats.json)
                     obj = loads_exact(value)
-            except orjson.JSONDecodeError:
+            except orjson.JSONDecodeError as e:
+                if "depth limit" in str(e):  # deeper than orjson parses (1024) is over any max_depth too
+                    return DL_LIMIT_DEPTH
                 return Outcome(DEAD_LETTER, reason=Reason.INVALID_JSON.value, stage=Stage.DESERIALIZE.value,
                                error_class="JSONDecodeError")
+            if may_exceed_depth(value, self._max_depth) and depth_exceeds(obj, self._max_depth):
+                return DL_LIMIT_DEPTH
         else:  # DependencyUnavailable (registry down) propagates: the engine retries the batch
             try:
                 obj, self._decoded_ctx = codec.decode(value)

@@ -42,7 +42,7 @@ from .paths import parse_path
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledRoute
 
-NATIVE_ABI = 3
+NATIVE_ABI = 4
 """``proxy._native.ABI`` this module speaks; a stale build (the C source changed since ``pip
 install``) is not used: the pure-Python path runs, and a warning says to reinstall."""
 
@@ -55,6 +55,18 @@ if _native is not None and getattr(_native, "ABI", None) != NATIVE_ABI:
         "proxy._native is stale (built from another version of _native.c): using the pure-Python "
         "record path; reinstall (pip install -e .) to rebuild it", extra={"problem": "native-abi"})
     _native = None
+
+def over_limits_py(values: list, max_bytes: int, max_depth: int) -> list[int]:
+    """Indexes of ``values`` (bytes or None) longer than ``max_bytes`` or with more than
+    ``max_depth`` opening brackets (a screen: a superset of those nested deeper than
+    ``max_depth``). The pure-Python stand-in of ``proxy._native.over_limits``, which scans the
+    exact nesting outside strings; both flag every value the reference path holds over a limit."""
+    return [j for j, v in enumerate(values)
+            if v is not None and (len(v) > max_bytes or v.count(b"{") + v.count(b"[") > max_depth)]
+
+
+over_limits = _native.over_limits if _native is not None else over_limits_py
+"""The batch path's screen for records to hand to the reference path (route ``limits``)."""
 
 OP_CALL, OP_MASK, OP_PSEUDO, OP_REDACT = 0, 1, 2, 3
 _NORMALIZE = {"none": 0, "string": 1, "email": 2}   # others (phone): the Python closure
@@ -197,7 +209,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     per value, the protected bytes (sink), or an ``Outcome`` (block, dead-letter, tombstone, and
     every record of a crypto-shredding route). Counters go into ``route.stats`` as the reference
     path counts them; per-record processing time into its histogram buckets."""
-    from .compiler import BLOCK, DEAD_LETTER, LATENCY_BUCKETS, SINK, TOMBSTONE, Outcome, _json_equal
+    from .compiler import BLOCK, DEAD_LETTER, DL_LIMIT_TIME, LATENCY_BUCKETS, SINK, TOMBSTONE, Outcome, _json_equal
 
     src = _Source()
     ns = src.ns
@@ -207,6 +219,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
               Outcome=Outcome, TOMBSTONE=TOMBSTONE, DEAD_LETTER=DEAD_LETTER, JEQ=_json_equal,
               STAGE_T=Stage.TRANSFORM, SHAPE=Reason.UNEXPECTED_SHAPE, pc=time.perf_counter,
               bisect_left=bisect.bisect_left, BUCKETS=LATENCY_BUCKETS, route=route, DW=route._dotted_miss,
+              BUDGET=route._time_budget_s, DL_TIME=DL_LIMIT_TIME,
               DL_JSON=Outcome(DEAD_LETTER, reason=Reason.INVALID_JSON.value, stage=Stage.DESERIALIZE.value,
                               error_class="JSONDecodeError"),
               DL_NOT_OBJECT=Outcome(DEAD_LETTER, reason=Reason.NOT_OBJECT.value, stage=Stage.DESERIALIZE.value,
@@ -416,6 +429,10 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         t0 = t1
         lat += dt
         buckets[bisect_left(BUCKETS, dt)] += 1
+        if dt > BUDGET and (type(res) is bytes or res.kind == SINK):  # limits.time_budget_ms, as process()
+            out[-1] = DL_TIME
+            produced -= 1
+            dead[DL_TIME.reason] = dead.get(DL_TIME.reason, 0) + 1
     """)
     src.depth = 1
     src.block("""

@@ -364,6 +364,22 @@ class SubjectKeys(_Model):
     key: str = Field(description="key (AES) wrapping subject keys")
 
 
+class Limits(_Model):
+    """Limits against poison pills: a record over one goes to the dead-letter topic with the
+    limit's own reason code (``limit-*``) and the worker goes on. Defaults are safe for ordinary
+    records and stop a hostile one before it costs more than about a second."""
+
+    max_record_bytes: int = Field(default=8 * 1024 * 1024, ge=1, le=1 << 31, description=(
+        "largest record value, in bytes, that is parsed at all (reason limit-record-bytes)"))
+    max_depth: int = Field(default=128, ge=1, le=250, description=(
+        "deepest nesting of objects and arrays in a JSON value (reason limit-depth)"))
+    max_detect_chars: int = Field(default=1024 * 1024, ge=1, description=(
+        "longest string, in characters, a detect rule scans (reason limit-detect-length)"))
+    time_budget_ms: float = Field(default=1000.0, gt=0, description=(
+        "most policy-engine time one record may take, in milliseconds; a record over it that would "
+        "reach the sink is dead-lettered instead (reason limit-time-budget)"))
+
+
 class Route(_Model):
     """One source topic → one sink topic, with a dead-letter topic and the rules applied between."""
 
@@ -391,6 +407,7 @@ class Route(_Model):
         "at_least_once: a record may reach the sink again after a crash (byte-identical); exactly_once: "
         "Kafka transactions (sink, dead-letter records and consumed offsets commit together), so "
         "read_committed consumers see each source record once"))
+    limits: Limits = Field(default_factory=Limits, description="limits against poison-pill records")
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> "Route":

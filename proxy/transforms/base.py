@@ -37,6 +37,8 @@ class BuildContext:
     keyrings: Mapping[str, KeyRing] | None = None
     part: str = ""
     """Which part of the record the rules protect: ``""`` (the value), ``"key"``, ``"header"``."""
+    max_detect_chars: int = 1024 * 1024
+    """The route's ``limits.max_detect_chars``: longest string a ``detect`` rule scans."""
 
     def keyring(self, name: str) -> KeyRing:
         """All versions of key ``name`` (a single-version ring when only ``keys`` was given)."""

@@ -56,6 +56,7 @@ class Detect(Transform):
         self._by_name = {d.name: d for d in self.detectors}
         self._scan = Scanner(self.detectors)
         self._counts: dict[str, int] = {}
+        self.max_chars = ctx.max_detect_chars
         mode = rule.replace
         self.mode = mode
         if mode == "placeholder":
@@ -119,7 +120,12 @@ class Detect(Transform):
 
     # -- record path -----------------------------------------------------------------------
     def apply_text(self, text: str) -> str:
-        """``text`` with every finding replaced (the same object when nothing was found)."""
+        """``text`` with every finding replaced (the same object when nothing was found).
+
+        Raises :class:`TransformError` (``limit-detect-length``) for a text longer than the route's
+        ``limits.max_detect_chars``: it is not scanned, so the record is dead-lettered."""
+        if len(text) > self.max_chars:
+            raise TransformError(Reason.LIMIT_DETECT_LENGTH, f"text longer than {self.max_chars} characters")
         findings = self._scan(text)
         if not findings:
             return text
