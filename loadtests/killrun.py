@@ -20,13 +20,15 @@ The run (topics of its own, ``--partitions`` 6):
 3. every ``--interval`` seconds one worker, drawn by ``random.Random(--seed)``, is killed with
    SIGKILL and started again at once with the same instance id; a worker that exits by itself fails
    the run;
-4. once every record is produced and the group's committed offsets are at the end of every source partition, the workers stop
-   (SIGTERM, exit 0 expected) and everything is read back with kafka-python, a client independent
-   of the engine's librdkafka (``tests/integration/helpers.py``), ``read_committed`` for
-   exactly-once: every source offset must be accounted for (a consenting record in the sink, a
-   malformed one in the dead-letter topic, a consent-withdrawn one in neither: a counted block),
-   every duplicate byte-identical, none at all with exactly-once, no personal value of a source
-   record in clear in the sink.
+4. once every record is produced and the group's committed offsets are at the end of every source
+   partition, the workers stop (each once it has started: SIGTERM, exit 0 expected) and everything
+   is read back with kafka-python, a client independent of the engine's librdkafka
+   (``tests/integration/helpers.py``), ``read_committed`` for exactly-once: every source offset
+   must be accounted for (a consenting record in the sink, a malformed one in the dead-letter
+   topic, a consent-withdrawn one in neither: a counted block), every duplicate byte-identical,
+   none at all with exactly-once, no personal value of a source record in clear in the sink.
+
+The wall time runs from the first record produced until the group has committed the last offset.
 
 Prints the figures (records, kills, restarts, duplicates, missing, dead-lettered, blocked, wall
 time, load average) and writes ``loadtests/results/killrun-<guarantee>-<time>.json``; exits 1 when
@@ -197,6 +199,11 @@ def kill_run(bootstrap: str, records: int, guarantee: str, interval_s: float, *,
                 next_kill += interval_s
             time.sleep(0.2)
         wall = time.monotonic() - t0
+        for w in procs:  # a worker restarted just now: SIGTERM only once it runs (handler installed)
+            try:
+                w.wait_ready(60)
+            except (RuntimeError, TimeoutError):
+                pass  # its exit code says what happened
         codes = [w.stop(60) for w in procs]
         load1 = load_average()
 
