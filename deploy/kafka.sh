@@ -4,6 +4,7 @@
 #   deploy/kafka.sh fetch     resolve org.apache.kafka:kafka_2.13 + runtime deps from Maven Central into .cache/kafka/libs
 #   deploy/kafka.sh start     fetch if needed, format KRaft storage (first time), start, wait until it accepts clients
 #   deploy/kafka.sh stop      stop it cleanly (SIGTERM, then wait for controlled shutdown)
+#   deploy/kafka.sh kill      SIGKILL every node at once, no shutdown at all (fault tests; start recovers the logs)
 #   deploy/kafka.sh status    exit 0 when running (every node)
 #   deploy/kafka.sh reset     stop and delete its data (and, secured, its certificates and passwords)
 #   deploy/kafka.sh stop-node N / start-node N    one node of a cluster (DPP_KAFKA_NODES=3), N = 1..3
@@ -295,6 +296,18 @@ stop() {
   log "stopped"
 }
 
+kill_nodes() {  # SIGKILL: what a crashed or OOM-killed broker looks like; the data stay for the next start
+  local i st pid
+  for i in $(seq 1 "$nodes"); do
+    st="$(node_state "$i")"
+    running_node "$i" || { rm -f "$st/kafka.pid"; continue; }
+    pid="$(cat "$st/kafka.pid")"
+    kill -KILL "$pid"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    rm -f "$st/kafka.pid"; log "node $i killed (SIGKILL, pid $pid)"
+  done
+}
+
 node_arg() {
   [ "$nodes" = 3 ] || { log "$1 needs DPP_KAFKA_NODES=3"; exit 2; }
   case "${2:-}" in 1|2|3) ;; *) log "usage: DPP_KAFKA_NODES=3 deploy/kafka.sh $1 N (N = 1, 2 or 3)"; exit 2 ;; esac
@@ -322,6 +335,7 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
+  kill) kill_nodes ;;
   status) if running; then echo "running on $(bootstrap)"; else echo "not running"; exit 1; fi ;;
   reset) stop; rm -rf "$base"; log "data removed" ;;
   start-node) node_arg "$@"; start_node "$2" ;;
@@ -329,5 +343,5 @@ case "${1:-}" in
   grant-dpp) shift; grant_dpp "$@" ;;
   env) [ "$security" = sasl_ssl ] || { log "env needs DPP_KAFKA_SECURITY=sasl_ssl"; exit 2; }
        printf 'bootstrap=%s\nsecrets=%s\nclients=%s\nca=%s\n' "$(bootstrap)" "$secrets_file" "$base/clients" "$base/tls/ca.pem" ;;
-  *) sed -n '2,34p' "$0"; exit 2 ;;
+  *) sed -n '2,35p' "$0"; exit 2 ;;
 esac

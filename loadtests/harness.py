@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import orjson
 import yaml
@@ -90,9 +91,10 @@ def policy_copy(policy: Path, out: Path, source: str, sink: str, dead_letter: st
 
 
 def start(c: Contender, bootstrap: str, source: str, sink: str, dead_letter: str, group: str, workdir: Path,
-          env: dict, batch_size: int = 1000, name: str | None = None) -> Child:
+          env: dict, batch_size: int = 1000, name: str | None = None, extra: Sequence[str] = ()) -> Child:
     """Start contender ``c`` on the given topics and consumer group; returns the :class:`Child`
-    (not yet ready: call ``wait_ready``). Logs go to ``workdir/<name>.log``."""
+    (not yet ready: call ``wait_ready``). Logs go to ``workdir/<name>.log``. ``extra``: more
+    ``dpp run`` options (``dpp`` rows)."""
     name = name or f"{c.key}-{c.kind}"
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(env)
@@ -105,7 +107,7 @@ def start(c: Contender, bootstrap: str, source: str, sink: str, dead_letter: str
         assert c.policy is not None
         pol = policy_copy(c.policy, workdir / f"{name}.policy.yaml", source, sink, dead_letter, group)
         argv = dpp_command() + ["run", "--policy", str(pol), "--bootstrap-servers", bootstrap, "--metrics-port", "0",
-                                "--reload-interval", "0", "--batch-size", str(batch_size), "--log-level", "INFO"]
+                                "--reload-interval", "0", "--batch-size", str(batch_size), "--log-level", "INFO", *extra]
     elif c.kind == "faust":
         datadir = workdir / f"{name}.faust-data"
         env.update(LT_FAUST_BROKER=bootstrap, LT_FAUST_SOURCE=source, LT_FAUST_SINK=sink, LT_FAUST_APP_ID=group,

@@ -9,7 +9,8 @@
   ``prometheus_client.parser``;
 * :func:`policy_copy` writes a per-test copy of ``policies/examples/customer-pii.yaml`` with
   unique topic names and consumer group;
-* checks shared by the tests: :func:`check_masked`, :func:`check_fpe`, :func:`personal_values`.
+* checks shared by the tests: :func:`check_masked`, :func:`check_fpe`, :func:`personal_values`, and
+  :func:`account_for` (where every source record ended; duplicates byte-identical).
 
 Every wait is bounded (:func:`wait_until`) and fails with a message saying what was awaited,
 what was last observed, and the tail of the proxy's stderr.
@@ -526,6 +527,69 @@ def group_dead_by_source(dead: list[Rec]) -> dict[tuple[int, int], list[Rec]]:
     for r in dead:
         out.setdefault((int(r.header("dpp.source.partition")), int(r.header("dpp.source.offset"))), []).append(r)
     return out
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where every source record of a run ended (:func:`account_for`)."""
+
+    in_sink: int
+    """Distinct source records in the sink."""
+    dead_lettered: int
+    """Distinct source offsets in the dead-letter topic."""
+    blocked: int
+    """Source records withheld by a block rule (in neither topic, as the source data dictates)."""
+    sink_duplicates: int
+    dead_duplicates: int
+    differing: list[str]
+    """Records whose copies are not byte-identical to the first (key, value, headers)."""
+    missing: list[tuple[int, int]]
+    """Source ``(partition, offset)`` found nowhere."""
+    misplaced: list[tuple[int, int]]
+    """Source offsets in the wrong topic (or a blocked record that came out)."""
+    unexpected: int
+    """Sink keys that are not keys of the source."""
+
+    def check(self, *, duplicates_allowed: bool = True) -> None:
+        """``AssertionError`` unless every source offset is accounted for, every duplicate is
+        byte-identical and, with ``duplicates_allowed=False``, there is none."""
+        assert not self.missing and not self.misplaced, (
+            f"{len(self.missing)} source offsets missing (first {self.missing[:5]}), "
+            f"{len(self.misplaced)} in the wrong place (first {self.misplaced[:5]})")
+        assert not self.unexpected, f"{self.unexpected} sink keys are not from the source"
+        assert not self.differing, f"{len(self.differing)} records with differing copies, first {self.differing[:3]}"
+        if not duplicates_allowed:
+            assert self.sink_duplicates == self.dead_duplicates == 0, (
+                f"duplicates: sink {self.sink_duplicates}, dead-letter {self.dead_duplicates}")
+
+
+def account_for(source: list[Rec], sink: list[Rec], dead: list[Rec], blocked: set[bytes],
+                malformed: set[bytes]) -> Accounting:
+    """Match every source record (by its key, a unique record id) to where it must be: a key in
+    ``blocked`` in neither topic, one in ``malformed`` in the dead-letter topic only (found by its
+    ``dpp.source.*`` headers, with the source key), every other in the sink only. Copies after the
+    first must be byte-identical to it (sink: value and headers; dead letter: key, value, headers)."""
+    by_key, by_src = group_sink_by_key(sink), group_dead_by_source(dead)
+    differing: list[str] = []
+    for what, groups, fields in (("sink", by_key, ("value", "headers")), ("dead", by_src, ("key", "value", "headers"))):
+        for where, copies in groups.items():
+            first = [getattr(copies[0], f) for f in fields]
+            if any([getattr(c, f) for f in fields] != first for c in copies[1:]):
+                differing.append(f"{what} {where!r}")
+    missing, misplaced = [], []
+    for r in source:
+        in_sink, in_dead = r.key in by_key, (r.partition, r.offset) in by_src
+        if r.key in blocked:
+            ok = not in_sink and not in_dead
+        elif r.key in malformed:
+            ok = in_dead and not in_sink and by_src[(r.partition, r.offset)][0].key == r.key
+        else:
+            ok = in_sink and not in_dead
+        if not ok:
+            (missing if not (in_sink or in_dead) else misplaced).append((r.partition, r.offset))
+    return Accounting(len(by_key), len(by_src), sum(1 for r in source if r.key in blocked),
+                      len(sink) - len(by_key), len(dead) - len(by_src), differing, missing, misplaced,
+                      len(set(by_key) - {r.key for r in source}))
 
 
 def json_loads(b: bytes) -> Any:

@@ -17,9 +17,8 @@ import pytest
 
 from proxy.generator import malformed_payloads
 
-from .helpers import (KAFKA_PYTHON_WARNINGS, DppProcess, EndOffsetWatcher, committed_offsets, drain,
-                      end_offsets, generated_records, group_dead_by_source, group_sink_by_key, metric, produce,
-                      read_topic, route_setup, wait_until)  # noqa: F401 (route_setup is a fixture)
+from .helpers import (KAFKA_PYTHON_WARNINGS, DppProcess, EndOffsetWatcher, account_for, committed_offsets, drain,
+                      end_offsets, generated_records, metric, produce, read_topic, route_setup, wait_until)  # noqa: F401 (route_setup is a fixture)
 
 pytestmark = [pytest.mark.integration, *KAFKA_PYTHON_WARNINGS]
 
@@ -79,37 +78,10 @@ def test_sigkill_and_restart_loses_nothing(route_setup):
     dead = read_topic(rs.bootstrap, t.dead_letter)
     assert len(source) == total
 
-    by_key = group_sink_by_key(sink)
-    by_src = group_dead_by_source(dead)
-    dup_sink = dup_dead = 0
-    for key, copies in by_key.items():
-        first_copy = copies[0]
-        for c in copies[1:]:
-            assert (c.value, c.headers) == (first_copy.value, first_copy.headers), (
-                f"sink copies of {key!r} differ (value or headers)")
-        dup_sink += len(copies) - 1
-    for where, copies in by_src.items():
-        first_copy = copies[0]
-        for c in copies[1:]:
-            assert (c.key, c.value, c.headers) == (first_copy.key, first_copy.value, first_copy.headers), (
-                f"dead-letter copies of source offset {where} differ")
-        dup_dead += len(copies) - 1
-
-    missing, misplaced = [], []
-    for r in source:
-        in_sink, in_dead = r.key in by_key, (r.partition, r.offset) in by_src
-        if r.key in blocked:
-            ok = not in_sink and not in_dead
-        elif r.key in malformed:
-            ok = in_dead and not in_sink and by_src[(r.partition, r.offset)][0].key == r.key
-        else:
-            ok = in_sink and not in_dead
-        if not ok:
-            (missing if not (in_sink or in_dead) else misplaced).append((r.partition, r.offset))
-    assert not missing and not misplaced, (
-        f"{len(missing)} source offsets missing (first {missing[:5]}), "
-        f"{len(misplaced)} in the wrong place (first {misplaced[:5]})")
-    assert set(by_key) <= {r.key for r in source}, "the sink holds records that are not from the source"
-    assert len(by_key) + len(by_src) + len(blocked) == total
+    acc = account_for(source, sink, dead, blocked, malformed)
+    acc.check()
+    assert acc.in_sink + acc.dead_lettered + acc.blocked == total
+    assert acc.dead_lettered == N_MALFORMED
+    dup_sink, dup_dead = acc.sink_duplicates, acc.dead_duplicates
     print(f"\ncrash recovery: killed at consumed={seen:.0f} (committed {committed}, sink had {sink_at_kill}); "
           f"duplicates after restart: sink {dup_sink}, dead-letter {dup_dead}")
