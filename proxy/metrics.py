@@ -53,6 +53,10 @@ class Metrics:
             # never see the first records of a series that appears with a non-zero value.
             for reason in Reason:
                 self.dead_lettered.labels(route.name, reason.value)
+            # likewise the delivery failures (alert DppDeliveryFailures): sink, dead letters and, on
+            # exactly_once routes, transactions (a commit that failed and was aborted)
+            for kind in ("sink", "dead_letter", *(("transaction",) if route.exactly_once else ())):
+                self.delivery_failures.labels(route.name, kind)
             for model in lp.policy.routes:
                 if model.name == route.name:
                     for b in model.block:

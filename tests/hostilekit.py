@@ -191,15 +191,23 @@ def rules(draw) -> dict:
 
 
 @st.composite
-def policies(draw) -> str:
-    """Policy YAML (name ``hostile``, keys ``k`` and ``dlq`` from env ``K``/``DLQ``)."""
+def one_route_policies(draw, rule_strategy, block_paths, block_values, max_rules: int, name: str) -> str:
+    """Policy YAML of one route ``r`` (``in.t`` to ``out.t``, dead letters ``dlq.t``), named ``name``,
+    keys ``k`` and ``dlq`` from env ``K``/``DLQ``: 1..``max_rules`` rules drawn from ``rule_strategy``,
+    up to two block conditions (``equals`` or ``in``) on a path of ``block_paths`` and a value of
+    ``block_values``. Shared with tests/unit/test_fastpath.py."""
     route = {"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t", "dead_letter_key": "dlq",
              "unlisted_fields": draw(st.sampled_from(["keep", "keep", "drop"])),
-             "rules": draw(st.lists(rules(), min_size=1, max_size=5))}
-    blocks = draw(st.lists(st.tuples(paths(), LITERALS, st.booleans()), max_size=2))
+             "rules": draw(st.lists(rule_strategy, min_size=1, max_size=max_rules))}
+    blocks = draw(st.lists(st.tuples(block_paths, block_values, st.booleans()), max_size=2))
     if blocks:
         route["block"] = [{"when": {"field": f, **({"in": [v, "x"]} if many else {"equals": v})}, "reason": f"r{i}"}
                           for i, (f, v, many) in enumerate(blocks)]
-    return yaml.safe_dump({"version": 1, "name": "hostile", "keys": {"k": {"source": "env", "name": "K"},
-                                                                     "dlq": {"source": "env", "name": "DLQ"}},
+    return yaml.safe_dump({"version": 1, "name": name, "keys": {"k": {"source": "env", "name": "K"},
+                                                                "dlq": {"source": "env", "name": "DLQ"}},
                            "routes": [route]}, allow_unicode=True, sort_keys=False)
+
+
+def policies():
+    """Policy YAML (name ``hostile``): every action of :func:`rules`, literal block values."""
+    return one_route_policies(rules(), paths(), LITERALS, max_rules=5, name="hostile")

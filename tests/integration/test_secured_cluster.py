@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,14 +69,25 @@ class Secured:
         return dict(os.environ, **self.secrets, DPP_KAFKA_CONFIG_FILE=str(self.props(user, plain)), **extra)
 
 
-@pytest.fixture(scope="session")
-def secured_broker():
+@contextmanager
+def started_by_script(env: dict[str, str], what: str):
+    """``kafka.sh fetch`` and ``start`` with ``env``, yielding the start's output; ``stop`` and ``reset``
+    afterwards. Skips when the broker is external (``DPP_TEST_BOOTSTRAP``): ``what`` cannot be started."""
     if os.environ.get("DPP_TEST_BOOTSTRAP"):
-        pytest.skip("the broker is external (DPP_TEST_BOOTSTRAP): cannot start a secured one")
-    env = {"DPP_KAFKA_SECURITY": "sasl_ssl", "DPP_KAFKA_PORT": os.environ.get("DPP_TEST_SECURE_KAFKA_PORT", "19292")}
+        pytest.skip(f"the broker is external (DPP_TEST_BOOTSTRAP): cannot start {what}")
     kafka_script(env, "fetch")
     out = kafka_script(env, "start")
     try:
+        yield out
+    finally:
+        kafka_script(env, "stop", check=False)
+        kafka_script(env, "reset", check=False)
+
+
+@pytest.fixture(scope="session")
+def secured_broker():
+    env = {"DPP_KAFKA_SECURITY": "sasl_ssl", "DPP_KAFKA_PORT": os.environ.get("DPP_TEST_SECURE_KAFKA_PORT", "19292")}
+    with started_by_script(env, "a secured one") as out:
         info = dict(line.split("=", 1) for line in kafka_script(env, "env").stdout.splitlines())
         secrets_file = Path(info["secrets"])
         assert secrets_file.stat().st_mode & 0o077 == 0, "secrets.env must be readable by its owner only"
@@ -83,23 +95,13 @@ def secured_broker():
         for value in secrets.values():
             assert value not in out.stdout + out.stderr, "kafka.sh start printed a password"
         yield Secured(out.stdout.strip().splitlines()[-1], secrets_file.parent, secrets, env)
-    finally:
-        kafka_script(env, "stop", check=False)
-        kafka_script(env, "reset", check=False)
 
 
 @pytest.fixture(scope="session")
 def kafka_cluster():
-    if os.environ.get("DPP_TEST_BOOTSTRAP"):
-        pytest.skip("the broker is external (DPP_TEST_BOOTSTRAP): cannot start a cluster")
     env = {"DPP_KAFKA_NODES": "3", "DPP_KAFKA_PORT": os.environ.get("DPP_TEST_CLUSTER_KAFKA_PORT", "19300")}
-    kafka_script(env, "fetch")
-    out = kafka_script(env, "start")
-    try:
+    with started_by_script(env, "a cluster") as out:
         yield out.stdout.strip().splitlines()[-1], env
-    finally:
-        kafka_script(env, "stop", check=False)
-        kafka_script(env, "reset", check=False)
 
 
 def no_secret_in(text: str, secrets: dict[str, str], *extra: str) -> None:

@@ -24,7 +24,7 @@ ALERTS = PROM_DIR / "alerts.yml"
 ALERTS_TEST = PROM_DIR / "alerts_test.yml"
 OPERATING = ROOT / "docs" / "operating.md"
 
-EXPECTED_ALERTS = {"DppDeadLetters", "DppBlockedSpike", "DppConsumerLagGrowing", "DppNoThroughput",
+EXPECTED_ALERTS = {"DppDeadLetters", "DppDeliveryFailures", "DppBlockedSpike", "DppConsumerLagGrowing", "DppNoThroughput",
                    "DppPolicyReloadFailed", "DppWorkerDown", "DppNoWorkerUp"}
 
 
@@ -94,9 +94,14 @@ def test_alerts_select_only_exported_metrics():
     assert used - exported == set(), f"alerts use metrics dpp does not export: {sorted(used - exported)}"
 
 
-# One mutation per alert that a correct test file must catch (each weakens or breaks the condition).
+# One mutation per alert (a second one keyed "Name/what") that a correct test file must catch (each weakens
+# or breaks the condition).
 MUTATIONS = {
     "DppDeadLetters": ("[5m])) > 0", "[5m])) > 5"),
+    # exactly-once transaction aborts must alert like sink and dead-letter failures
+    "DppDeliveryFailures": ("increase(dpp_delivery_failures_total[5m])",
+                            'increase(dpp_delivery_failures_total{topic_kind!="transaction"}[5m])'),
+    "DppDeliveryFailures/threshold": ("[5m])) > 0", "[5m])) > 2"),
     "DppBlockedSpike": ("> 3 * (", "> 0 * ("),
     "DppConsumerLagGrowing": ("(deriv(dpp_consumer_lag[10m])) > 0", "(deriv(dpp_consumer_lag[10m])) > -1e9"),
     "DppNoThroughput": ("(dpp_consumer_lag) > 0", "(dpp_consumer_lag) >= 0"),
@@ -111,6 +116,7 @@ def test_unit_tests_catch_a_broken_rule(alert, tmp_path):
     require_binary("promtool")
     doc = yaml.safe_load(ALERTS.read_text())
     old, new = MUTATIONS[alert]
+    alert = alert.split("/")[0]   # "Name/what": a second mutation of the same alert
     hit = 0
     for g in doc["groups"]:
         for r in g["rules"]:

@@ -18,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hostilekit import one_route_policies
 from proxy.errors import PolicyError
 from proxy.policy import fastpath
 from proxy.policy.compiler import SINK, Outcome, compile_policy
@@ -137,20 +138,9 @@ def rules(draw) -> dict:
     return rule
 
 
-@st.composite
-def policies(draw) -> str:
-    route = {"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t", "dead_letter_key": "dlq",
-             "unlisted_fields": draw(st.sampled_from(["keep", "keep", "drop"])),
-             "rules": draw(st.lists(rules(), min_size=1, max_size=6))}
-    blocks = draw(st.lists(st.fixed_dictionaries({"field": paths(), "value": SCALAR, "many": st.booleans()}),
-                           max_size=2))
-    if blocks:
-        route["block"] = [{"when": {"field": b["field"], **({"in": [b["value"], "x"]} if b["many"] else
-                                                              {"equals": b["value"]})}, "reason": f"r{i}"}
-                          for i, b in enumerate(blocks)]
-    return yaml.safe_dump({"version": 1, "name": "fast", "keys": {"k": {"source": "env", "name": "K"},
-                                                                  "dlq": {"source": "env", "name": "DLQ"}},
-                           "routes": [route]}, allow_unicode=True, sort_keys=False)
+def policies():
+    """Policy YAML (name ``fast``): the actions of :func:`rules`, scalar block values."""
+    return one_route_policies(rules(), paths(), SCALAR, max_rules=6, name="fast")
 
 
 def _route(text: str, native_on: bool, monkeypatch):

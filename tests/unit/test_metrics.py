@@ -177,10 +177,23 @@ def test_register_policy_creates_zero_series(cp):
     for reason in Reason:                                         # alerts see the first increase
         assert value(m, "dpp_records_dead_lettered_total", route="people", reason=reason.value) == 0
     assert value(m, "dpp_records_blocked_total", route="people", reason="consent-withdrawn") == 0
+    for kind in ("sink", "dead_letter"):                          # alert DppDeliveryFailures
+        assert value(m, "dpp_delivery_failures_total", route="people", topic_kind=kind) == 0
+    assert value(m, "dpp_delivery_failures_total", route="people", topic_kind="transaction") is None  # at_least_once
     # registering again (a reload) replaces policy_info instead of adding a second series
     m.register_policy(cp)
     infos = [s for mf in m.registry.collect() if mf.name == "dpp_policy_info" for s in mf.samples]
     assert len(infos) == 1
+
+
+def test_exactly_once_routes_count_transaction_failures_from_zero():
+    text = POLICY.replace("    dead_letter_key: k\n", "    dead_letter_key: k\n    processing_guarantee: exactly_once\n")
+    cp = compile_policy(load_policy_text(text, "m.yaml"), environ={"K": "5a" * 32})
+    assert cp.route().exactly_once
+    m = Metrics()
+    m.register_policy(cp)
+    for kind in ("sink", "dead_letter", "transaction"):
+        assert value(m, "dpp_delivery_failures_total", route="people", topic_kind=kind) == 0
 
 
 def test_label_values_are_bounded_and_never_record_data(cp):
@@ -203,6 +216,7 @@ def test_label_values_are_bounded_and_never_record_data(cp):
         "action": set(route.rule_actions),
         "reason": {r.value for r in Reason} | {"consent-withdrawn"},
         "result": {"success", "error"},
+        "topic_kind": {"sink", "dead_letter", "transaction"},
         "policy": {"unit-metrics"}, "version": {"rev-7"}, "sha256": {cp.loaded.sha256},
         "le": {le(b) for b in LATENCY_BUCKETS} | {"+Inf"},
     }
