@@ -360,6 +360,14 @@ def corpus(n_generated: int = 48, seed: int = 11) -> list[Case]:
         rec = pool[j]
         cases.append(_keyed(Case(name, mc.payload, [Secret("malformed", p, name) for p in mc.personal if p],
                                  expect="dead-letter"), rec))
+    # over a route limit (limits.max_depth, default 128): the personal values sit deep inside
+    rec = copy.deepcopy(pool[230])
+    deep: object = {"contact": rec["email"], "phone": rec["mobile"]}
+    for _ in range(140):
+        deep = [deep]
+    rec["history"] = deep
+    cases.append(_keyed(Case("limit-depth", orjson.dumps(rec), record_secrets(rec, "limit-depth"),
+                             expect="dead-letter"), rec))
     cases += _wrong_shapes(pool[200:220])
     cases += _bad_keys_and_headers(pool[240:246])
     return cases

@@ -173,6 +173,8 @@ def test_no_personal_value_key_or_password_leaves_dpp_in_clear(kafka_bootstrap, 
         keyed_stages = {r.header("dpp.stage") for r in read[KEYED]["dead_letter"]}
         assert {"key", "headers"} <= keyed_stages, f"key and header failures not dead-lettered: {keyed_stages}"
         assert read[FRAUD]["subject_keys"], "the crypto-shredding route wrote no subject key"
+        for route in topics:   # the record over limits.max_depth went where it must, sealed
+            assert "limit-depth" in {r.header("dpp.reason") for r in read[route]["dead_letter"]}, route
         assert logs.count(b"\n") > 20 and b'"level":"debug"' in logs, "no debug log lines to search"
         assert b"dpp_records_consumed_total" in metrics_text
         assert metric(samples, "dpp_delivery_failures_total", route=KEYED, topic_kind="transaction") == 0
