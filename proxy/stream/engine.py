@@ -10,9 +10,10 @@ Record size: at start the worker reads the sink and dead-letter topics' ``max.me
 protected record larger than the sink accepts goes to the dead-letter topic instead (reason
 ``too-large``); one too large for the dead-letter topic even sealed becomes a stub without payload
 (:func:`proxy.stream.deadletter.stub`). Should the broker still refuse a record as too large (its
-limit was lowered since, or could not be read), the worker lowers its limit below that record's
-size, rewinds to the batch's first offsets without committing and processes the batch again, so
-the record is dead-lettered and the topic goes on. Retriable coordinator errors (the group
+limit was lowered since, or could not be read), the worker reads the limits again (or, when they
+did not change, lowers the topic's limit below the refused record's size), rewinds to the batch's
+first offsets without committing and processes the batch again, so the record is dead-lettered
+and the topic goes on. Retriable coordinator errors (the group
 coordinator still loading after a broker start) are retried with backoff; ``/readyz`` is false
 meanwhile.
 
@@ -101,7 +102,8 @@ def record_size(key: bytes | None, value: bytes | None, headers: list | None) ->
     broker compares with ``max.message.bytes``)."""
     n = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
     for name, v in headers or ():
-        n += 10 + len(name) + (len(v) if v else 0)
+        n += 10 + (len(name.encode("utf-8", "surrogateescape")) if type(name) is str else len(name)) \
+            + (len(v) if v else 0)
     return n
 
 
