@@ -181,6 +181,7 @@ controller.listener.names=CONTROLLER
 log.dirs=$st/data
 num.partitions=3
 auto.create.topics.enable=true
+default.replication.factor=$rf
 offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=10
 transaction.state.log.replication.factor=$rf

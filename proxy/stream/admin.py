@@ -13,14 +13,15 @@ log = logging.getLogger("proxy.stream")
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.0,
                   configs: dict[str, dict[str, str]] | None = None) -> list[str]:
-    """Create each missing topic (name → partitions, replication factor 1 for a local broker;
-    ``configs``: topic → topic-level configuration).
+    """Create each missing topic (name → partitions; the cluster's ``default.replication.factor``,
+    KIP-464, so a three-broker cluster gets replicated topics; ``configs``: topic → topic-level
+    configuration).
 
     Returns the names created. Raises ``KafkaException`` if the broker refuses.
     """
     admin = AdminClient(client_config(bootstrap))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    new = [NewTopic(t, num_partitions=n, replication_factor=1, config=(configs or {}).get(t, {}))
+    new = [NewTopic(t, num_partitions=n, replication_factor=-1, config=(configs or {}).get(t, {}))
            for t, n in topics.items() if t not in existing]
     if not new:
         return []

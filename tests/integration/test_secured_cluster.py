@@ -25,7 +25,7 @@ import pytest
 
 from proxy.stream.clientconfig import read_file
 
-from .helpers import (KAFKA_PYTHON_WARNINGS, ROOT, DppProcess, committed_offsets, create_topics, drain,
+from .helpers import (KAFKA_PYTHON_WARNINGS, ROOT, DppProcess, committed_offsets, create_topics, delete_topics, drain,
                       end_offsets, generated_records, personal_values, policy_copy, produce, read_topic, run_dpp,
                       wait_until)
 
@@ -295,3 +295,20 @@ def test_leader_change_on_a_three_node_cluster_loses_nothing(kafka_cluster, topi
     assert {orjson.loads(v)["record_id"] for v in first.values()} == expected
     assert not read_topic(bootstrap, t.dead_letter)
     assert sum(end_offsets(bootstrap, t.source).values()) == len(records)
+
+
+def test_create_topics_on_a_three_node_cluster_replicates_them(kafka_cluster, topic_prefix):
+    """``dpp run --create-topics`` (``ensure_topics``) asks for the cluster's default replication
+    factor, not 1: on the three-node cluster every partition has three replicas."""
+    from confluent_kafka.admin import AdminClient
+
+    from proxy.stream.admin import ensure_topics
+    bootstrap, _ = kafka_cluster
+    name = f"{topic_prefix}.created"
+    try:
+        assert ensure_topics(bootstrap, {name: 2}) == [name]
+        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic=name, timeout=30).topics[name]
+        assert len(md.partitions) == 2
+        assert all(len(p.replicas) == 3 for p in md.partitions.values())
+    finally:
+        delete_topics(bootstrap, [name])
