@@ -247,9 +247,17 @@ class GroupWatch:
         self._c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
         md = self._c.list_topics(topic, timeout=10).topics[topic]
         self._tps = [TopicPartition(topic, p) for p in sorted(md.partitions)]
+        self._last = 0
 
     def committed(self) -> int:
-        return sum(max(tp.offset, 0) for tp in self._c.committed(self._tps, timeout=5))
+        """The sum now; when the broker does not answer within 5 s (a coordinator moving while
+        workers are killed, a loaded machine), the last sum seen (offsets only grow)."""
+        from confluent_kafka import KafkaException
+        try:
+            self._last = sum(max(tp.offset, 0) for tp in self._c.committed(self._tps, timeout=5))
+        except KafkaException:
+            pass
+        return self._last
 
     def close(self) -> None:
         self._c.close()

@@ -164,6 +164,8 @@ def test_end_to_end(route_setup, demo_keys):
             assert (hd["dpp.stage"], hd["dpp.reason"]) == ("transform", "unsupported-type"), case.kind
         elif case.kind in NOT_OBJECT_KINDS:
             assert (hd["dpp.stage"], hd["dpp.reason"]) == ("deserialize", "not-an-object"), case.kind
+        elif case.kind == "deeply_nested":   # 5,000 levels: over limits.max_depth (default 128)
+            assert (hd["dpp.stage"], hd["dpp.reason"]) == ("deserialize", "limit-depth"), case.kind
         else:
             assert (hd["dpp.stage"], hd["dpp.reason"]) == ("deserialize", "invalid-json"), case.kind
         assert r.value is not None and r.value != payload
