@@ -53,7 +53,11 @@ class _Dpp(click.Group):
     ONE_SHOT = frozenset({"scan", "reveal", "forget", "dead-letter"})
 
     def invoke(self, ctx):
-        if ctx.protected_args and ctx.protected_args[0] in self.ONE_SHOT:
+        # the subcommand's name: Click 8.2+ keeps it in _protected_args (protected_args is deprecated),
+        # Click 9 in args
+        names = getattr(ctx, "_protected_args", None)
+        names = (names if names is not None else ctx.protected_args) or ctx.args
+        if names and names[0] in self.ONE_SHOT:
             from .stream.clientconfig import set_one_shot
             set_one_shot(True)
         try:
