@@ -147,11 +147,12 @@ class RecordOracle:
             residue = dumps_record(tree).decode("utf-8", "replace")
         except (TypeError, orjson.JSONEncodeError):
             return []
+        # a string a mask rule may give back unchanged ("****") may appear in the output through
+        # that rule, whatever another rule did to the same string elsewhere in the record
+        kept = {s for s, rule in found if rule.action == "mask" and _mask_may_keep(s, rule)}
         out = []
         for s, rule in found:
-            if s in self.text or s in residue or orjson.dumps(s)[1:-1].decode() in residue:
-                continue
-            if rule.action == "mask" and _mask_may_keep(s, rule):
+            if s in self.text or s in residue or orjson.dumps(s)[1:-1].decode() in residue or s in kept:
                 continue
             out.append(s)
         return out
