@@ -138,6 +138,44 @@ def check(files: tuple[str, ...]) -> None:
     sys.exit(1 if bad else 0)
 
 
+@main.command("test")
+@click.argument("policies", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--tests", "tests_file", default=None, type=click.Path(dir_okay=False),
+              help="test file (default: FILE.tests.yaml beside each policy, when it exists); one policy only")
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="write JUnit XML here")
+def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str | None) -> None:
+    """Run the test cases of policy FILES with test keys (never the policy's own key sources).
+
+    Cases come from the policy's tests: list and from FILE.tests.yaml (or --tests). Prints
+    `PASS name` / `FAIL name (FILE:LINE)` per case with the differences, then a summary line.
+    Exit 0 when every case passes; 1 when one fails or a policy or test file is invalid."""
+    import time
+    from .policytest import format_result, junit_xml, load_suite, run_suite, summary_line
+    if tests_file and len(policies) != 1:
+        raise click.UsageError("--tests goes with one policy file")
+    t0 = time.perf_counter()
+    bad = False
+    everything, suites = [], []
+    for f in policies:
+        try:
+            results = run_suite(load_suite(f, tests_file))
+        except PolicyError as e:
+            bad = True
+            for line in str(e).splitlines():
+                click.echo(line, err=True)
+            continue
+        click.echo(f"{f}: {len(results)} case(s)")
+        for r in results:
+            for line in format_result(r):
+                click.echo(line)
+        everything += results
+        suites.append((f, results))
+    click.echo(summary_line(everything, time.perf_counter() - t0))
+    if junit_file:
+        Path(junit_file).write_text(junit_xml(suites), encoding="utf-8")
+    sys.exit(1 if bad or any(not r.passed for r in everything) else 0)
+
+
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of the policy format (policies/policy.schema.json)."""
