@@ -50,7 +50,7 @@ class _Dpp(click.Group):
     ACL) becomes one line ``dpp CMD: Kafka ...`` and exit 1, not a traceback. The line names the
     librdkafka error, never a configuration value."""
 
-    ONE_SHOT = frozenset({"scan", "reveal", "forget", "dead-letter"})
+    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter"})
 
     def invoke(self, ctx):
         if ctx.protected_args and ctx.protected_args[0] in self.ONE_SHOT:
@@ -176,8 +176,12 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
 
 @main.command("coverage")
 @click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
-@click.option("--sample", "sample", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--sample", "sample", default=None, type=click.Path(dir_okay=False, allow_dash=True),
               help="JSON-lines file of source record values (- = stdin)")
+@click.option("--topic", default=None, help="instead of --sample: read the tail of this topic (with --bootstrap-servers)")
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers, for --topic")
+@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="--topic: seconds to wait for records")
 @click.option("--route", "route_name", default=None, help="route to check (required if the policy has several)")
 @click.option("--allow", "allow", multiple=True, metavar="PATH",
               help="field path whose findings are an accepted exception (repeatable), e.g. orders[*].note")
@@ -185,7 +189,8 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
               help="phone detector: national numbering plan to read (repeatable), e.g. CN, US")
 @click.option("--limit", type=click.IntRange(min=1), default=100000, show_default=True, help="records read at most")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def coverage_cmd(policy_file, sample, route_name, allow, regions, limit, as_json) -> None:
+def coverage_cmd(policy_file, sample, topic, bootstrap_servers, timeout, route_name, allow, regions, limit,
+                 as_json) -> None:
     """Which field paths still let a validated personal value out in clear?
 
     Runs the route over the sample with test keys (never the policy's key sources), then every
@@ -197,6 +202,10 @@ def coverage_cmd(policy_file, sample, route_name, allow, regions, limit, as_json
     from .policycoverage import PathSyntaxError, coverage, format_report, general_path
     from .policytest import compile_for_tests
     from .scan import read_jsonl
+    if (sample is None) == (topic is None):
+        raise click.UsageError("give one of --sample FILE or --topic T")
+    if topic is not None and not bootstrap_servers:
+        raise click.UsageError("--topic needs --bootstrap-servers")
     try:
         check_regions(regions)
     except ValueError as e:
@@ -216,10 +225,17 @@ def coverage_cmd(policy_file, sample, route_name, allow, regions, limit, as_json
         sys.exit(1)
     except KeyError as e:
         raise click.UsageError(str(e.args[0])) from None
+    if topic is not None:
+        from .stream.sample import TopicNotFound, sample_topic
+        values = sample_topic(bootstrap_servers, topic, limit, timeout_s=timeout)
+    else:
+        values, TopicNotFound = read_jsonl(sample, limit), LookupError  # noqa: N806 - only topics raise it
     try:
-        rep = coverage(route, read_jsonl(sample, limit), regions=regions, allow=allow)
+        rep = coverage(route, values, regions=regions, allow=allow)
     except OSError as e:
         raise click.BadParameter(f"cannot read: {type(e).__name__}", param_hint="--sample") from None
+    except TopicNotFound as e:
+        raise click.UsageError(str(e)) from None
     click.echo(json.dumps(rep.to_dict(), ensure_ascii=False) if as_json else format_report(rep))
     sys.exit(1 if rep.leaking else 0)
 

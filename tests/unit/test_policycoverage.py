@@ -124,3 +124,19 @@ def test_blocked_and_dead_lettered_records_are_counted():
 def test_bad_allow_path_is_a_usage_error(sample):
     res = run(["--policy", str(EXAMPLE), "--sample", str(sample), "--allow", "a[x"])
     assert res.exit_code == 2 and "--allow" in res.output
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "give one of --sample FILE or --topic T"),
+    (["--sample", "x.jsonl", "--topic", "t", "--bootstrap-servers", "h:1"], "give one of --sample FILE or --topic T"),
+    (["--topic", "t"], "--topic needs --bootstrap-servers"),
+])
+def test_sample_or_topic(extra, message):
+    res = run(["--policy", str(EXAMPLE), *extra])
+    assert res.exit_code == 2 and message in res.output
+
+
+def test_sample_from_stdin(sample):
+    res = CliRunner().invoke(main, ["coverage", "--policy", str(EXAMPLE), "--sample", "-", "--json"],
+                             input=sample.read_bytes())
+    assert res.exit_code == 0 and json.loads(res.output)["records"] == 200
