@@ -332,9 +332,15 @@ def run_case(route: CompiledRoute, case: PolicyTestCase) -> list[str]:
 
 def run_suite(suite: Suite) -> list[CaseResult]:
     """Run every case of ``suite`` with test keys. Raises :class:`PolicyError` when a route the
-    cases use cannot be compiled (e.g. a schema-format route: it needs a registry)."""
+    cases use is not a json route (schema formats need a registry and framed input) or cannot be
+    compiled."""
     pol = suite.loaded.policy
     names = sorted({c.case.route or pol.routes[0].name for c in suite.cases})
+    schema_routes = [(i, r) for i, r in enumerate(pol.routes) if r.name in names and r.format != "json"]
+    if schema_routes:
+        raise PolicyError([(suite.loaded.file, suite.loaded.line_of(("routes", i, "format")), f"routes[{i}].format",
+                            f"dpp test runs json routes; route {r.name} reads {r.format} (its cases cannot run)")
+                           for i, r in schema_routes])
     compiled = compile_for_tests(suite.loaded, suite.keys, names)
     results = []
     for c in suite.cases:

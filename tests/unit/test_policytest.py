@@ -220,3 +220,11 @@ def test_cases_inside_the_policy_are_checked_at_load():
     with pytest.raises(PolicyError) as e:
         load_policy_text(bad, "t.yaml")
     assert "t.yaml:26: tests[0].route: no route 'zz'" in str(e.value)
+
+
+def test_schema_format_routes_are_refused_by_name(tmp_path):
+    tests = tmp_path / "avro.tests.yaml"
+    tests.write_text("tests:\n  - name: a\n    input: {value: {name: x}}\n    output: {}\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["test", str(EXAMPLES / "customer-pii-avro.yaml"), "--tests", str(tests)])
+    assert res.exit_code == 1
+    assert "customer-pii-avro.yaml:" in res.output and "dpp test runs json routes" in res.output
