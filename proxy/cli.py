@@ -50,7 +50,7 @@ class _Dpp(click.Group):
     ACL) becomes one line ``dpp CMD: Kafka ...`` and exit 1, not a traceback. The line names the
     librdkafka error, never a configuration value."""
 
-    ONE_SHOT = frozenset({"scan", "reveal", "forget", "dead-letter"})
+    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter"})
 
     def invoke(self, ctx):
         # the subcommand's name: Click 8.2+ keeps it in _protected_args (protected_args is deprecated),
@@ -140,6 +140,108 @@ def check(files: tuple[str, ...]) -> None:
         click.echo(f"{f}: ok: policy {p.name}@{lp.revision}, {len(p.routes)} route(s), "
                    f"{sum(len(r.rules) + len(r.headers) + (len(r.key.rules) if r.key else 0) for r in p.routes)} rule(s)")
     sys.exit(1 if bad else 0)
+
+
+@main.command("test")
+@click.argument("policies", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--tests", "tests_file", default=None, type=click.Path(dir_okay=False),
+              help="test file (default: FILE.tests.yaml beside each policy, when it exists); one policy only")
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="write JUnit XML here")
+def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str | None) -> None:
+    """Run the test cases of policy FILES with test keys (never the policy's own key sources).
+
+    Cases come from the policy's tests: list and from FILE.tests.yaml (or --tests). Prints
+    `PASS name` / `FAIL name (FILE:LINE)` per case with the differences, then a summary line.
+    Exit 0 when every case passes; 1 when one fails or a policy or test file is invalid."""
+    from .policytest import format_result, junit_xml, load_suite, run_suite, summary_line
+    if tests_file and len(policies) != 1:
+        raise click.UsageError("--tests goes with one policy file")
+    bad = False
+    everything, suites = [], []
+    for f in policies:
+        try:
+            results = run_suite(load_suite(f, tests_file))
+        except PolicyError as e:
+            bad = True
+            for line in str(e).splitlines():
+                click.echo(line, err=True)
+            continue
+        click.echo(f"{f}: {len(results)} case(s)")
+        for r in results:
+            for line in format_result(r):
+                click.echo(line)
+        everything += results
+        suites.append((f, results))
+    click.echo(summary_line(everything))
+    if junit_file:
+        Path(junit_file).write_text(junit_xml(suites), encoding="utf-8")
+    sys.exit(1 if bad or any(not r.passed for r in everything) else 0)
+
+
+@main.command("coverage")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--sample", "sample", default=None, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSON-lines file of source record values (- = stdin)")
+@click.option("--topic", default=None, help="instead of --sample: read the tail of this topic (with --bootstrap-servers)")
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers, for --topic")
+@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="--topic: seconds to wait for records")
+@click.option("--route", "route_name", default=None, help="route to check (required if the policy has several)")
+@click.option("--allow", "allow", multiple=True, metavar="PATH",
+              help="field path whose findings are an accepted exception (repeatable), e.g. orders[*].note")
+@click.option("--region", "regions", multiple=True, metavar="CC",
+              help="phone detector: national numbering plan to read (repeatable), e.g. CN, US")
+@click.option("--limit", type=click.IntRange(min=1), default=100000, show_default=True, help="records read at most")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def coverage_cmd(policy_file, sample, topic, bootstrap_servers, timeout, route_name, allow, regions, limit,
+                 as_json) -> None:
+    """Which field paths still let a validated personal value out in clear?
+
+    Runs the route over the sample with test keys (never the policy's key sources), then every
+    detector over the protected output. Prints each leaking path with its detector, the records
+    holding it and their share of the records at the sink. Exit 1 when anything leaves in clear
+    (paths given with --allow excepted) or the policy is invalid; 0 otherwise."""
+    from .detectors.phone import check_regions
+    from .policy.loader import load_policy
+    from .policycoverage import PathSyntaxError, coverage, format_report, general_path
+    from .policytest import compile_for_tests
+    from .scan import read_jsonl
+    if (sample is None) == (topic is None):
+        raise click.UsageError("give one of --sample FILE or --topic T")
+    if topic is not None and not bootstrap_servers:
+        raise click.UsageError("--topic needs --bootstrap-servers")
+    try:
+        check_regions(regions)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--region") from None
+    for a in allow:
+        try:
+            general_path(a)
+        except PathSyntaxError as e:
+            raise click.BadParameter(f"{a!r}: {e}", param_hint="--allow") from None
+    try:
+        loaded = load_policy(policy_file)
+        cp = compile_for_tests(loaded, routes=[route_name] if route_name else None)
+        route = cp.route(route_name)
+    except PolicyError as e:
+        for line in str(e).splitlines():
+            click.echo(line, err=True)
+        sys.exit(1)
+    except KeyError as e:
+        raise click.UsageError(str(e.args[0])) from None
+    if topic is not None:
+        from .stream.sample import TopicNotFound, sample_topic
+        values = sample_topic(bootstrap_servers, topic, limit, timeout_s=timeout)
+    else:
+        values, TopicNotFound = read_jsonl(sample, limit), LookupError  # noqa: N806 - only topics raise it
+    try:
+        rep = coverage(route, values, regions=regions, allow=allow)
+    except OSError as e:
+        raise click.BadParameter(f"cannot read: {type(e).__name__}", param_hint="--sample") from None
+    except TopicNotFound as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(json.dumps(rep.to_dict(), ensure_ascii=False) if as_json else format_report(rep))
+    sys.exit(1 if rep.leaking else 0)
 
 
 @main.command()

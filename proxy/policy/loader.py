@@ -29,12 +29,7 @@ class LoadedPolicy:
 
     def line_of(self, loc: tuple) -> int | None:
         """1-based line of a data location (e.g. ``("keys", "fpe")``), or of its nearest parent."""
-        loc = tuple(loc)
-        while loc:
-            if loc in self.lines:
-                return self.lines[loc]
-            loc = loc[:-1]
-        return None
+        return nearest_line({k: v for k, v in self.lines.items() if k}, loc) if loc else None
 
     @property
     def revision(self) -> str:
@@ -58,12 +53,7 @@ class _Lines:
         self.count = 0  # nodes expanded so far (see MAX_NODES)
 
     def nearest(self, loc: tuple) -> int | None:
-        loc = tuple(loc)
-        while loc:
-            if loc in self.lines:
-                return self.lines[loc]
-            loc = loc[:-1]
-        return self.lines.get((), None)
+        return nearest_line(self.lines, loc)
 
 
 class _DuplicateKey(Exception):
@@ -170,10 +160,13 @@ def _compose(text: str, loader_cls: type, lines: _Lines) -> Any:
         loader.dispose()
 
 
-def load_policy_text(text: str, file: str = "<policy>") -> LoadedPolicy:
-    """Parse and validate policy YAML ``text``; ``file`` is used in error messages only.
+def load_yaml_model(text: str, file: str, model: type, what: str = "a policy") -> tuple[Any, dict]:
+    """Parse YAML ``text`` and validate it as ``model`` (a pydantic model class): ``(instance, lines)``,
+    ``lines`` mapping each data path (tuple of keys/indexes) to its 1-based line. ``file`` and
+    ``what`` (e.g. ``"a policy"``, ``"a test file"``) are used in error messages only.
 
-    Raises :class:`PolicyError` with every problem found (YAML syntax, schema, semantics).
+    Raises :class:`PolicyError` with every problem as ``(file, line, path, message)``: YAML syntax,
+    duplicate keys, alias bombs, a document that is not a mapping, and every schema error.
     """
     lines = _Lines()
     try:
@@ -194,19 +187,38 @@ def load_policy_text(text: str, file: str = "<policy>") -> LoadedPolicy:
     except yaml.YAMLError as e:
         raise PolicyError([(file, None, "", f"YAML: {type(e).__name__}")]) from None
     if not isinstance(data, dict):
-        raise PolicyError([(file, 1, "", "a policy must be a YAML mapping")])
+        raise PolicyError([(file, 1, "", f"{what} must be a YAML mapping")])
     try:
-        policy = Policy.model_validate(data)
+        return model.model_validate(data), lines.lines
     except ValidationError as e:
         problems = []
         for err in e.errors():
             loc = _data_loc(tuple(err["loc"]), data)
             problems.append((file, lines.nearest(loc), _render_loc(loc), _message(err)))
         raise PolicyError(problems) from None
-    problems = [(file, lines.nearest(loc), _render_loc(loc), msg) for loc, msg in semantic_problems(policy)]
+
+
+def nearest_line(lines: dict, loc: tuple) -> int | None:
+    """1-based line of data location ``loc`` in ``lines`` (from :func:`load_yaml_model`), or of its
+    nearest parent; ``None`` when nothing on the way is known."""
+    loc = tuple(loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+def load_policy_text(text: str, file: str = "<policy>") -> LoadedPolicy:
+    """Parse and validate policy YAML ``text``; ``file`` is used in error messages only.
+
+    Raises :class:`PolicyError` with every problem found (YAML syntax, schema, semantics).
+    """
+    policy, lines = load_yaml_model(text, file, Policy)
+    problems = [(file, nearest_line(lines, loc), _render_loc(loc), msg) for loc, msg in semantic_problems(policy)]
     if problems:
         raise PolicyError(problems)
-    return LoadedPolicy(policy=policy, file=file, sha256=hashlib.sha256(text.encode()).hexdigest(), lines=lines.lines)
+    return LoadedPolicy(policy=policy, file=file, sha256=hashlib.sha256(text.encode()).hexdigest(), lines=lines)
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:
@@ -286,6 +298,25 @@ def semantic_problems(policy: Policy) -> list[tuple[tuple, str]]:
                                 "one value would get two rules"))
         if route.unlisted_fields == "drop" and not any(not isinstance(r, DropRule) for _, r, _ in field_rules):
             out.append((base + ("rules",), "unlisted_fields: drop with no keep/transform rule would drop every field"))
+    return out + case_problems(policy, policy.tests, ("tests",))
+
+
+def case_problems(policy: Policy, cases: list, base: tuple) -> list[tuple[tuple, str]]:
+    """Checks of ``dpp test`` cases (:class:`~.models.PolicyTestCase`, in the policy's ``tests:``
+    or a test file at data location ``base``) against ``policy``: a case names a route of the
+    policy (or the policy has one route), and case names are unique. ``[(data_location, message)]``."""
+    out: list[tuple[tuple, str]] = []
+    routes = {r.name: r for r in policy.routes}
+    names: dict[str, int] = {}
+    for i, case in enumerate(cases):
+        loc = base + (i,)
+        if case.name in names:
+            out.append((loc + ("name",), f"test name {case.name!r} is used twice ({_render_loc(base)}[{names[case.name]}])"))
+        names[case.name] = i
+        if case.route is None and len(routes) != 1:
+            out.append((loc, f"the policy has {len(routes)} routes: name one in route: ({', '.join(routes)})"))
+        elif case.route is not None and case.route not in routes:
+            out.append((loc + ("route",), f"no route {case.route!r}; routes: {', '.join(routes)}"))
     return out
 
 
@@ -380,4 +411,5 @@ def policy_warnings(policy: Policy) -> list[tuple[tuple, str]]:
     return out
 
 
-__all__ = ["LoadedPolicy", "load_policy", "load_policy_text", "policy_warnings", "semantic_problems"]
+__all__ = ["LoadedPolicy", "load_policy", "load_policy_text", "load_yaml_model", "nearest_line", "policy_warnings", "case_problems",
+           "semantic_problems"]

@@ -6,7 +6,7 @@ The JSON Schema in ``policies/policy.schema.json`` is generated from :class:`Pol
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -416,6 +416,94 @@ class Route(_Model):
         return self
 
 
+# --------------------------------------------------------------------------- tests (dpp test)
+class CaseInput(_Model):
+    """The record a test case feeds to its route: ``value`` (a JSON object or array as YAML, a raw
+    string sent as its UTF-8 bytes, e.g. ``"not json"``, or null for a tombstone), ``key`` (UTF-8
+    text; default null) and ``headers`` (name → UTF-8 text)."""
+
+    value: Any = Field(description="record value: an object (sent as JSON), a raw string, or null")
+    key: str | None = Field(default=None, description="record key, UTF-8 text (default: null)")
+    headers: dict[str, str] = Field(default_factory=dict, description="record headers, name → UTF-8 text")
+
+
+class CaseAssert(_Model):
+    """One assertion on the protected record. ``path`` is a field path of the value (``[*]`` selects
+    every element, and every selected node must pass), ``@key`` (the protected key) or
+    ``@headers.NAME``. Exactly one check: ``equals`` (JSON-typed), ``matches`` (regular expression,
+    searched anchored at both ends), ``length`` (characters of a string, items of an array or
+    object), ``absent: true``, ``not_equals_input: true`` (differs from the input at the same path),
+    ``decrypts_to`` (an fpe or tokenize field: the route's reveal gives this value)."""
+
+    path: str = Field(min_length=1, description="value field path, @key, or @headers.NAME")
+    equals: Any = None
+    matches: str | None = Field(default=None, description="regular expression the whole value must match")
+    length: int | None = Field(default=None, ge=0)
+    absent: Literal[True] | None = None
+    not_equals_input: Literal[True] | None = None
+    decrypts_to: Any = None
+
+    CHECKS: ClassVar[tuple[str, ...]] = ("equals", "matches", "length", "absent", "not_equals_input", "decrypts_to")
+
+    @property
+    def check(self) -> str:
+        """The name of the check this assertion makes (one of :attr:`CHECKS`)."""
+        return next(c for c in self.CHECKS if c in self.model_fields_set)
+
+    @model_validator(mode="after")
+    def _one_check(self) -> "CaseAssert":
+        given = [c for c in self.CHECKS if c in self.model_fields_set]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(self.CHECKS)}")
+        if self.matches is not None:
+            import re
+            try:
+                re.compile(self.matches)
+            except re.error as e:
+                raise ValueError(f"matches: invalid regular expression: {e}") from None
+        if not self.path.startswith("@"):
+            _check_path(self.path)
+        elif self.path != "@key" and not (self.path.startswith("@headers.") and len(self.path) > 9):
+            raise ValueError("a path starting with @ is @key or @headers.NAME")
+        return self
+
+
+class CaseOutcome(_Model):
+    """The record does not reach the sink: ``blocked`` (a block rule's reason) or ``dead_letter``
+    (a reason code, e.g. ``unsupported-type``). Exactly one."""
+
+    blocked: Slug | None = None
+    dead_letter: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "CaseOutcome":
+        if (self.blocked is None) == (self.dead_letter is None):
+            raise ValueError("give exactly one of 'blocked' or 'dead_letter'")
+        return self
+
+
+class PolicyTestCase(_Model):
+    """One ``dpp test`` case: ``input`` through ``route`` (default: the policy's only route), then
+    the expectation: ``output`` (the exact protected value), ``assert`` (a list of
+    :class:`CaseAssert`), both, or ``outcome`` (blocked or dead-lettered) alone."""
+
+    name: str = Field(min_length=1, max_length=200)
+    route: Slug | None = Field(default=None, description="route name (default: the only route)")
+    input: CaseInput
+    output: Any = Field(default=None, description="the exact protected value (JSON object)")
+    assert_: list[CaseAssert] | None = Field(default=None, alias="assert", min_length=1)
+    outcome: CaseOutcome | None = None
+
+    @model_validator(mode="after")
+    def _expectation(self) -> "PolicyTestCase":
+        has_out = "output" in self.model_fields_set
+        if self.outcome is not None and (has_out or self.assert_ is not None):
+            raise ValueError("an outcome case has no output or assert (the record reaches no sink)")
+        if self.outcome is None and not has_out and self.assert_ is None:
+            raise ValueError("give an expectation: output, assert or outcome")
+        return self
+
+
 class Policy(_Model):
     """A data-protection policy (format version 1)."""
 
@@ -425,6 +513,8 @@ class Policy(_Model):
     description: str | None = None
     keys: dict[str, KeySpec] = Field(default_factory=dict)
     routes: list[Route] = Field(min_length=1)
+    tests: list[PolicyTestCase] = Field(default_factory=list, description=(
+        "test cases run by `dpp test` with test keys (never the keys above)"))
 
 
 def policy_json_schema() -> dict[str, Any]:

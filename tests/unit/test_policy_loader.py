@@ -24,7 +24,8 @@ KEY_SOURCES = _tags(KeySpec, "source")
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "policies"
 BROKEN = DATA / "broken"
-SHIPPED = sorted(p for ext in ("*.yaml", "*.yml") for p in (ROOT / "policies").rglob(ext))
+SHIPPED = sorted(p for ext in ("*.yaml", "*.yml") for p in (ROOT / "policies").rglob(ext)
+                 if not p.name.endswith(".tests.yaml"))  # dpp test files (tests/unit/test_policytest.py)
 VALID_TEST = sorted(DATA.glob("valid-*.yaml"))
 
 
