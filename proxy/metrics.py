@@ -30,6 +30,8 @@ class Metrics:
         self.latency = Histogram("dpp_record_processing_seconds", "Policy engine time per record (parse, protect, serialize)",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.policy_info = Gauge("dpp_policy_info", "Active policy (value 1)", ["policy", "version", "sha256"], registry=r)
+        self.route_info = Gauge("dpp_route_info", "A route of the active policy and its declared purpose (value 1; "
+                                "purpose empty when none is declared)", ["route", "purpose"], registry=r)
         self.reloads = Counter("dpp_policy_reloads", "Policy reload attempts", ["result"], registry=r)
         for result in ("success", "error"):
             self.reloads.labels(result)
@@ -43,6 +45,9 @@ class Metrics:
         lp = policy.loaded
         self.policy_info.clear()
         self.policy_info.labels(lp.policy.name, lp.revision, lp.sha256).set(1)
+        self.route_info.clear()
+        for route in policy.routes:
+            self.route_info.labels(route.name, route.purpose).set(1)
         for route in policy.routes:
             self.consumed.labels(route.name)
             self.produced.labels(route.name)

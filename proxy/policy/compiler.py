@@ -140,6 +140,19 @@ def _json_equal(a: Any, b: Any) -> bool:
 def _compile_block(when) -> Callable[[dict], bool]:
     segs = parse_path(when.field)
     visit = compile_visit(segs)
+    if "not_equals" in when.model_fields_set:
+        # block unless a value at the path equals it: a missing field, a null on the way or a
+        # string where an object is needed all block (fail closed: no stated consent, no pass)
+        want = when.not_equals
+
+        def unless(obj: dict) -> bool:
+            found = []
+            try:
+                visit(obj, lambda c, k: found.append(c[k]))
+            except PathShapeError:
+                return True
+            return not any(_json_equal(v, want) for v in found)
+        return unless
     wanted = [when.equals] if when.in_ is None else list(when.in_)
     if all(type(s) is str for s in segs):
         # Object keys only (the common case, e.g. consent.analytics): at most one node, walked
@@ -263,6 +276,8 @@ class CompiledRoute:
     def __init__(self, route: Route, policy_name: str, keys: Mapping[str, SecretKey],
                  keyrings: Mapping[str, KeyRing] | None = None, schema_source: SchemaSource | None = None):
         self.name = route.name
+        self.purpose = route.purpose or ""
+        """The route's declared purpose (a slug), ``""`` when the policy names none."""
         self.source, self.sink, self.dead_letter = route.source, route.sink, route.dead_letter
         self.group = route.consumer_group or f"dpp.{policy_name}.{route.name}"
         self.exactly_once = route.processing_guarantee == "exactly_once"

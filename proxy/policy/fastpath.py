@@ -280,7 +280,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     for b, (when, hit_closure, reason) in enumerate(route._blocks):
         blk = src.const(f"BLOCK{b}", Outcome(BLOCK, reason=reason))
         kp = _key_path(when.field)
-        if kp is None:
+        if kp is None or "not_equals" in when.model_fields_set:  # the reference path's closure
             hit = src.const(f"HIT{b}", hit_closure)
             e(f"if res is None and {hit}(o):")
             e(f"    res = {blk}")

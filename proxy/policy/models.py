@@ -325,19 +325,22 @@ class KeySection(_Model):
 
 # --------------------------------------------------------------------------- blocks
 class BlockWhen(_Model):
-    """Condition on one field: ``equals`` a value or ``in`` a set of values (JSON-typed, so
-    ``false`` does not equal ``0``). Exactly one of the two."""
+    """Condition on one field: ``equals`` a value, ``in`` a set of values (JSON-typed, so
+    ``false`` does not equal ``0``), or ``not_equals`` a value: the record is blocked unless the
+    field is there and equals it (a missing field blocks: ``{field: consent.marketing,
+    not_equals: true}`` passes only records that state consent). Exactly one of the three."""
 
     field: FieldPath
     equals: JsonLiteral = None
     in_: list[JsonLiteral] | None = Field(default=None, alias="in")
+    not_equals: JsonLiteral = Field(default=None, description=(
+        "block unless the field is present and equals this value (a missing field blocks)"))
 
     @model_validator(mode="after")
     def _one_of(self) -> "BlockWhen":
-        has_eq = "equals" in self.model_fields_set
-        has_in = self.in_ is not None
-        if has_eq == has_in:
-            raise ValueError("give exactly one of 'equals' or 'in'")
+        given = ("equals" in self.model_fields_set) + (self.in_ is not None) + ("not_equals" in self.model_fields_set)
+        if given != 1:
+            raise ValueError("give exactly one of 'equals', 'in' or 'not_equals'")
         return self
 
 
@@ -384,6 +387,10 @@ class Route(_Model):
     """One source topic → one sink topic, with a dead-letter topic and the rules applied between."""
 
     name: Slug
+    purpose: Slug | None = Field(default=None, description=(
+        "the purpose this route's sink serves (analytics, support, marketing...): exported as "
+        "dpp_route_info{route,purpose} and logged when the route starts; one source routed to "
+        "several sinks, one route per purpose, each with its own rules"))
     source: Topic
     sink: Topic
     dead_letter: Topic

@@ -423,7 +423,7 @@ class RouteWorker:
                 self._transactions_ready = True
             self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group,
-                                              "record_path": r.record_path})
+                                              "purpose": r.purpose, "record_path": r.record_path})
             while not self.stop_event.is_set():
                 if self._next is not None:
                     if self._next[0].subject_mode:
