@@ -66,6 +66,8 @@ class Metrics:
                 if model.name == route.name:
                     for b in model.block:
                         self.blocked.labels(route.name, b.reason)
+            if route.retention is not None:  # records older than retention.max_age
+                self.blocked.labels(route.name, Reason.RETENTION_EXPIRED.value)
             if route.subject_mode:  # crypto-shredding routes block records of forgotten subjects
                 self.blocked.labels(route.name, Reason.SUBJECT_FORGOTTEN.value)
             for rule in route.rules:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 import orjson
@@ -30,7 +31,7 @@ from ..formats.base import EVERY_ITEM, EVERY_VALUE, Codec, SchemaPlan, SchemaSou
 from ..transforms import BuildContext, build_transform
 from . import fastpath as _fastpath
 from .loader import LoadedPolicy
-from .models import DropRule, Route
+from .models import DropRule, Retention, Route, duration_seconds
 from .parts import HeaderProtector, KeyProtector
 from .paths import WILDCARD, PathShapeError, compile_visit, format_path, parse_path
 
@@ -184,6 +185,46 @@ def _compile_block(when) -> Callable[[dict], bool]:
     return hit
 
 
+EPOCH_MS_FROM = 100_000_000_000
+"""``retention.epoch: auto``: a numeric event time of at least this magnitude is milliseconds
+(1e11 s is the year 5138; 1e11 ms is March 1973), a smaller one seconds."""
+
+RETENTION_EXPIRED = Outcome(BLOCK, reason=Reason.RETENTION_EXPIRED.value)
+
+
+def event_time(value: Any, epoch: str = "auto") -> float:
+    """Seconds since the Unix epoch (UTC) of a record's event time ``value``: a string in ISO 8601
+    with a UTC offset (``Z`` or ``+08:00``; at most 64 ASCII characters), or an int/float of
+    seconds or milliseconds (``epoch``: ``seconds``, ``milliseconds``, or ``auto``: see
+    :data:`EPOCH_MS_FROM`). Raises ``ValueError`` for anything else (a timestamp without an
+    offset, a date alone, a boolean, null, an object); the message holds no part of the value."""
+    t = type(value)
+    if t is int or t is float:
+        ms = epoch == "milliseconds" or (epoch == "auto" and abs(value) >= EPOCH_MS_FROM)
+        return value / 1000 if ms else float(value)
+    if t is str and 0 < len(value) <= 64 and value.isascii():
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not an ISO 8601 timestamp") from None
+        if dt.tzinfo is None or dt.utcoffset() is None:
+            raise ValueError("an ISO 8601 timestamp without a UTC offset")
+        return dt.timestamp()
+    raise ValueError("not a timestamp")
+
+
+def _compile_retention(ret: Retention) -> tuple[Callable[[dict], list], float, str]:
+    """``(collect, max_age_s, epoch)``: ``collect(record)`` lists the values at ``ret.field``
+    (a missing key, null or a non-object on the way: none)."""
+    visit = compile_visit(parse_path(ret.field))
+
+    def collect(obj: dict) -> list:
+        found: list = []
+        visit(obj, lambda c, k: found.append(c[k]))
+        return found
+    return collect, float(duration_seconds(ret.max_age)), ret.epoch
+
+
 def _allow_tree(paths: list[tuple]) -> dict | bool:
     tree: dict = {}
     for segs in paths:
@@ -335,6 +376,11 @@ class CompiledRoute:
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
         self._blocks = [(b.when, _compile_block(b.when), b.reason) for b in route.block]
+        self.clock: Callable[[], float] = time.time
+        """"Now" for ``retention`` (seconds since the Unix epoch; read once per record; tests set
+        a fixed one). A record redelivered later may be expired by then: that is the purpose."""
+        self.retention = route.retention
+        self._retention = _compile_retention(route.retention) if route.retention is not None else None
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
         self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
                         for r in self.rules]
@@ -449,6 +495,10 @@ class CompiledRoute:
         for _, hit, reason in self._blocks:
             if hit(obj):
                 return Outcome(BLOCK, reason=reason)
+        if self._retention is not None:
+            expired = self.retention_check(obj)
+            if expired is not None:
+                return expired
         ref = ""
         if self.subject_mode:
             ref = self.subject_ref_of(obj)
@@ -478,6 +528,22 @@ class CompiledRoute:
                 if lit is not None and lit in obj:
                     self._warn_dotted(pos)
         return (obj, ref) if ref else obj
+
+    def retention_check(self, obj: dict) -> Outcome | None:
+        """The route's ``retention`` on a parsed record, after its block conditions and before
+        any rule (both record paths call this): the ``retention-expired`` block :class:`Outcome`
+        when the event time is more than ``max_age`` before :attr:`clock`, else ``None`` (an
+        event time in the future passes). Raises :class:`RecordError` (stage ``block``, reason
+        ``bad-event-time``, rule ``retention``) when the event time cannot be read."""
+        collect, max_age, epoch = self._retention
+        found = collect(obj)
+        if len(found) != 1:
+            raise RecordError(Stage.BLOCK, Reason.BAD_EVENT_TIME, "retention")
+        try:
+            t = event_time(found[0], epoch)
+        except (ValueError, OverflowError):
+            raise RecordError(Stage.BLOCK, Reason.BAD_EVENT_TIME, "retention") from None
+        return RETENTION_EXPIRED if self.clock() - t > max_age else None
 
     def _protect_tagged(self, obj: dict, hits: list) -> None:
         """Tag rules on the record of the writer schema just decoded: each rule applies to the

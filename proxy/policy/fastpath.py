@@ -297,6 +297,9 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         e(f"    if {tests}:")
         e(f"        res = {blk}")
         src.depth -= opened + 1
+    if route._retention is not None:  # retention: after the block conditions, as protect()
+        e("if res is None:")
+        e(f"    res = {src.const('RETAIN', route.retention_check)}(o)")
     e("if res is None:")
     src.depth += 1
     if need_hits:

@@ -383,6 +383,43 @@ class Limits(_Model):
         "reach the sink is dead-lettered instead (reason limit-time-budget)"))
 
 
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds of a duration ``<N><unit>``: ``30d``, ``12h``, ``90m``, ``45s`` (N a positive whole
+    number of at most 10 digits; one unit: d = 86400 s, h, m, s). Raises ``ValueError``."""
+    if (type(text) is not str or len(text) < 2 or text[-1] not in _DURATION_UNITS or not text[:-1].isascii()
+            or not text[:-1].isdigit() or len(text) > 11 or text[0] == "0"):
+        raise ValueError("a duration is a positive whole number and one unit: 30d, 12h, 90m or 45s")
+    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+
+
+class Retention(_Model):
+    """Withhold records whose event time is older than ``max_age`` (PIPL Art. 47, GDPR Art.
+    5(1)(e) "storage limitation"), checked with the block conditions, before any rule.
+
+    ``field`` holds the event time: a string in ISO 8601 with a UTC offset (``2024-05-01T08:00:00Z``,
+    ``...+08:00``), or a JSON number of seconds since the Unix epoch (``epoch: seconds``) or
+    milliseconds (``epoch: milliseconds``); ``epoch: auto`` (default) reads a number whose
+    magnitude is at least 100,000,000,000 as milliseconds, any other as seconds. A record older
+    than ``max_age`` is blocked (reason ``retention-expired``); one whose field is missing, null,
+    ambiguous (a path matching several values), a timestamp without an offset, or of another type
+    is dead-lettered (``bad-event-time``): it never passes.
+    """
+
+    field: FieldPath = Field(description="field path of the record's event time (read before any rule)")
+    max_age: str = Field(description="oldest event time that passes, before now: 30d, 12h, 90m or 45s")
+    epoch: Literal["auto", "seconds", "milliseconds"] = Field(default="auto", description=(
+        "unit of a numeric event time: auto = milliseconds from 100,000,000,000 on, else seconds"))
+
+    @field_validator("max_age")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        duration_seconds(v)
+        return v
+
+
 class Route(_Model):
     """One source topic → one sink topic, with a dead-letter topic and the rules applied between."""
 
@@ -415,6 +452,9 @@ class Route(_Model):
         "Kafka transactions (sink, dead-letter records and consumed offsets commit together), so "
         "read_committed consumers see each source record once"))
     limits: Limits = Field(default_factory=Limits, description="limits against poison-pill records")
+    retention: Retention | None = Field(default=None, description=(
+        "block records whose event time is older than max_age (retention-expired); an unreadable "
+        "event time dead-letters the record (bad-event-time)"))
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> "Route":
