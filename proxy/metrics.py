@@ -32,6 +32,8 @@ class Metrics:
         self.policy_info = Gauge("dpp_policy_info", "Active policy (value 1)", ["policy", "version", "sha256"], registry=r)
         self.route_info = Gauge("dpp_route_info", "A route of the active policy and its declared purpose (value 1; "
                                 "purpose empty when none is declared)", ["route", "purpose"], registry=r)
+        self.halted = Gauge("dpp_route_halted", "1 while the route is halted by the incident switch (dpp halt), else 0",
+                            ["route"], registry=r)
         self.reloads = Counter("dpp_policy_reloads", "Policy reload attempts", ["result"], registry=r)
         for result in ("success", "error"):
             self.reloads.labels(result)
@@ -51,6 +53,7 @@ class Metrics:
         for route in policy.routes:
             self.consumed.labels(route.name)
             self.produced.labels(route.name)
+            self.halted.labels(route.name)  # 0 until a halt (a reload keeps a halted route's 1)
             for label, action in zip(route.rule_labels, route.rule_actions):
                 self.transforms.labels(route.name, label, action)
                 self.unmatched.labels(route.name, label)
