@@ -120,6 +120,12 @@ class ControlReader:
             err = e.args[0] if e.args else None
             if isinstance(err, KafkaError) and err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
                 return
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                # the workers may not read it (no ACL): the routes run, and say so once (docs/operating.md)
+                self.error = err.name()
+                log.error("control topic not readable: halts are not seen meanwhile",
+                          extra={"topic": self.topic, "error_class": err.name()})
+                return
             raise
         deadline = time.monotonic() + self.timeout
         while self._next < hi:
