@@ -88,8 +88,9 @@ def write_switch(bootstrap: str, route: str, state: str, reason: str, actor: str
 class ControlReader:
     """Follows the control topic: :meth:`halted` answers from memory. Thread-safe.
 
-    ``start()`` reads to the end (raises ``TimeoutError`` after ``timeout_s``), then a thread
-    polls every ``poll_s`` seconds until :meth:`close`. :attr:`changes` counts applied records."""
+    ``start()`` starts a thread that reads to the end (then :attr:`caught_up` is set; routes wait
+    for it with :meth:`wait_caught_up`), then polls every ``poll_s`` seconds until :meth:`close`.
+    :attr:`changes` counts applied records."""
 
     def __init__(self, bootstrap: str, topic: str = CONTROL_TOPIC, *, poll_s: float = 0.5, timeout_s: float = 30.0):
         self.topic, self.poll_s, self.timeout = topic, poll_s, timeout_s
@@ -105,17 +106,27 @@ class ControlReader:
                                    "topic.metadata.refresh.interval.ms": 5000})
         self._consumer.assign([TopicPartition(topic, 0, -2)])  # OFFSET_BEGINNING; never committed
         self._next = 0
+        self.caught_up = threading.Event()
+        """Set once the topic was read to its end (or found missing) after :meth:`start`."""
 
     def start(self) -> "ControlReader":
-        self.catch_up()
+        """Start the thread: it reads the topic to its end (retrying every second while the
+        broker does not answer), sets :attr:`caught_up`, then follows the topic."""
         self._thread = threading.Thread(target=self._follow, name=f"dpp-control-{self.topic}", daemon=True)
         self._thread.start()
         return self
 
+    def wait_caught_up(self, stop: threading.Event) -> bool:
+        """Block until the topic was read to its end (``True``) or ``stop`` is set (``False``)."""
+        while not self.caught_up.wait(0.2):
+            if stop.is_set():
+                return False
+        return True
+
     def catch_up(self) -> None:
         """Read until the high watermark at call time (none: the topic does not exist yet)."""
         try:
-            _, hi = self._consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=self.timeout)
+            _, hi = self._consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=min(self.timeout, 2.0))
         except KafkaException as e:
             err = e.args[0] if e.args else None
             if isinstance(err, KafkaError) and err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
@@ -139,6 +150,8 @@ class ControlReader:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     self._next = max(self._next, m.offset())
+                elif err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                    pass  # the reader's group id is never used (no commits, explicit offsets): no ACL needed
                 elif err.code() not in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
                     if self.error != err.name():
                         log.error("control topic not readable: halts are not seen meanwhile",
@@ -156,6 +169,17 @@ class ControlReader:
                 self.changes += 1
 
     def _follow(self) -> None:
+        warned = False
+        while not self._stop.is_set() and not self.caught_up.is_set():
+            try:
+                self.catch_up()
+                self.caught_up.set()
+            except (KafkaException, TimeoutError) as e:
+                if not warned:  # the routes wait meanwhile (fail closed): /readyz names the control topic
+                    log.warning("control topic not read to its end yet: routes wait", extra={
+                        "topic": self.topic, "error_class": type(e).__name__})
+                    warned = True
+                self._stop.wait(1.0)
         while not self._stop.is_set():
             try:
                 self._poll(self.poll_s)

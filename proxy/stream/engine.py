@@ -429,6 +429,11 @@ class RouteWorker:
                 self._retry_coordinator("transaction coordinator",
                                         lambda: self.producer.init_transactions(max(30.0, self.cfg.transaction_timeout_s)))
                 self._transactions_ready = True
+            if self.control is not None:  # a route halted before the start must not process one record
+                self.waiting_for = "control topic"
+                if not self.control.wait_caught_up(self.stop_event):
+                    return
+                self.waiting_for = None
             self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group,
                                               "purpose": r.purpose, "record_path": r.record_path})
@@ -880,7 +885,7 @@ class Engine:
         # (measured: ~20 ms pauses and ~10 % of the record path's CPU without this).
         if self.cfg.control_topic and self.control is None:
             from .control import ControlReader
-            # read to its end before any route consumes: a route halted before the start stays halted
+            # read to its end before any route consumes (each waits for it): a route halted before the start stays halted
             self.control = ControlReader(self.cfg.bootstrap_servers, self.cfg.control_topic).start()
         for w in self.workers:
             w.control = self.control
