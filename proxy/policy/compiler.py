@@ -213,9 +213,12 @@ def event_time(value: Any, epoch: str = "auto") -> float:
     raise ValueError("not a timestamp")
 
 
-def _compile_retention(ret: Retention) -> tuple[Callable[[dict], list], float, str]:
+def _compile_retention(ret: Retention) -> tuple[Callable[[dict], list] | None, float, str]:
     """``(collect, max_age_s, epoch)``: ``collect(record)`` lists the values at ``ret.field``
-    (a missing key, null or a non-object on the way: none)."""
+    (a missing key, null or a non-object on the way: none); ``None`` for ``source:
+    record_timestamp`` (epoch ``milliseconds``)."""
+    if ret.source == "record_timestamp":
+        return None, float(duration_seconds(ret.max_age)), "milliseconds"
     visit = compile_visit(parse_path(ret.field))
 
     def collect(obj: dict) -> list:
@@ -381,6 +384,9 @@ class CompiledRoute:
         a fixed one). A record redelivered later may be expired by then: that is the purpose."""
         self.retention = route.retention
         self._retention = _compile_retention(route.retention) if route.retention is not None else None
+        self.uses_record_timestamp = route.retention is not None and route.retention.source == "record_timestamp"
+        """Whether the engine must pass each record's Kafka timestamp (ms) to the record paths."""
+        self._record_ts: int | None = None  # the Kafka timestamp of the record in process()/the batch path
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
         self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
                         for r in self.rules]
@@ -536,7 +542,8 @@ class CompiledRoute:
         event time in the future passes). Raises :class:`RecordError` (stage ``block``, reason
         ``bad-event-time``, rule ``retention``) when the event time cannot be read."""
         collect, max_age, epoch = self._retention
-        found = collect(obj)
+        found = collect(obj) if collect is not None else (
+            [self._record_ts] if type(self._record_ts) is int and self._record_ts >= 0 else [])
         if len(found) != 1:
             raise RecordError(Stage.BLOCK, Reason.BAD_EVENT_TIME, "retention")
         try:
@@ -701,20 +708,21 @@ class CompiledRoute:
         return pk, ph
 
     def process_record(self, value: bytes | None, key: bytes | None = None,
-                       headers: list | None = None) -> Outcome:
+                       headers: list | None = None, timestamp: int | None = None) -> Outcome:
         """The reference path of a whole record: key rules, then header rules, then
         :meth:`process` on the value. The outcome carries the protected ``key`` and ``headers``
         (unchanged when the route has no rules for them). Never raises for bad input."""
         if not self.has_parts:
-            return dataclasses.replace(self.process(value), key=key, headers=headers)
+            return dataclasses.replace(self.process(value, timestamp), key=key, headers=headers)
         t0 = time.perf_counter()
         parts = self._protect_parts(key, headers)
         if type(parts) is Outcome:
             self._count(parts, time.perf_counter() - t0)
             return parts
-        return dataclasses.replace(self.process(value), key=parts[0], headers=parts[1])
+        return dataclasses.replace(self.process(value, timestamp), key=parts[0], headers=parts[1])
 
-    def protect_records(self, values: list, keys: list, headers: list) -> tuple[list, list, list]:
+    def protect_records(self, values: list, keys: list, headers: list,
+                        timestamps: list | None = None) -> tuple[list, list, list]:
         """The stream engine's path for a batch of whole records of a route with key or header
         rules: ``(results, keys, headers)``, with ``results`` as :meth:`protect_batch` gives them
         and the protected keys and headers per record (for a record whose key or header rules
@@ -722,7 +730,7 @@ class CompiledRoute:
         as :meth:`process_record` per record; the values of records whose key and headers were
         protected go through :meth:`protect_batch` together."""
         if not self.has_parts:
-            return self.protect_batch(values), keys, headers
+            return self.protect_batch(values, timestamps), keys, headers
         n = len(values)
         results: list = [None] * n
         out_keys: list = [None] * n
@@ -737,17 +745,21 @@ class CompiledRoute:
             else:
                 out_keys[i], out_headers[i] = parts
                 todo.append(i)
-        for i, r in zip(todo, self.protect_batch([values[i] for i in todo])):
+        for i, r in zip(todo, self.protect_batch([values[i] for i in todo],
+                                                 [timestamps[i] for i in todo] if timestamps is not None else None)):
             results[i] = r
         return results, out_keys, out_headers
 
-    def process(self, value: bytes | None) -> Outcome:
+    def process(self, value: bytes | None, timestamp: int | None = None) -> Outcome:
         """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input.
+        ``timestamp``: the Kafka record's timestamp in milliseconds (``retention`` with ``source:
+        record_timestamp``; ``None`` when the record has none).
 
         The route's ``limits`` apply: a value over ``max_record_bytes`` is not parsed, a JSON value
         nested deeper than ``max_depth`` is not protected, and a record that took longer than
         ``time_budget_ms`` and would reach the sink is dead-lettered instead (``limit-*``)."""
         t0 = time.perf_counter()
+        self._record_ts = timestamp
         if value is not None and len(value) > self._max_record_bytes:
             out = DL_LIMIT_BYTES
         else:
@@ -759,31 +771,33 @@ class CompiledRoute:
         self._count(out, dt)
         return out
 
-    def protect_batch(self, values: list) -> list:
+    def protect_batch(self, values: list, timestamps: list | None = None) -> list:
         """The stream engine's path for a batch of record values (``bytes`` or ``None``): per
         value, the protected bytes when the record goes to the sink, else an :class:`Outcome`
-        (block, dead-letter, tombstone; every record of a crypto-shredding route). Same results
+        (block, dead-letter, tombstone; every record of a crypto-shredding route); ``timestamps``:
+        the records' Kafka timestamps (ms or ``None``), for ``retention.source: record_timestamp``. Same results
         and counters as :meth:`process` per value, from the route's generated batch function
         (:mod:`proxy.policy.fastpath`); FF1 fields are encrypted for the whole batch at once
         (``FF1.encrypt_many``: one AES call per round for all values of a rule)."""
+        ts = timestamps if timestamps is not None else [None] * len(values)
         if self._fast is None:
-            return [self.process(v) for v in values]
+            return [self.process(v, t) for v, t in zip(values, ts)]
         slow = self._over_limits(values, self._max_record_bytes, self._max_depth)
         if not slow:
-            return self._fast(values)
+            return self._fast(values, ts)
         # records near a limit take the reference path (which applies the limits), the rest the batch path
         out: list = [None] * len(values)
         for j in slow:
-            r = self.process(values[j])
+            r = self.process(values[j], ts[j])
             out[j] = r.value if r.kind == SINK and r.value is not None and not r.subject else r
         rest = [j for j in range(len(values)) if out[j] is None]
-        for j, r in zip(rest, self._fast([values[j] for j in rest])):
+        for j, r in zip(rest, self._fast([values[j] for j in rest], [ts[j] for j in rest])):
             out[j] = r
         return out
 
-    def process_batch(self, values: list) -> list[Outcome]:
+    def process_batch(self, values: list, timestamps: list | None = None) -> list[Outcome]:
         """:meth:`protect_batch` with an :class:`Outcome` for every record (sink ones too)."""
-        return [Outcome(SINK, r) if type(r) is bytes else r for r in self.protect_batch(values)]
+        return [Outcome(SINK, r) if type(r) is bytes else r for r in self.protect_batch(values, timestamps)]
 
     def _flush_deferred_finish(self, results: list) -> dict[int, Outcome]:
         """End of a batch with FF1 rules: encrypt the pending values (:meth:`_flush_deferred`),

@@ -238,7 +238,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
 
     e = src.emit
     src.block("""
-        def protect_batch(values):
+        def protect_batch(values, timestamps=None):
             st = route.stats
             ev = []  # (rule index, matches): unmatched rules and matches of generic steps, this batch
             UN = ev.append
@@ -256,6 +256,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     src.depth = 1
     e("for j, v in enumerate(values):")
     src.depth = 2
+    if route.uses_record_timestamp:  # retention on the Kafka timestamp: what process() is given
+        e("route._record_ts = timestamps[j] if timestamps is not None else None")
     if any(_key_path(route.rules[i].field) is None for i in route._deferred):
         e("route._record_index = j")  # FF1 step closures (array paths) queue values under it
     src.block("""

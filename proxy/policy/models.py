@@ -399,7 +399,9 @@ class Retention(_Model):
     """Withhold records whose event time is older than ``max_age`` (PIPL Art. 47, GDPR Art.
     5(1)(e) "storage limitation"), checked with the block conditions, before any rule.
 
-    ``field`` holds the event time: a string in ISO 8601 with a UTC offset (``2024-05-01T08:00:00Z``,
+    ``source: record_timestamp`` reads the Kafka record's timestamp instead (milliseconds; a
+    record without one, e.g. through ``dpp apply``, is dead-lettered ``bad-event-time``).
+    Otherwise ``field`` holds the event time: a string in ISO 8601 with a UTC offset (``2024-05-01T08:00:00Z``,
     ``...+08:00``), or a JSON number of seconds since the Unix epoch (``epoch: seconds``) or
     milliseconds (``epoch: milliseconds``); ``epoch: auto`` (default) reads a number whose
     magnitude is at least 100,000,000,000 as milliseconds, any other as seconds. A record older
@@ -408,7 +410,11 @@ class Retention(_Model):
     is dead-lettered (``bad-event-time``): it never passes.
     """
 
-    field: FieldPath = Field(description="field path of the record's event time (read before any rule)")
+    source: Literal["field", "record_timestamp"] = Field(default="field", description=(
+        "where the event time is: field = the value's field at 'field'; record_timestamp = the Kafka "
+        "record's timestamp (CreateTime or LogAppendTime, milliseconds; records without one dead-letter)"))
+    field: FieldPath | None = Field(default=None, description=(
+        "field path of the record's event time (read before any rule); source: field only"))
     max_age: str = Field(description="oldest event time that passes, before now: 30d, 12h, 90m or 45s")
     epoch: Literal["auto", "seconds", "milliseconds"] = Field(default="auto", description=(
         "unit of a numeric event time: auto = milliseconds from 100,000,000,000 on, else seconds"))
@@ -418,6 +424,12 @@ class Retention(_Model):
     def _duration(cls, v: str) -> str:
         duration_seconds(v)
         return v
+
+    @model_validator(mode="after")
+    def _field_fits_source(self) -> "Retention":
+        if (self.field is None) == (self.source == "field"):
+            raise ValueError("source: field needs a field; source: record_timestamp takes none")
+        return self
 
 
 class Route(_Model):

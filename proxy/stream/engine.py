@@ -742,10 +742,12 @@ class RouteWorker:
         plus ``extra`` (dpp's own headers), dead-letter records sealed, blocks withheld (counted;
         the offset advances)."""
         keys = [m.key() for m in good]
+        # retention on the Kafka record timestamp (ms); a record without one (type 0) has None
+        stamps = [ts if kind else None for kind, ts in (m.timestamp() for m in good)] if r.uses_record_timestamp else None
         if r.has_parts:
-            results, keys, headers = self._protect(r.protect_records, values, keys, [m.headers() for m in good])
+            results, keys, headers = self._protect(r.protect_records, values, keys, [m.headers() for m in good], stamps)
         else:
-            results, headers = self._protect(r.protect_batch, values), [m.headers() for m in good]
+            results, headers = self._protect(r.protect_batch, values, stamps), [m.headers() for m in good]
         produce, on_delivery, sink = self.producer.produce, self._on_delivery, r.sink
         # below this many bytes of value and key, a record with only dpp's headers surely fits
         small = self.limits[sink] - _RECORD_OVERHEAD - record_size(None, None, extra) - 1024

@@ -192,3 +192,55 @@ def test_retention_outcomes_reach_the_metrics(monkeypatch):
     m.publish(ref, ref.stats.drain())
     assert m.registry.get_sample_value("dpp_records_blocked_total", {"route": "r", "reason": "retention-expired"}) == 1
     assert m.registry.get_sample_value("dpp_records_dead_lettered_total", {"route": "r", "reason": "bad-event-time"}) == 1
+
+
+# ------------------------------------------------------------------ source: record_timestamp
+TS_POLICY = policy_text(["{field: name, action: mask, keep_first: 1}"],
+                        route="    retention: {source: record_timestamp, max_age: 12h}\n")
+MS = 1000
+
+
+@pytest.mark.parametrize("ts, expected", [
+    (int(NOW * MS), SINK),
+    (int((NOW - 11 * 3600) * MS), SINK),
+    (int((NOW - 12 * 3600) * MS), SINK),                # exactly max_age
+    (int((NOW - 12 * 3600) * MS) - 1, BLOCK),
+    (0, BLOCK),
+    (int((NOW + DAY) * MS), SINK),
+    (None, DEAD_LETTER),                                # no timestamp (dpp apply, a record without one)
+    (-1, DEAD_LETTER),                                  # librdkafka's "none"
+])
+def test_the_kafka_record_timestamp_on_every_path(ts, expected, monkeypatch):
+    value = orjson.dumps({"name": "Dora", "created_at": "not read"})
+    ref, *batch = _routes(TS_POLICY, monkeypatch)
+    want = ref.process(value, ts)
+    want_counts = _counters(ref)
+    assert want.kind == expected and (expected != DEAD_LETTER or want.reason == "bad-event-time")
+    for r in [ref] + batch:
+        assert r.process_batch([value, value], [ts, ts]) == [want, want], r.record_path
+        counts = _counters(r)
+        assert counts[:2] == (2 * want_counts[0], 2 * want_counts[1]), r.record_path
+        assert r.process_record(value, b"k", None, ts).kind == expected
+        res, _, _ = r.protect_records([value], [b"k"], [None], [ts])
+        assert (Outcome(SINK, res[0]) if type(res[0]) is bytes else res[0]) == want
+        r.stats.drain()
+
+
+def test_record_timestamps_are_per_record_in_a_batch(monkeypatch):
+    value = orjson.dumps({"name": "Eve"})
+    stamps = [int(NOW * MS), 0, None, int((NOW - 3600) * MS), int((NOW - DAY) * MS)]
+    ref, *batch = _routes(TS_POLICY, monkeypatch)
+    want = [ref.process(value, t) for t in stamps]
+    assert [o.kind for o in want] == [SINK, BLOCK, DEAD_LETTER, SINK, BLOCK]
+    want_counts = _counters(ref)
+    for r in [ref] + batch:
+        assert r.process_batch([value] * len(stamps), stamps) == want
+        assert _counters(r) == want_counts
+
+
+@pytest.mark.parametrize("retention", ["{source: record_timestamp, field: created_at, max_age: 1d}",
+                                       "{source: field, max_age: 1d}", "{max_age: 1d}",
+                                       "{source: kafka, max_age: 1d}"])
+def test_the_source_and_field_must_fit(retention):
+    lines = load_error_lines(policy_text(["{field: a, action: mask}"], route=f"    retention: {retention}\n"), "ret.yaml")
+    assert len(lines) == 1 and lines[0].startswith("ret.yaml:13: routes[0].retention"), lines
