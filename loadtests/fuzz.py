@@ -74,6 +74,11 @@ def test_environ(policy_text: str, fill: str = "5a") -> dict[str, str]:
     return {n: fill * 32 for n in names}
 
 
+ORACLE_NOW = 1_000_000.0
+"""The clock (epoch seconds) of the oracle's routes: ``retention`` must give one outcome on every
+path, so "now" is fixed (``tests/hostilekit.py`` draws event times around it)."""
+
+
 class RecordOracle:
     """One policy compiled four ways: the reference route, the batch path without and with the C
     accelerator (same keys), and a reference route with other keys (for the leak check).
@@ -102,7 +107,11 @@ class RecordOracle:
                 os.environ.pop("DPP_NATIVE", None)
             else:
                 os.environ["DPP_NATIVE"] = saved
-        self.block_reasons = {b.reason for b in loaded.policy.routes[[r.name for r in loaded.policy.routes].index(self.ref.name)].block}
+        for r in [self.ref, self.other] + [b for _, b in self.batches]:
+            r.clock = lambda: ORACLE_NOW  # retention: every path judges event times at one "now"
+        model = loaded.policy.routes[[r.name for r in loaded.policy.routes].index(self.ref.name)]
+        self.block_reasons = {b.reason for b in model.block} | (
+            {Reason.RETENTION_EXPIRED.value} if model.retention is not None else set())
         self._ruled = []   # (visit, rule) for protecting rules on field paths
         self._masking = []  # visits of rules whose output keeps part of the input (mask, detect)
         for rule in self.ref.rules:

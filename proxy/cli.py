@@ -50,7 +50,7 @@ class _Dpp(click.Group):
     ACL) becomes one line ``dpp CMD: Kafka ...`` and exit 1, not a traceback. The line names the
     librdkafka error, never a configuration value."""
 
-    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter"})
+    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter", "halt", "resume"})
 
     def invoke(self, ctx):
         # the subcommand's name: Click 8.2+ keeps it in _protected_args (protected_args is deprecated),
@@ -328,8 +328,12 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
               help="exactly_once routes: this worker's stable name, unique among the live workers of a route "
                    "(transactional.id dpp.<group>.<instance>; a restart with the same name fences the old "
                    "incarnation). Default: the host name (env DPP_INSTANCE_ID)")
+@click.option("--control-topic", envvar="DPP_CONTROL_TOPIC", default="dpp.control", show_default=True,
+              help="compacted topic of the incident switch (dpp halt / dpp resume), read to its end before "
+                   "any route starts, then every 0.5 s; '' turns the switch off (env DPP_CONTROL_TOPIC)")
 def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
-        create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None) -> None:
+        create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
+        control_topic: str) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
@@ -342,7 +346,8 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     cp = _load_compiled(policy_file, list(routes) or None)
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
-    eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id))
+    eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,
+                                  control_topic=control_topic or None))
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says
@@ -547,6 +552,57 @@ def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor
             with open(audit_file, "ab") as f:
                 f.write(orjson.dumps(doc) + b"\n")
         click.echo(f"route {r.name}: subject {ref} forgotten" + ("" if known else " (no key was stored yet)"))
+
+
+def _switch(route_name: str, state: str, reason: str, policy_file: str, bootstrap_servers: str, actor: str,
+            control_topic: str, audit_topic: str) -> None:
+    """``dpp halt`` / ``dpp resume``: the route must be one of the policy's (no keys needed)."""
+    from .policy.loader import load_policy
+    from .stream.control import write_switch
+    try:
+        loaded = load_policy(policy_file)
+    except PolicyError as e:
+        for line in str(e).splitlines():
+            click.echo(line, err=True)
+        sys.exit(1)
+    names = [r.name for r in loaded.policy.routes]
+    if route_name not in names:
+        raise click.UsageError(f"no route {route_name!r} in {policy_file}; routes: {names}")
+    doc = write_switch(bootstrap_servers, route_name, state, reason, actor, policy=loaded.provenance,
+                       control_topic=control_topic, audit_topic=audit_topic)
+    click.echo(f"route {route_name}: {state} at {doc['at']} (control topic {control_topic}, audited in {audit_topic})")
+
+
+def _switch_options(fn):
+    for opt in reversed([
+        click.argument("route_name", metavar="ROUTE"),
+        click.option("--reason", required=True, help="why (an incident or complaint reference; goes into the audit topic)"),
+        click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file"),
+        click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers"),
+        click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER"),
+        click.option("--control-topic", envvar="DPP_CONTROL_TOPIC", default="dpp.control", show_default=True),
+        click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@_switch_options
+def halt(route_name, reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic) -> None:
+    """Incident switch: stop ROUTE on every worker within about a second (PIPL Art. 57).
+
+    The workers finish the batch in flight, then produce and commit nothing: the records wait in
+    the source topic and are processed on `dpp resume`, under the policy in force then. Written
+    to the control topic (compacted, key = route) and audited (who, when, why)."""
+    _switch(route_name, "halted", reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic)
+
+
+@main.command()
+@_switch_options
+def resume(route_name, reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic) -> None:
+    """Incident switch: let a halted ROUTE process again (audited like `dpp halt`)."""
+    _switch(route_name, "running", reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic)
 
 
 @main.command("dead-letter")

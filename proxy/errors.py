@@ -70,6 +70,11 @@ class Reason(str, Enum):
     """A string a ``detect`` rule must scan is longer than ``limits.max_detect_chars``."""
     LIMIT_TIME_BUDGET = "limit-time-budget"
     """Protecting the record took longer than ``limits.time_budget_ms``."""
+    BAD_EVENT_TIME = "bad-event-time"
+    """A route with ``retention:`` cannot read the record's event time: the field is missing,
+    null, found more than once, or not an ISO 8601 timestamp with an offset or an epoch number."""
+    RETENTION_EXPIRED = "retention-expired"
+    """Block reason: the record's event time is older than the route's ``retention.max_age``."""
     SCHEMA_VALIDATION_FAILED = "schema-validation-failed"
     """A JSON Schema route's protected value does not validate against the derived sink schema."""
 

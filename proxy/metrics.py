@@ -30,6 +30,10 @@ class Metrics:
         self.latency = Histogram("dpp_record_processing_seconds", "Policy engine time per record (parse, protect, serialize)",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.policy_info = Gauge("dpp_policy_info", "Active policy (value 1)", ["policy", "version", "sha256"], registry=r)
+        self.route_info = Gauge("dpp_route_info", "A route of the active policy and its declared purpose (value 1; "
+                                "purpose empty when none is declared)", ["route", "purpose"], registry=r)
+        self.halted = Gauge("dpp_route_halted", "1 while the route is halted by the incident switch (dpp halt), else 0",
+                            ["route"], registry=r)
         self.reloads = Counter("dpp_policy_reloads", "Policy reload attempts", ["result"], registry=r)
         for result in ("success", "error"):
             self.reloads.labels(result)
@@ -43,9 +47,13 @@ class Metrics:
         lp = policy.loaded
         self.policy_info.clear()
         self.policy_info.labels(lp.policy.name, lp.revision, lp.sha256).set(1)
+        self.route_info.clear()
+        for route in policy.routes:
+            self.route_info.labels(route.name, route.purpose).set(1)
         for route in policy.routes:
             self.consumed.labels(route.name)
             self.produced.labels(route.name)
+            self.halted.labels(route.name)  # 0 until a halt (a reload keeps a halted route's 1)
             for label, action in zip(route.rule_labels, route.rule_actions):
                 self.transforms.labels(route.name, label, action)
                 self.unmatched.labels(route.name, label)
@@ -61,6 +69,8 @@ class Metrics:
                 if model.name == route.name:
                     for b in model.block:
                         self.blocked.labels(route.name, b.reason)
+            if route.retention is not None:  # records older than retention.max_age
+                self.blocked.labels(route.name, Reason.RETENTION_EXPIRED.value)
             if route.subject_mode:  # crypto-shredding routes block records of forgotten subjects
                 self.blocked.labels(route.name, Reason.SUBJECT_FORGOTTEN.value)
             for rule in route.rules:

@@ -73,10 +73,14 @@ def json_string(draw) -> str:
         return '"' + "".join(parts) + '"'
     if kind <= 3:
         return _quote(draw(st.sampled_from(SPECIAL_TEXT)))
+    if kind == 4:  # event times around RETENTION_NOW (retention)
+        return _quote(draw(st.sampled_from(EVENT_TIME_TEXT)))
     return _quote(draw(st.text(PLANE_CHARS, max_size=24)))
 
 
 def json_number(draw) -> str:
+    if draw(st.integers(0, 4)) == 0:  # event times around RETENTION_NOW (retention)
+        return repr(draw(st.sampled_from(EVENT_TIME_NUMBERS)))
     if draw(st.booleans()):
         return str(draw(st.sampled_from(EDGE_INTS) | st.integers()))
     if draw(st.booleans()):
@@ -190,19 +194,36 @@ def rules(draw) -> dict:
     return rule
 
 
+RETENTION_NOW = 1_000_000.0
+"""The clock of routes compiled from :func:`one_route_policies` in the tests (epoch seconds), so
+generated integers (event times of 1970) fall on both sides of a ``retention.max_age``."""
+
+EVENT_TIME_TEXT = ["1970-01-12T13:46:40Z", "1970-01-12T13:46:39+00:00", "1970-01-12T14:46:40+01:00",
+                   "1970-01-01T00:00:00Z", "1970-01-12T00:00:00", "1970-01-12", "1970-01-12T13:46:40.5-00:01"]
+EVENT_TIME_NUMBERS = [999_999, 999_999_000, 1_000_000_000, 100_000_000_000, 999_955, 999_954.5, 956_800, -5, 1e300]
+EVENT_TIMES = st.sampled_from(EVENT_TIME_TEXT + EVENT_TIME_NUMBERS)
+"""Event-time values around :data:`RETENTION_NOW` (ISO 8601 with and without offsets, epoch
+seconds and milliseconds): strings and numbers of generated records and records drawn from them."""
+
+
 @st.composite
 def one_route_policies(draw, rule_strategy, block_paths, block_values, max_rules: int, name: str) -> str:
     """Policy YAML of one route ``r`` (``in.t`` to ``out.t``, dead letters ``dlq.t``), named ``name``,
     keys ``k`` and ``dlq`` from env ``K``/``DLQ``: 1..``max_rules`` rules drawn from ``rule_strategy``,
-    up to two block conditions (``equals`` or ``in``) on a path of ``block_paths`` and a value of
-    ``block_values``. Shared with tests/unit/test_fastpath.py."""
+    up to two block conditions (``equals``, ``in`` or ``not_equals``) on a path of ``block_paths``
+    and a value of ``block_values``, and in one policy of four a ``retention`` on a path of
+    ``block_paths``. Shared with tests/unit/test_fastpath.py."""
     route = {"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t", "dead_letter_key": "dlq",
              "unlisted_fields": draw(st.sampled_from(["keep", "keep", "drop"])),
              "rules": draw(st.lists(rule_strategy, min_size=1, max_size=max_rules))}
-    blocks = draw(st.lists(st.tuples(block_paths, block_values, st.booleans()), max_size=2))
+    blocks = draw(st.lists(st.tuples(block_paths, block_values, st.sampled_from(["equals", "in", "not_equals"])),
+                           max_size=2))
     if blocks:
-        route["block"] = [{"when": {"field": f, **({"in": [v, "x"]} if many else {"equals": v})}, "reason": f"r{i}"}
-                          for i, (f, v, many) in enumerate(blocks)]
+        route["block"] = [{"when": {"field": f, **({"in": [v, "x"]} if op == "in" else {op: v})}, "reason": f"r{i}"}
+                          for i, (f, v, op) in enumerate(blocks)]
+    if draw(st.integers(0, 3)) == 0:  # retention on a drawn path (the routes' clock: RETENTION_NOW)
+        route["retention"] = {"field": draw(st.sampled_from(["a", "b"]) | block_paths), "max_age": draw(st.sampled_from(["45s", "90m", "12h", "30d"])),
+                              "epoch": draw(st.sampled_from(["auto", "seconds", "milliseconds"]))}
     return yaml.safe_dump({"version": 1, "name": name, "keys": {"k": {"source": "env", "name": "K"},
                                                                 "dlq": {"source": "env", "name": "DLQ"}},
                            "routes": [route]}, allow_unicode=True, sort_keys=False)

@@ -38,3 +38,14 @@ def compiled_route(rules: list[str], *, file: str = "<policy>", environ: dict | 
     registry ``schema_source`` for schema formats); its route ``r``."""
     return compile_policy(load_policy_text(policy_text(rules, **kw), file), environ=environ or KEYS,
                           schema_source=schema_source).route()
+
+
+def load_error_lines(text: str, file: str = "<policy>") -> list[str]:
+    """The ``FILE:LINE: PATH: message`` lines of loading policy YAML ``text`` (as ``file``);
+    ``AssertionError`` when it loads."""
+    from proxy.errors import PolicyError
+    try:
+        load_policy_text(text, file)
+    except PolicyError as e:
+        return str(e).splitlines()
+    raise AssertionError(f"{file} loaded, but a problem was expected")

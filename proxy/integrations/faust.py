@@ -209,7 +209,9 @@ class FaustRouteProtector:
             raise TypeError("the source topic must use raw bytes values (see raw_topic)")
         entry = self._acks.enter(event)
         src_headers = _headers_list(msg.headers)
-        out = self.route.process_record(value, msg.key, src_headers)
+        # the Kafka timestamp in ms (faust gives seconds), for retention.source: record_timestamp
+        stamp = int(round(msg.timestamp * 1000)) if isinstance(msg.timestamp, (int, float)) and msg.timestamp > 0 else None
+        out = self.route.process_record(value, msg.key, src_headers, stamp)
         self.counts.consumed += 1
         kind = out.kind
         if kind == SINK:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 import orjson
@@ -30,7 +31,7 @@ from ..formats.base import EVERY_ITEM, EVERY_VALUE, Codec, SchemaPlan, SchemaSou
 from ..transforms import BuildContext, build_transform
 from . import fastpath as _fastpath
 from .loader import LoadedPolicy
-from .models import DropRule, Route
+from .models import DropRule, Retention, Route, duration_seconds
 from .parts import HeaderProtector, KeyProtector
 from .paths import WILDCARD, PathShapeError, compile_visit, format_path, parse_path
 
@@ -140,6 +141,19 @@ def _json_equal(a: Any, b: Any) -> bool:
 def _compile_block(when) -> Callable[[dict], bool]:
     segs = parse_path(when.field)
     visit = compile_visit(segs)
+    if "not_equals" in getattr(when, "model_fields_set", ()):  # a BlockWhen (tests pass plain namespaces)
+        # block unless a value at the path equals it: a missing field, a null on the way or a
+        # string where an object is needed all block (fail closed: no stated consent, no pass)
+        want = when.not_equals
+
+        def unless(obj: dict) -> bool:
+            found = []
+            try:
+                visit(obj, lambda c, k: found.append(c[k]))
+            except PathShapeError:
+                return True
+            return not any(_json_equal(v, want) for v in found)
+        return unless
     wanted = [when.equals] if when.in_ is None else list(when.in_)
     if all(type(s) is str for s in segs):
         # Object keys only (the common case, e.g. consent.analytics): at most one node, walked
@@ -169,6 +183,49 @@ def _compile_block(when) -> Callable[[dict], bool]:
         return any(_json_equal(v, w) for v in found for w in wanted)
 
     return hit
+
+
+EPOCH_MS_FROM = 100_000_000_000
+"""``retention.epoch: auto``: a numeric event time of at least this magnitude is milliseconds
+(1e11 s is the year 5138; 1e11 ms is March 1973), a smaller one seconds."""
+
+RETENTION_EXPIRED = Outcome(BLOCK, reason=Reason.RETENTION_EXPIRED.value)
+
+
+def event_time(value: Any, epoch: str = "auto") -> float:
+    """Seconds since the Unix epoch (UTC) of a record's event time ``value``: a string in ISO 8601
+    with a UTC offset (``Z`` or ``+08:00``; at most 64 ASCII characters), or an int/float of
+    seconds or milliseconds (``epoch``: ``seconds``, ``milliseconds``, or ``auto``: see
+    :data:`EPOCH_MS_FROM`). Raises ``ValueError`` for anything else (a timestamp without an
+    offset, a date alone, a boolean, null, an object); the message holds no part of the value."""
+    t = type(value)
+    if t is int or t is float:
+        ms = epoch == "milliseconds" or (epoch == "auto" and abs(value) >= EPOCH_MS_FROM)
+        return value / 1000 if ms else float(value)
+    if t is str and 0 < len(value) <= 64 and value.isascii():
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not an ISO 8601 timestamp") from None
+        if dt.tzinfo is None or dt.utcoffset() is None:
+            raise ValueError("an ISO 8601 timestamp without a UTC offset")
+        return dt.timestamp()
+    raise ValueError("not a timestamp")
+
+
+def _compile_retention(ret: Retention) -> tuple[Callable[[dict], list] | None, float, str]:
+    """``(collect, max_age_s, epoch)``: ``collect(record)`` lists the values at ``ret.field``
+    (a missing key, null or a non-object on the way: none); ``None`` for ``source:
+    record_timestamp`` (epoch ``milliseconds``)."""
+    if ret.source == "record_timestamp":
+        return None, float(duration_seconds(ret.max_age)), "milliseconds"
+    visit = compile_visit(parse_path(ret.field))
+
+    def collect(obj: dict) -> list:
+        found: list = []
+        visit(obj, lambda c, k: found.append(c[k]))
+        return found
+    return collect, float(duration_seconds(ret.max_age)), ret.epoch
 
 
 def _allow_tree(paths: list[tuple]) -> dict | bool:
@@ -263,6 +320,8 @@ class CompiledRoute:
     def __init__(self, route: Route, policy_name: str, keys: Mapping[str, SecretKey],
                  keyrings: Mapping[str, KeyRing] | None = None, schema_source: SchemaSource | None = None):
         self.name = route.name
+        self.purpose = route.purpose or ""
+        """The route's declared purpose (a slug), ``""`` when the policy names none."""
         self.source, self.sink, self.dead_letter = route.source, route.sink, route.dead_letter
         self.group = route.consumer_group or f"dpp.{policy_name}.{route.name}"
         self.exactly_once = route.processing_guarantee == "exactly_once"
@@ -320,6 +379,14 @@ class CompiledRoute:
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
         self._blocks = [(b.when, _compile_block(b.when), b.reason) for b in route.block]
+        self.clock: Callable[[], float] = time.time
+        """"Now" for ``retention`` (seconds since the Unix epoch; read once per record; tests set
+        a fixed one). A record redelivered later may be expired by then: that is the purpose."""
+        self.retention = route.retention
+        self._retention = _compile_retention(route.retention) if route.retention is not None else None
+        self.uses_record_timestamp = route.retention is not None and route.retention.source == "record_timestamp"
+        """Whether the engine must pass each record's Kafka timestamp (ms) to the record paths."""
+        self._record_ts: int | None = None  # the Kafka timestamp of the record in process()/the batch path
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
         self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
                         for r in self.rules]
@@ -434,6 +501,10 @@ class CompiledRoute:
         for _, hit, reason in self._blocks:
             if hit(obj):
                 return Outcome(BLOCK, reason=reason)
+        if self._retention is not None:
+            expired = self.retention_check(obj)
+            if expired is not None:
+                return expired
         ref = ""
         if self.subject_mode:
             ref = self.subject_ref_of(obj)
@@ -463,6 +534,23 @@ class CompiledRoute:
                 if lit is not None and lit in obj:
                     self._warn_dotted(pos)
         return (obj, ref) if ref else obj
+
+    def retention_check(self, obj: dict) -> Outcome | None:
+        """The route's ``retention`` on a parsed record, after its block conditions and before
+        any rule (both record paths call this): the ``retention-expired`` block :class:`Outcome`
+        when the event time is more than ``max_age`` before :attr:`clock`, else ``None`` (an
+        event time in the future passes). Raises :class:`RecordError` (stage ``block``, reason
+        ``bad-event-time``, rule ``retention``) when the event time cannot be read."""
+        collect, max_age, epoch = self._retention
+        found = collect(obj) if collect is not None else (
+            [self._record_ts] if type(self._record_ts) is int and self._record_ts >= 0 else [])
+        if len(found) != 1:
+            raise RecordError(Stage.BLOCK, Reason.BAD_EVENT_TIME, "retention")
+        try:
+            t = event_time(found[0], epoch)
+        except (ValueError, OverflowError):
+            raise RecordError(Stage.BLOCK, Reason.BAD_EVENT_TIME, "retention") from None
+        return RETENTION_EXPIRED if self.clock() - t > max_age else None
 
     def _protect_tagged(self, obj: dict, hits: list) -> None:
         """Tag rules on the record of the writer schema just decoded: each rule applies to the
@@ -620,20 +708,21 @@ class CompiledRoute:
         return pk, ph
 
     def process_record(self, value: bytes | None, key: bytes | None = None,
-                       headers: list | None = None) -> Outcome:
+                       headers: list | None = None, timestamp: int | None = None) -> Outcome:
         """The reference path of a whole record: key rules, then header rules, then
         :meth:`process` on the value. The outcome carries the protected ``key`` and ``headers``
         (unchanged when the route has no rules for them). Never raises for bad input."""
         if not self.has_parts:
-            return dataclasses.replace(self.process(value), key=key, headers=headers)
+            return dataclasses.replace(self.process(value, timestamp), key=key, headers=headers)
         t0 = time.perf_counter()
         parts = self._protect_parts(key, headers)
         if type(parts) is Outcome:
             self._count(parts, time.perf_counter() - t0)
             return parts
-        return dataclasses.replace(self.process(value), key=parts[0], headers=parts[1])
+        return dataclasses.replace(self.process(value, timestamp), key=parts[0], headers=parts[1])
 
-    def protect_records(self, values: list, keys: list, headers: list) -> tuple[list, list, list]:
+    def protect_records(self, values: list, keys: list, headers: list,
+                        timestamps: list | None = None) -> tuple[list, list, list]:
         """The stream engine's path for a batch of whole records of a route with key or header
         rules: ``(results, keys, headers)``, with ``results`` as :meth:`protect_batch` gives them
         and the protected keys and headers per record (for a record whose key or header rules
@@ -641,7 +730,7 @@ class CompiledRoute:
         as :meth:`process_record` per record; the values of records whose key and headers were
         protected go through :meth:`protect_batch` together."""
         if not self.has_parts:
-            return self.protect_batch(values), keys, headers
+            return self.protect_batch(values, timestamps), keys, headers
         n = len(values)
         results: list = [None] * n
         out_keys: list = [None] * n
@@ -656,17 +745,21 @@ class CompiledRoute:
             else:
                 out_keys[i], out_headers[i] = parts
                 todo.append(i)
-        for i, r in zip(todo, self.protect_batch([values[i] for i in todo])):
+        for i, r in zip(todo, self.protect_batch([values[i] for i in todo],
+                                                 [timestamps[i] for i in todo] if timestamps is not None else None)):
             results[i] = r
         return results, out_keys, out_headers
 
-    def process(self, value: bytes | None) -> Outcome:
+    def process(self, value: bytes | None, timestamp: int | None = None) -> Outcome:
         """Per-record path: bytes in, :class:`Outcome` out. Never raises for bad input.
+        ``timestamp``: the Kafka record's timestamp in milliseconds (``retention`` with ``source:
+        record_timestamp``; ``None`` when the record has none).
 
         The route's ``limits`` apply: a value over ``max_record_bytes`` is not parsed, a JSON value
         nested deeper than ``max_depth`` is not protected, and a record that took longer than
         ``time_budget_ms`` and would reach the sink is dead-lettered instead (``limit-*``)."""
         t0 = time.perf_counter()
+        self._record_ts = timestamp
         if value is not None and len(value) > self._max_record_bytes:
             out = DL_LIMIT_BYTES
         else:
@@ -678,31 +771,33 @@ class CompiledRoute:
         self._count(out, dt)
         return out
 
-    def protect_batch(self, values: list) -> list:
+    def protect_batch(self, values: list, timestamps: list | None = None) -> list:
         """The stream engine's path for a batch of record values (``bytes`` or ``None``): per
         value, the protected bytes when the record goes to the sink, else an :class:`Outcome`
-        (block, dead-letter, tombstone; every record of a crypto-shredding route). Same results
+        (block, dead-letter, tombstone; every record of a crypto-shredding route); ``timestamps``:
+        the records' Kafka timestamps (ms or ``None``), for ``retention.source: record_timestamp``. Same results
         and counters as :meth:`process` per value, from the route's generated batch function
         (:mod:`proxy.policy.fastpath`); FF1 fields are encrypted for the whole batch at once
         (``FF1.encrypt_many``: one AES call per round for all values of a rule)."""
+        ts = timestamps if timestamps is not None else [None] * len(values)
         if self._fast is None:
-            return [self.process(v) for v in values]
+            return [self.process(v, t) for v, t in zip(values, ts)]
         slow = self._over_limits(values, self._max_record_bytes, self._max_depth)
         if not slow:
-            return self._fast(values)
+            return self._fast(values, ts)
         # records near a limit take the reference path (which applies the limits), the rest the batch path
         out: list = [None] * len(values)
         for j in slow:
-            r = self.process(values[j])
+            r = self.process(values[j], ts[j])
             out[j] = r.value if r.kind == SINK and r.value is not None and not r.subject else r
         rest = [j for j in range(len(values)) if out[j] is None]
-        for j, r in zip(rest, self._fast([values[j] for j in rest])):
+        for j, r in zip(rest, self._fast([values[j] for j in rest], [ts[j] for j in rest])):
             out[j] = r
         return out
 
-    def process_batch(self, values: list) -> list[Outcome]:
+    def process_batch(self, values: list, timestamps: list | None = None) -> list[Outcome]:
         """:meth:`protect_batch` with an :class:`Outcome` for every record (sink ones too)."""
-        return [Outcome(SINK, r) if type(r) is bytes else r for r in self.protect_batch(values)]
+        return [Outcome(SINK, r) if type(r) is bytes else r for r in self.protect_batch(values, timestamps)]
 
     def _flush_deferred_finish(self, results: list) -> dict[int, Outcome]:
         """End of a batch with FF1 rules: encrypt the pending values (:meth:`_flush_deferred`),

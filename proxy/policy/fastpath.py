@@ -238,7 +238,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
 
     e = src.emit
     src.block("""
-        def protect_batch(values):
+        def protect_batch(values, timestamps=None):
             st = route.stats
             ev = []  # (rule index, matches): unmatched rules and matches of generic steps, this batch
             UN = ev.append
@@ -256,6 +256,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     src.depth = 1
     e("for j, v in enumerate(values):")
     src.depth = 2
+    if route.uses_record_timestamp:  # retention on the Kafka timestamp: what process() is given
+        e("route._record_ts = timestamps[j] if timestamps is not None else None")
     if any(_key_path(route.rules[i].field) is None for i in route._deferred):
         e("route._record_index = j")  # FF1 step closures (array paths) queue values under it
     src.block("""
@@ -280,7 +282,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     for b, (when, hit_closure, reason) in enumerate(route._blocks):
         blk = src.const(f"BLOCK{b}", Outcome(BLOCK, reason=reason))
         kp = _key_path(when.field)
-        if kp is None:
+        if kp is None or "not_equals" in when.model_fields_set:  # the reference path's closure
             hit = src.const(f"HIT{b}", hit_closure)
             e(f"if res is None and {hit}(o):")
             e(f"    res = {blk}")
@@ -297,6 +299,9 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         e(f"    if {tests}:")
         e(f"        res = {blk}")
         src.depth -= opened + 1
+    if route._retention is not None:  # retention: after the block conditions, as protect()
+        e("if res is None:")
+        e(f"    res = {src.const('RETAIN', route.retention_check)}(o)")
     e("if res is None:")
     src.depth += 1
     if need_hits:

@@ -325,19 +325,22 @@ class KeySection(_Model):
 
 # --------------------------------------------------------------------------- blocks
 class BlockWhen(_Model):
-    """Condition on one field: ``equals`` a value or ``in`` a set of values (JSON-typed, so
-    ``false`` does not equal ``0``). Exactly one of the two."""
+    """Condition on one field: ``equals`` a value, ``in`` a set of values (JSON-typed, so
+    ``false`` does not equal ``0``), or ``not_equals`` a value: the record is blocked unless the
+    field is there and equals it (a missing field blocks: ``{field: consent.marketing,
+    not_equals: true}`` passes only records that state consent). Exactly one of the three."""
 
     field: FieldPath
     equals: JsonLiteral = None
     in_: list[JsonLiteral] | None = Field(default=None, alias="in")
+    not_equals: JsonLiteral = Field(default=None, description=(
+        "block unless the field is present and equals this value (a missing field blocks)"))
 
     @model_validator(mode="after")
     def _one_of(self) -> "BlockWhen":
-        has_eq = "equals" in self.model_fields_set
-        has_in = self.in_ is not None
-        if has_eq == has_in:
-            raise ValueError("give exactly one of 'equals' or 'in'")
+        given = ("equals" in self.model_fields_set) + (self.in_ is not None) + ("not_equals" in self.model_fields_set)
+        if given != 1:
+            raise ValueError("give exactly one of 'equals', 'in' or 'not_equals'")
         return self
 
 
@@ -380,10 +383,63 @@ class Limits(_Model):
         "reach the sink is dead-lettered instead (reason limit-time-budget)"))
 
 
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds of a duration ``<N><unit>``: ``30d``, ``12h``, ``90m``, ``45s`` (N a positive whole
+    number of at most 10 digits; one unit: d = 86400 s, h, m, s). Raises ``ValueError``."""
+    if (type(text) is not str or len(text) < 2 or text[-1] not in _DURATION_UNITS or not text[:-1].isascii()
+            or not text[:-1].isdigit() or len(text) > 11 or text[0] == "0"):
+        raise ValueError("a duration is a positive whole number and one unit: 30d, 12h, 90m or 45s")
+    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+
+
+class Retention(_Model):
+    """Withhold records whose event time is older than ``max_age`` (PIPL Art. 47, GDPR Art.
+    5(1)(e) "storage limitation"), checked with the block conditions, before any rule.
+
+    ``source: record_timestamp`` reads the Kafka record's timestamp instead (milliseconds; a
+    record without one, e.g. through ``dpp apply``, is dead-lettered ``bad-event-time``).
+    Otherwise ``field`` holds the event time: a string in ISO 8601 with a UTC offset (``2024-05-01T08:00:00Z``,
+    ``...+08:00``), or a JSON number of seconds since the Unix epoch (``epoch: seconds``) or
+    milliseconds (``epoch: milliseconds``); ``epoch: auto`` (default) reads a number whose
+    magnitude is at least 100,000,000,000 as milliseconds, any other as seconds. A record older
+    than ``max_age`` is blocked (reason ``retention-expired``); one whose field is missing, null,
+    ambiguous (a path matching several values), a timestamp without an offset, or of another type
+    is dead-lettered (``bad-event-time``): it never passes.
+    """
+
+    source: Literal["field", "record_timestamp"] = Field(default="field", description=(
+        "where the event time is: field = the value's field at 'field'; record_timestamp = the Kafka "
+        "record's timestamp (CreateTime or LogAppendTime, milliseconds; records without one dead-letter)"))
+    field: FieldPath | None = Field(default=None, description=(
+        "field path of the record's event time (read before any rule); source: field only"))
+    max_age: str = Field(description="oldest event time that passes, before now: 30d, 12h, 90m or 45s")
+    epoch: Literal["auto", "seconds", "milliseconds"] = Field(default="auto", description=(
+        "unit of a numeric event time: auto = milliseconds from 100,000,000,000 on, else seconds"))
+
+    @field_validator("max_age")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        duration_seconds(v)
+        return v
+
+    @model_validator(mode="after")
+    def _field_fits_source(self) -> "Retention":
+        if (self.field is None) == (self.source == "field"):
+            raise ValueError("source: field needs a field; source: record_timestamp takes none")
+        return self
+
+
 class Route(_Model):
     """One source topic → one sink topic, with a dead-letter topic and the rules applied between."""
 
     name: Slug
+    purpose: Slug | None = Field(default=None, description=(
+        "the purpose this route's sink serves (analytics, support, marketing...): exported as "
+        "dpp_route_info{route,purpose} and logged when the route starts; one source routed to "
+        "several sinks, one route per purpose, each with its own rules"))
     source: Topic
     sink: Topic
     dead_letter: Topic
@@ -408,6 +464,9 @@ class Route(_Model):
         "Kafka transactions (sink, dead-letter records and consumed offsets commit together), so "
         "read_committed consumers see each source record once"))
     limits: Limits = Field(default_factory=Limits, description="limits against poison-pill records")
+    retention: Retention | None = Field(default=None, description=(
+        "block records whose event time is older than max_age (retention-expired); an unreadable "
+        "event time dead-letters the record (bad-event-time)"))
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> "Route":

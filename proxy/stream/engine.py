@@ -75,6 +75,9 @@ class EngineConfig:
     (until its restart with the same instance id aborts it sooner)."""
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
+    control_topic: str | None = None
+    """The incident switch's control topic (:mod:`proxy.stream.control`; ``dpp run`` default
+    ``dpp.control``), read to its end before any route starts; ``None``: no switch."""
 
 
 _REBALANCE_COMMIT_ERRORS = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
@@ -232,6 +235,11 @@ class RouteWorker:
         self.waiting_for: str | None = None
         """The dependency (``schema-registry``) the current batch waits for, or ``None``."""
         self._uncommitted: dict[tuple[str, int], int] = {}  # offsets refused during a rebalance
+        self.control = None
+        """The process's :class:`proxy.stream.control.ControlReader` (set by :class:`Engine`), or ``None``."""
+        self.halted = False
+        """Whether the route is halted by the incident switch: its partitions paused, nothing
+        produced or committed (:meth:`_halted_now`)."""
         if route.subject_mode:
             from .subjects import KafkaSubjectKeys
             route.subject_store = KafkaSubjectKeys(cfg.bootstrap_servers, route.subject_topic, route.subject_kek)
@@ -421,9 +429,14 @@ class RouteWorker:
                 self._retry_coordinator("transaction coordinator",
                                         lambda: self.producer.init_transactions(max(30.0, self.cfg.transaction_timeout_s)))
                 self._transactions_ready = True
+            if self.control is not None:  # a route halted before the start must not process one record
+                self.waiting_for = "control topic"
+                if not self.control.wait_caught_up(self.stop_event):
+                    return
+                self.waiting_for = None
             self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group,
-                                              "record_path": r.record_path})
+                                              "purpose": r.purpose, "record_path": r.record_path})
             while not self.stop_event.is_set():
                 if self._next is not None:
                     if self._next[0].subject_mode:
@@ -434,10 +447,15 @@ class RouteWorker:
                     log.info("policy swapped", extra={"route": r.name, "policy": self.policy.provenance})
                 if self.broker_down:
                     self._check_broker()
-                msgs = self._next_batch()
-                self._check_access()
-                if msgs:
-                    self.process_batch(msgs)
+                if self._halted_now():
+                    self._hold()
+                else:
+                    msgs = self._next_batch()
+                    self._check_access()
+                    if msgs and self._halted_now():  # halted while the batch was fetched: not processed
+                        self._hold(msgs)
+                    elif msgs:
+                        self.process_batch(msgs)
                 now = time.monotonic()
                 if now - self._lag_at >= 1.0:
                     self._lag_at = now
@@ -466,6 +484,42 @@ class RouteWorker:
                 pass
             log.info("route stopped", extra={"route": r.name})
 
+    def _halted_now(self) -> bool:
+        """Follow the incident switch: on a halt, pause the assigned partitions and set
+        ``dpp_route_halted`` 1; on resume, resume them and set it 0. Returns whether halted."""
+        doc = self.control.halted(self.route.name) if self.control is not None else None
+        name = self.route.name
+        parts = [TopicPartition(t, p) for t, p in self.assigned]
+        if doc is not None and not self.halted:
+            self.halted = True
+            if parts:
+                self.consumer.pause(parts)
+            self.metrics.halted.labels(name).set(1)
+            log.warning("route halted by the incident switch: producing and committing nothing until resumed",
+                        extra={"route": name, "at": doc.get("at")})
+        elif doc is None and self.halted:
+            self.halted = False
+            if parts:
+                self.consumer.resume(parts)
+            self.metrics.halted.labels(name).set(0)
+            log.warning("route resumed by the incident switch", extra={"route": name})
+        return self.halted
+
+    def _hold(self, msgs: list | None = None) -> None:
+        """While halted: serve the group protocol (rebalances, heartbeats) without processing.
+        Records fetched anyway (``msgs``, or from partitions assigned during the halt) are not
+        processed: their partitions are sought back to the first of them (nothing committed) and
+        paused, so they are processed on resume, under the policy in force then."""
+        if msgs is None:
+            msgs = self.consumer.consume(self.cfg.batch_size, min(0.2, self.cfg.poll_timeout_s))
+        good = [m for m in msgs if m.error() is None]
+        if good:
+            self._rewind(good)
+            try:
+                self.consumer.pause([TopicPartition(t, p) for t, p in {(m.topic(), m.partition()) for m in good}])
+            except KafkaException:
+                pass
+
     def _next_batch(self) -> list:
         """Up to ``batch_size`` records without waiting for a full batch: what librdkafka has
         already fetched is taken at once; when nothing is there, wait up to ``poll_timeout_s`` for
@@ -492,7 +546,8 @@ class RouteWorker:
             return
         for tp in positions:
             try:
-                _, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+                # halted: nothing is fetched, so the cached high watermark would stand still
+                _, hi = self.consumer.get_watermark_offsets(tp, cached=not self.halted, timeout=1.0)
             except KafkaException:
                 continue
             if hi < 0:
@@ -687,10 +742,12 @@ class RouteWorker:
         plus ``extra`` (dpp's own headers), dead-letter records sealed, blocks withheld (counted;
         the offset advances)."""
         keys = [m.key() for m in good]
+        # retention on the Kafka record timestamp (ms); a record without one (type 0) has None
+        stamps = [ts if kind else None for kind, ts in (m.timestamp() for m in good)] if r.uses_record_timestamp else None
         if r.has_parts:
-            results, keys, headers = self._protect(r.protect_records, values, keys, [m.headers() for m in good])
+            results, keys, headers = self._protect(r.protect_records, values, keys, [m.headers() for m in good], stamps)
         else:
-            results, headers = self._protect(r.protect_batch, values), [m.headers() for m in good]
+            results, headers = self._protect(r.protect_batch, values, stamps), [m.headers() for m in good]
         produce, on_delivery, sink = self.producer.produce, self._on_delivery, r.sink
         # below this many bytes of value and key, a record with only dpp's headers surely fits
         small = self.limits[sink] - _RECORD_OVERHEAD - record_size(None, None, extra) - 1024
@@ -786,6 +843,8 @@ class Engine:
         self.metrics.register_policy(policy)
         self.stop_event = threading.Event()
         self.workers = [RouteWorker(r, policy, cfg, self.metrics, self.stop_event) for r in policy.routes]
+        self.control = None
+        """The incident switch's :class:`proxy.stream.control.ControlReader` (``cfg.control_topic``)."""
 
     def ready(self) -> tuple[bool, str]:
         """Readiness for ``/readyz``: policy loaded, every route joined its group, none failed."""
@@ -798,7 +857,9 @@ class Engine:
         waiting = [w.route.name for w in self.workers if not w.joined]
         if waiting:
             return False, f"waiting for partition assignment: {', '.join(waiting)}"
-        return True, f"ready: policy {self.policy.provenance}"
+        halted = [w.route.name for w in self.workers if w.halted]
+        # a halted route is healthy and stays ready (restarting it would not help): /readyz says so
+        return True, f"ready: policy {self.policy.provenance}" + (f"; halted: {', '.join(halted)}" if halted else "")
 
     def reload(self, policy: CompiledPolicy) -> None:
         """Swap in a recompiled policy between batches. The routes (names, topics, groups) must be
@@ -824,6 +885,12 @@ class Engine:
         # Everything allocated so far (modules, the compiled policy, clients) is long-lived: move it
         # out of the cyclic collector's generations, so its full collections stop re-scanning it
         # (measured: ~20 ms pauses and ~10 % of the record path's CPU without this).
+        if self.cfg.control_topic and self.control is None:
+            from .control import ControlReader
+            # read to its end before any route consumes (each waits for it): a route halted before the start stays halted
+            self.control = ControlReader(self.cfg.bootstrap_servers, self.cfg.control_topic).start()
+        for w in self.workers:
+            w.control = self.control
         gc.freeze()
         threads = [threading.Thread(target=w.run, name=f"route-{w.route.name}", daemon=True) for w in self.workers]
         for t in threads:
@@ -831,5 +898,7 @@ class Engine:
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(0.2)
+        if self.control is not None:
+            self.control.close()
         failed = [w for w in self.workers if w.error is not None]
         return 1 if failed else 0

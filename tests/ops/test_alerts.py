@@ -25,7 +25,7 @@ ALERTS_TEST = PROM_DIR / "alerts_test.yml"
 OPERATING = ROOT / "docs" / "operating.md"
 
 EXPECTED_ALERTS = {"DppDeadLetters", "DppDeliveryFailures", "DppBlockedSpike", "DppConsumerLagGrowing", "DppNoThroughput",
-                   "DppPolicyReloadFailed", "DppWorkerDown", "DppNoWorkerUp"}
+                   "DppPolicyReloadFailed", "DppRouteHalted", "DppWorkerDown", "DppNoWorkerUp"}
 
 
 def _rules() -> list[dict]:
@@ -106,6 +106,7 @@ MUTATIONS = {
     "DppConsumerLagGrowing": ("(deriv(dpp_consumer_lag[10m])) > 0", "(deriv(dpp_consumer_lag[10m])) > -1e9"),
     "DppNoThroughput": ("(dpp_consumer_lag) > 0", "(dpp_consumer_lag) >= 0"),
     "DppPolicyReloadFailed": ('result="error"', 'result=~".+"'),
+    "DppRouteHalted": ("(dpp_route_halted) > 0", "(dpp_route_halted) > 1"),
     "DppWorkerDown": ('up{job="dpp"} == 0', 'up == 0'),
     "DppNoWorkerUp": ('absent(up{job="dpp"} == 1)', 'absent(up{job="dpp"})'),
 }

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hostilekit import one_route_policies
+from hostilekit import EVENT_TIMES, RETENTION_NOW, one_route_policies
 from proxy.errors import PolicyError
 from proxy.policy import fastpath
 from proxy.policy.compiler import SINK, Outcome, compile_policy
@@ -103,10 +103,10 @@ def test_native_pseudonym_equals_the_python_transform(text, normalize, encoding,
 # ------------------------------------------------------------------------ routes, end to end
 NAMES = ["a", "b", "c"]
 SCALAR = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
-          | TEXT)
+          | TEXT | EVENT_TIMES)
 JSON = st.recursive(SCALAR, lambda kids: st.lists(kids, max_size=3)
                     | st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), kids, max_size=4), max_leaves=12)
-RECORD = st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), JSON, max_size=5)
+RECORD = st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), JSON | EVENT_TIMES, max_size=5)
 
 
 @st.composite
@@ -145,7 +145,9 @@ def policies():
 
 def _route(text: str, native_on: bool, monkeypatch):
     monkeypatch.setenv("DPP_NATIVE", "1" if native_on else "0")
-    return compile_policy(load_policy_text(text, "fast.yaml"), environ=KEYS).route()
+    route = compile_policy(load_policy_text(text, "fast.yaml"), environ=KEYS).route()
+    route.clock = lambda: RETENTION_NOW  # retention: one "now" on every path
+    return route
 
 
 def _counters(route) -> tuple:

@@ -65,10 +65,10 @@ def test_the_oracle_ignores_a_value_also_held_in_clear_elsewhere():
 def test_the_oracle_reports_disagreement_and_crashes(monkeypatch):
     oracle = fuzz.RecordOracle(policy_text(["{field: a, action: mask}"]))
     name, batch = oracle.batches[0]
-    monkeypatch.setattr(batch, "_fast", lambda values: [b"{}" for _ in values])
+    monkeypatch.setattr(batch, "_fast", lambda values, timestamps=None: [b"{}" for _ in values])
     assert any(p.startswith("disagree:") for p in oracle.check(b'{"a": "xxxx"}'))
 
-    def boom(values):
+    def boom(values, timestamps=None):
         raise IndexError("x")
     monkeypatch.setattr(batch, "_fast", boom)
     assert any(p.startswith("crash:") for p in oracle.check(b'{"a": "xxxx"}'))

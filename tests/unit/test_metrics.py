@@ -216,6 +216,7 @@ def test_label_values_are_bounded_and_never_record_data(cp):
         "action": set(route.rule_actions),
         "reason": {r.value for r in Reason} | {"consent-withdrawn"},
         "result": {"success", "error"},
+        "purpose": {""},  # from the policy only (a slug, or none declared)
         "topic_kind": {"sink", "dead_letter", "transaction"},
         "policy": {"unit-metrics"}, "version": {"rev-7"}, "sha256": {cp.loaded.sha256},
         "le": {le(b) for b in LATENCY_BUCKETS} | {"+Inf"},

@@ -103,7 +103,7 @@ BROKEN_CASES = {
          "or alphabet_chars"),
         (15, "routes[0].rules[2]", "alphabet_chars must hold 2..65536 unique characters"),
     ],
-    "block-equals-and-in.yaml": [(14, "routes[0].block[0].when", "give exactly one of 'equals' or 'in'")],
+    "block-equals-and-in.yaml": [(14, "routes[0].block[0].when", "give exactly one of 'equals', 'in' or 'not_equals'")],
     "several-problems.yaml": [
         (3, "name", "String should match pattern '^[a-z0-9][a-z0-9._-]{0,62}$'"),
         (5, "keys.k", f"unknown source 'vault'; expected one of {KEY_SOURCES}"),
