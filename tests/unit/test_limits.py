@@ -153,3 +153,18 @@ def test_the_screens_flag_every_record_the_reference_holds_too_deep(obj, limit):
         assert bool(_native.over_limits([value], 1 << 30, limit)) is deep
     assert bool(over_limits_py([value], 1 << 30, limit)) >= deep
     assert over_limits_py([value, None], len(value) - 1, 10_000) == [0]
+
+
+@pytest.mark.parametrize("route, rule, message", [
+    ("    limits: {max_record_bytes: true}\n", "{field: email, action: mask}",
+     "routes[0].limits.max_record_bytes: Input should be a valid integer"),
+    ("", "{field: email, action: mask, keep_first: true}",
+     "routes[0].rules[0].keep_first: Input should be a valid integer"),
+    ("", "{field: email, action: mask, keep_first: '2'}",
+     "routes[0].rules[0].keep_first: Input should be a valid integer"),
+])
+def test_a_boolean_or_a_string_is_not_an_integer(route, rule, message):
+    """The policy models are strict: ``true`` is not 1 and ``'2'`` not 2 (pydantic's lax mode took them)."""
+    with pytest.raises(PolicyError) as e:
+        load_policy_text(policy_text([rule], route=route), "strict.yaml")
+    assert message in str(e.value)
