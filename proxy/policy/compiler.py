@@ -92,11 +92,6 @@ def depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
-def may_exceed_depth(value: bytes, limit: int) -> bool:
-    """Cheap screen of raw JSON bytes: fewer than ``limit`` opening brackets cannot nest deeper."""
-    return value.count(b"{") + value.count(b"[") > limit
-
-
 @dataclass
 class RouteStats:
     """Plain counters of one route since the last :meth:`drain` (single-threaded use)."""
@@ -866,7 +861,7 @@ class CompiledRoute:
                     return DL_LIMIT_DEPTH
                 return Outcome(DEAD_LETTER, reason=Reason.INVALID_JSON.value, stage=Stage.DESERIALIZE.value,
                                error_class="JSONDecodeError")
-            if may_exceed_depth(value, self._max_depth) and depth_exceeds(obj, self._max_depth):
+            if _fastpath.may_exceed_depth(value, self._max_depth) and depth_exceeds(obj, self._max_depth):
                 return DL_LIMIT_DEPTH
         else:  # DependencyUnavailable (registry down) propagates: the engine retries the batch
             try:

@@ -56,13 +56,18 @@ if _native is not None and getattr(_native, "ABI", None) != NATIVE_ABI:
         "record path; reinstall (pip install -e .) to rebuild it", extra={"problem": "native-abi"})
     _native = None
 
+def may_exceed_depth(value: bytes, limit: int) -> bool:
+    """Cheap screen of raw JSON bytes: fewer than ``limit`` opening brackets cannot nest deeper."""
+    return value.count(b"{") + value.count(b"[") > limit
+
+
 def over_limits_py(values: list, max_bytes: int, max_depth: int) -> list[int]:
     """Indexes of ``values`` (bytes or None) longer than ``max_bytes`` or with more than
     ``max_depth`` opening brackets (a screen: a superset of those nested deeper than
     ``max_depth``). The pure-Python stand-in of ``proxy._native.over_limits``, which scans the
     exact nesting outside strings; both flag every value the reference path holds over a limit."""
     return [j for j, v in enumerate(values)
-            if v is not None and (len(v) > max_bytes or v.count(b"{") + v.count(b"[") > max_depth)]
+            if v is not None and (len(v) > max_bytes or may_exceed_depth(v, max_depth))]
 
 
 over_limits = _native.over_limits if _native is not None else over_limits_py
