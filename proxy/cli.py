@@ -33,15 +33,50 @@ def _schema_source():
         raise click.BadParameter(str(e), param_hint="--schema-registry-config") from None
 
 
-def _load_compiled(policy_file: str, routes: list[str] | None = None):
+def _load_compiled(policy_file: str, routes: list[str] | None = None, wait_for_kms=None):
+    """Load and compile a policy; a bad policy prints its problems and exits 1. A KMS that cannot
+    be reached exits 1 with one line, or, with ``wait_for_kms(error)`` (``dpp run``), waits: that
+    callable is called once per failed attempt and decides how long to wait (it may exit)."""
+    from .errors import KmsUnavailable
     from .policy.compiler import compile_policy
     from .policy.loader import load_policy
-    try:
-        return compile_policy(load_policy(policy_file), routes=routes or None, schema_source=_schema_source())
-    except PolicyError as e:
-        for line in str(e).splitlines():
-            click.echo(line, err=True)
-        sys.exit(1)
+    while True:
+        try:
+            return compile_policy(load_policy(policy_file), routes=routes or None, schema_source=_schema_source())
+        except PolicyError as e:
+            for line in str(e).splitlines():
+                click.echo(line, err=True)
+            sys.exit(1)
+        except KmsUnavailable as e:
+            if wait_for_kms is None:
+                click.echo(f"dpp: the KMS cannot be reached ({e}); no key was loaded", err=True)
+                sys.exit(1)
+            wait_for_kms(e)
+
+
+class _KmsWait:
+    """``dpp run`` while a KMS is unreachable at start-up: serve ``/readyz`` false (and
+    ``/metrics``) on the metrics port, log one line, try again every ``interval_s``; no route starts,
+    nothing is consumed. ``close()`` frees the port for the engine."""
+
+    def __init__(self, metrics, port: int, interval_s: float = 2.0):
+        self.metrics, self.port, self.interval_s = metrics, port, interval_s
+        self.server, self.why = None, ""
+
+    def __call__(self, error) -> None:
+        import time
+        if self.server is None:
+            logging.getLogger("proxy.cli").error("not ready: the KMS cannot be reached; waiting for it before any "
+                                                 "route starts", extra={"error": str(error)})
+            self.server = self.metrics.serve(self.port, ready=lambda: (False, self.why))
+        self.why = f"waiting for the KMS: {error}"
+        time.sleep(self.interval_s)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            logging.getLogger("proxy.cli").info("the KMS answered: keys loaded")
 
 
 class _Dpp(click.Group):
@@ -341,13 +376,18 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     SIGTERM or Ctrl-C finishes the in-flight batch, commits and exits 0.
     """
     from . import logs
+    from .metrics import Metrics
     from .stream.engine import Engine, EngineConfig
     logs.setup(log_level)
-    cp = _load_compiled(policy_file, list(routes) or None)
+    metrics = Metrics()
+    metrics.watch_kms()
+    waiting = _KmsWait(metrics, metrics_port)
+    cp = _load_compiled(policy_file, list(routes) or None, wait_for_kms=waiting)
+    waiting.close()
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,
-                                  control_topic=control_topic or None))
+                                  control_topic=control_topic or None), metrics)
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says
@@ -697,6 +737,53 @@ def _append(path: str, doc: dict) -> None:
         f.write(orjson.dumps(doc) + b"\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+@main.group()
+def keys() -> None:
+    """Data keys of KMS-sourced policy keys (source vault or aws) in their key stores."""
+
+
+def _keys_command(name: str, action, doc: str):
+    @keys.command(name, help=doc)
+    @click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False),
+                  help="policy YAML file")
+    @click.option("--key", "names", multiple=True, help="only this policy key (repeatable); default: every KMS key")
+    def cmd(policy_file: str, names: tuple[str, ...]) -> None:
+        from .errors import KeyLoadError, KmsUnavailable
+        from .policy.loader import load_policy
+        try:
+            keys_ = load_policy(policy_file).policy.keys
+            reports = action(keys_, os.environ, list(names) or None)
+        except PolicyError as e:
+            for line in str(e).splitlines():
+                click.echo(line, err=True)
+            sys.exit(1)
+        except (KeyLoadError, KmsUnavailable) as e:
+            raise click.ClickException(str(e)) from None
+        for r in reports:  # key names, versions and store paths: never material
+            click.echo(json.dumps(r, sort_keys=True))
+        if not reports:
+            click.echo(f"dpp keys {name}: nothing to do", err=True)
+    return cmd
+
+
+def _store_action(fn_name: str):
+    def action(keys_, environ, names):
+        from .crypto.kms import store
+        return getattr(store, fn_name)(keys_, environ, names)
+    return action
+
+
+_keys_command("init", _store_action("init_keys"),
+              "Create version 1 of each KMS key that its key store lacks: a data key generated by the KMS, "
+              "stored wrapped (the store holds no key in clear). Existing keys are left alone.")
+_keys_command("rotate", _store_action("rotate_keys"),
+              "Add a new data-key version, wrapped by the KEK's newest version. New records use it once the "
+              "workers load it (restart, or a policy reload); older versions stay for reveal and dead letters.")
+_keys_command("rewrap", _store_action("rewrap_keys"),
+              "Rewrap every stored data-key version under the KEK's newest version (after a KEK rotation in "
+              "the KMS). The data keys, and so the outputs, do not change.")
 
 
 @main.group()

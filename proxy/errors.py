@@ -134,6 +134,22 @@ class DependencyUnavailable(DppError):
         super().__init__(dependency + (f": {detail}" if detail else ""))
 
 
+class KmsUnavailable(DependencyUnavailable):
+    """A KMS could not be reached, timed out, throttled or answered with a server error (transient:
+    retried with backoff, counted by the circuit breaker). ``dependency`` is ``kms:<provider>``; the
+    message names the provider, the operation and the key-encryption key, never key material."""
+
+    def __init__(self, provider: str, detail: str = ""):
+        self.provider = provider
+        super().__init__(f"kms:{provider}", detail)
+
+
+class KmsRefused(KeyLoadError):
+    """A KMS answered but refused the operation (denied, unknown key, ciphertext it cannot
+    decrypt, bad request): not retried. The message names provider, operation and key-encryption
+    key, never key material."""
+
+
 class FormatError(DppError):
     """Bytes that do not decode (or a tree that does not encode) with a codec; carries a
     :class:`Reason` (``not-confluent-framed``, ``unknown-schema``, ``decode-failed``,

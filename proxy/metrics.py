@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .crypto.kms import instrumentation as kms_instrumentation
 from .errors import Reason
 from .policy.compiler import LATENCY_BUCKETS, CompiledPolicy, CompiledRoute, RouteStats
+
+
+KMS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds; a KMS call is a network round trip (ms), a timeout ends at the request timeout."""
 
 
 class Metrics:
@@ -41,6 +46,23 @@ class Metrics:
                          ["route", "partition"], registry=r)
         self.delivery_failures = Counter("dpp_delivery_failures", "Produce attempts the broker did not acknowledge",
                                          ["route", "topic_kind"], registry=r)
+        self.kms_operations = Counter("dpp_kms_operations", "Calls to a KMS (each attempt; outcome success, "
+                                      "unavailable or refused)", ["provider", "operation", "outcome"], registry=r)
+        self.kms_latency = Histogram("dpp_kms_operation_seconds", "Wall time of one KMS call",
+                                     ["provider", "operation"], buckets=KMS_BUCKETS, registry=r)
+
+    def observe_kms(self, provider: str, operation: str, outcome: str, seconds: float) -> None:
+        """One KMS call (the observer of :mod:`proxy.crypto.kms.instrumentation`)."""
+        self.kms_operations.labels(provider, operation, outcome).inc()
+        self.kms_latency.labels(provider, operation).observe(seconds)
+
+    def watch_kms(self, providers=("vault", "aws")) -> None:
+        """Receive this process's KMS calls, with every ``unwrap`` series of ``providers`` at zero
+        (the alert on KMS failures sees the first one)."""
+        for p in providers:
+            for outcome in kms_instrumentation.OUTCOMES:
+                self.kms_operations.labels(p, "unwrap", outcome)
+        kms_instrumentation.set_observer(self.observe_kms)
 
     def register_policy(self, policy: CompiledPolicy) -> None:
         """Set ``policy_info`` and create every route/rule series at zero, so dashboards see them."""

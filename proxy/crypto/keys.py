@@ -1,4 +1,5 @@
-"""Key material named by a policy, loaded from environment variables or files.
+"""Key material named by a policy, loaded from environment variables or files, or unwrapped
+through a KMS (:mod:`proxy.crypto.kms`).
 
 Keys are secrets: :class:`SecretKey` never shows its bytes in ``repr``/``str``, and every error
 names the key and where it was looked for, never the material.
@@ -139,13 +140,16 @@ def _checked(raw: bytes, where: str) -> bytes:
 
 
 def load_keyring(name: str, spec, environ: Mapping[str, str] | None = None) -> KeyRing:
-    """Load every version of a key per its spec (``EnvKey``, ``FileKey`` or ``DirKey`` of
-    :mod:`proxy.policy.models`).
+    """Load every version of a key per its spec (``EnvKey``, ``FileKey``, ``DirKey``, or the KMS
+    sources ``VaultKey`` and ``AwsKey`` of :mod:`proxy.policy.models`, see :mod:`proxy.crypto.kms.store`).
 
     Raises :class:`KeyLoadError` when a variable/file is missing, unreadable, badly encoded or
     shorter than 16 bytes, or when a directory holds no ``<prefix>.v<N>`` file.
     """
     env = os.environ if environ is None else environ
+    if spec.source in ("vault", "aws"):  # envelope encryption: DEKs unwrapped through the KMS
+        from .kms.store import load_kms_keyring
+        return load_kms_keyring(name, spec, env)
     versions: dict[int, SecretKey] = {}
     if spec.source == "env":
         vars_ = spec.versions or {1: spec.name}

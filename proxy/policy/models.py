@@ -116,7 +116,75 @@ def _check_versions(single, versions, current, what: str) -> None:
         raise ValueError("a single key is version 1")
 
 
-KeySpec = Annotated[Union[EnvKey, FileKey, DirKey], Field(discriminator="source")]
+_EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class VaultAuth(_Model):
+    """How dpp logs in to Vault. ``token``: the token from ``token_env`` (default ``VAULT_TOKEN``)
+    or ``token_file`` (e.g. a Vault Agent sink). ``approle``: role id and secret id from
+    ``role_id_env``/``role_id_file`` and ``secret_id_env``/``secret_id_file``, at ``mount``.
+    The policy names variables and files only, never a secret."""
+
+    method: Literal["token", "approle"] = "token"
+    token_env: _EnvName | None = None
+    token_file: str | None = Field(default=None, min_length=1)
+    role_id_env: _EnvName | None = None
+    role_id_file: str | None = Field(default=None, min_length=1)
+    secret_id_env: _EnvName | None = None
+    secret_id_file: str | None = Field(default=None, min_length=1)
+    mount: str = Field(default="approle", pattern=r"^[A-Za-z0-9._/-]+$")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "VaultAuth":
+        if self.method == "approle":
+            if (self.role_id_env is None) == (self.role_id_file is None):
+                raise ValueError("approle: give exactly one of 'role_id_env' or 'role_id_file'")
+            if (self.secret_id_env is None) == (self.secret_id_file is None):
+                raise ValueError("approle: give exactly one of 'secret_id_env' or 'secret_id_file'")
+            if self.token_env or self.token_file:
+                raise ValueError("approle: 'token_env'/'token_file' belong to method token")
+        elif self.token_env and self.token_file:
+            raise ValueError("token: give at most one of 'token_env' or 'token_file'")
+        elif any((self.role_id_env, self.role_id_file, self.secret_id_env, self.secret_id_file)):
+            raise ValueError("token: role and secret ids belong to method approle")
+        return self
+
+
+class _KmsKey(_KeyBase):
+    """Envelope encryption: the key's versions are data keys (DEKs) kept wrapped in the key store
+    ``store`` (a JSON file written by ``dpp keys init``; it holds wrapped DEKs only) and unwrapped at
+    start-up by the key-encryption key ``key`` in a KMS."""
+
+    key: str = Field(min_length=1, description="the key-encryption key's name (id, ARN, alias) in the KMS")
+    store: str = Field(min_length=1, description="key-store file of wrapped DEKs (dpp keys init)")
+    size: Literal[16, 24, 32] = Field(default=32, description="DEK length in bytes")
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="per KMS request, seconds")
+
+
+class VaultKey(_KmsKey):
+    """A KEK in HashiCorp Vault Transit (or OpenBao): ``address`` (``https://vault:8200``),
+    ``mount`` (``transit``), ``namespace``, ``ca_file``, ``auth`` (:class:`VaultAuth`)."""
+
+    source: Literal["vault"]
+    address: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$", description="Vault address, http(s)://host:port")
+    mount: str = Field(default="transit", pattern=r"^[A-Za-z0-9._/-]+$")
+    namespace: str | None = Field(default=None, min_length=1)
+    ca_file: str | None = Field(default=None, min_length=1)
+    auth: VaultAuth = VaultAuth()
+
+
+class AwsKey(_KmsKey):
+    """A KEK in AWS KMS (``key``: id, ARN or ``alias/...``), credentials from boto3's standard chain
+    (environment, config files, IRSA web identity, container and instance roles); ``region`` and
+    ``endpoint_url`` (VPC endpoints) override the chain's."""
+
+    source: Literal["aws"]
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/.*)?$")
+
+
+KMS_SOURCES = ("vault", "aws")
+KeySpec = Annotated[Union[EnvKey, FileKey, DirKey, VaultKey, AwsKey], Field(discriminator="source")]
 
 
 # --------------------------------------------------------------------------- rules
