@@ -9,7 +9,8 @@
 #   deploy/vault.sh stop      stop it (SIGTERM, then wait)
 #   deploy/vault.sh status    exit 0 when running and healthy
 #
-# Environment: DPP_VAULT_PORT (default 8200), DPP_VAULT_VERSION (default v1.21.4), DPP_VAULT_CACHE (default
+# Environment: DPP_VAULT_PORT (default 8200), DPP_VAULT_VERSION (default v1.21.4), DPP_VAULT_SDK_VERSION (the
+# github.com/hashicorp/vault/sdk module built in as ./sdk, default v0.20.0, see build()), DPP_VAULT_CACHE (default
 # <repo>/.cache/vault), VAULT_DEV_ROOT_TOKEN_ID (the root token; default: a random one, made once and written to
 # $DPP_VAULT_CACHE/token, mode 0600). The dev server keeps everything in memory: a restart loses every key.
 # The module's go.mod has replace directives, which `go install pkg@version` refuses, so the build runs inside a
@@ -20,6 +21,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 port="${DPP_VAULT_PORT:-8200}"
 version="${DPP_VAULT_VERSION:-v1.21.4}"
+sdk_version="${DPP_VAULT_SDK_VERSION:-v0.20.0}"
 cache="${DPP_VAULT_CACHE:-$root/.cache/vault}"
 bin="$cache/bin/vault"
 state="$cache/dev-$port"
@@ -57,6 +59,9 @@ build() {
 import json, sys
 want = "github.com/hashicorp/vault/" + sys.argv[1]
 print(next(r["Version"] for r in json.load(sys.stdin)["Require"] if r["Path"] == want))' "$sub")"
+    # vault v1.21.x's own sdk (its release branch) matches the sdk module v0.20.0, not the v0.21.0 its go.mod
+    # names (tagged from main later: ActivationFunc gained an argument), so sdk is taken at $sdk_version
+    if [ "$sub" = sdk ]; then ver="$sdk_version"; fi
     dir="$(module_dir "$sub" "$ver")"
     mkdir -p "$work/src/$sub"
     cp -r "$dir/." "$work/src/$sub"

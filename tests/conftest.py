@@ -67,3 +67,58 @@ def schema_registry_url() -> str:
     yield out.stdout.strip().splitlines()[-1]
     if not was_running and not os.environ.get("DPP_TEST_KEEP_REGISTRY"):
         subprocess.run(["bash", str(script), "stop"], env=env, check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def vault_server() -> dict[str, str]:
+    """A real HashiCorp Vault dev server with Transit enabled (``deploy/vault.sh``, port
+    ``DPP_TEST_VAULT_PORT``, default 18200), stopped at the end if this session started it:
+    ``{"addr", "token"}``. Skips when the vault binary has not been built (``bash deploy/vault.sh
+    build``) unless ``DPP_REQUIRE_VAULT`` is set, which makes its absence a failure (CI)."""
+    script = ROOT / "deploy" / "vault.sh"
+    cache = Path(os.environ.get("DPP_VAULT_CACHE", ROOT / ".cache" / "vault"))
+    if not (cache / "bin" / "vault").exists() and not os.environ.get("DPP_REQUIRE_VAULT"):
+        pytest.skip("no vault binary: run `bash deploy/vault.sh build` (DPP_REQUIRE_VAULT=1 makes this a failure)")
+    port = os.environ.get("DPP_TEST_VAULT_PORT", "18200")
+    token = os.environ.get("DPP_TEST_VAULT_TOKEN") or f"hvs.test-{secrets.token_hex(12)}"
+    env = dict(os.environ, DPP_VAULT_PORT=port, VAULT_DEV_ROOT_TOKEN_ID=token)
+    was_running = subprocess.run(["bash", str(script), "status"], env=env, capture_output=True).returncode == 0
+    if was_running and not os.environ.get("DPP_TEST_VAULT_TOKEN"):
+        pytest.fail(f"a vault is already running on port {port}: give its root token in DPP_TEST_VAULT_TOKEN")
+    out = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"deploy/vault.sh start failed:\n{out.stdout}\n{out.stderr}"
+    yield {"addr": out.stdout.strip().splitlines()[-1].partition("=")[2], "token": token, "port": port}
+    if not was_running:
+        subprocess.run(["bash", str(script), "stop"], env=env, check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def moto_kms() -> str:
+    """Endpoint URL of ``moto`` in server mode (a local stand-in for AWS KMS, not AWS), on a free
+    port, with dummy credentials in the environment of this process."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    yield url
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    proc.wait(10)

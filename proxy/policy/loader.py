@@ -129,7 +129,8 @@ def _data_loc(loc: tuple, data: Any) -> tuple:
     return tuple(out)
 
 
-_TAGS = {"keep", "mask", "redact", "drop", "pseudonymize", "fpe", "tokenize", "detect", "env", "file", "dir"}
+_TAGS = {"keep", "mask", "redact", "drop", "pseudonymize", "fpe", "tokenize", "detect", "env", "file", "dir",
+         "vault", "aws"}
 
 
 def _message(err: dict) -> str:
