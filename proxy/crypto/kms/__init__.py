@@ -26,8 +26,17 @@ _clients: dict[tuple, Kms] = {}
 _lock = threading.Lock()
 
 
+_CLIENT_LIBRARY = {"vault": ("hvac", "vault"), "aws": ("boto3", "aws")}
+
+
 def provider_for(spec, environ: Mapping[str, str]) -> Kms:
-    """The bare provider client of a ``VaultKey`` or ``AwsKey`` policy spec (no decorators)."""
+    """The bare provider client of a ``VaultKey`` or ``AwsKey`` policy spec (no decorators).
+    Raises :class:`~proxy.errors.KeyLoadError` when the provider's client library is missing."""
+    import importlib.util
+    lib, extra = _CLIENT_LIBRARY.get(spec.source, (None, None))
+    if lib and importlib.util.find_spec(lib) is None:
+        from ...errors import KeyLoadError
+        raise KeyLoadError(f"source {spec.source} needs the {lib} library: pip install 'data-protection-proxy[{extra}]'")
     if spec.source == "vault":
         from .vault import VaultAuth, VaultTransit
         a = spec.auth
