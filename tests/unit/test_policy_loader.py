@@ -106,7 +106,7 @@ BROKEN_CASES = {
     "block-equals-and-in.yaml": [(14, "routes[0].block[0].when", "give exactly one of 'equals', 'in' or 'not_equals'")],
     "several-problems.yaml": [
         (3, "name", "String should match pattern '^[a-z0-9][a-z0-9._-]{0,62}$'"),
-        (5, "keys.k", f"unknown source 'vault'; expected one of {KEY_SOURCES}"),
+        (5, "keys.k", f"unknown source 'hsm'; expected one of {KEY_SOURCES}"),
         (13, "routes[0].rules[0].mask_char", "String should have at most 1 character"),
     ],
 }

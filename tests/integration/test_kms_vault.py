@@ -1,0 +1,124 @@
+"""Envelope encryption through a real KMS on the real broker: HashiCorp Vault's dev server with
+Transit (deploy/vault.sh) holds every key-encryption key of the example policy (plus a token rule).
+
+1. ``dpp keys init`` writes the key store (wrapped DEKs only); ``dpp run`` unwraps them through
+   Vault at start-up and protects 10,000 generated records (and three malformed payloads).
+2. Every sink record is byte-identical to what the same policy gives offline with the same DEKs
+   as plain hex keys (the determinism that keeps outputs joinable); read back with kafka-python.
+3. ``dpp reveal`` (policy with the Vault keys) decrypts the FPE and the token fields through Vault.
+4. No DEK (hex or base64) is in the key store, the proxy's stderr or the audit file.
+"""
+from __future__ import annotations
+
+import base64
+import os
+
+import orjson
+import pytest
+import yaml
+
+from proxy.crypto import kms as kms_pkg
+from proxy.policy.compiler import SINK, compile_policy
+from proxy.policy.loader import load_policy
+
+from .helpers import (KAFKA_PYTHON_WARNINGS, DppProcess, create_topics, delete_group, delete_topics, drain,
+                      generated_records, metric, policy_copy, produce, read_topic, run_dpp)
+
+pytestmark = [pytest.mark.integration, *KAFKA_PYTHON_WARNINGS]
+
+N = 10_000
+KEYS = ("pseudonym", "fpe", "dead-letter", "token")
+
+
+def vault_policy(plain_policy, vault_server, store, keks) -> dict:
+    doc = yaml.safe_load(plain_policy.read_text(encoding="utf-8"))
+    doc["keys"] = {k: {"source": "vault", "key": keks[k], "store": str(store), "address": vault_server["addr"]}
+                   for k in KEYS}
+    doc["routes"][0]["rules"].append({"field": "address.city", "action": "tokenize", "key": "token"})
+    return doc
+
+
+def test_example_policy_with_keys_in_vault(kafka_bootstrap, vault_server, topic_prefix, tmp_path):
+    import hvac
+    admin = hvac.Client(url=vault_server["addr"], token=vault_server["token"])
+    keks = {k: f"{topic_prefix}-{k}" for k in KEYS}
+    for kek in keks.values():
+        admin.secrets.transit.create_key(kek)
+    copy, t = policy_copy(tmp_path, topic_prefix)
+    store = tmp_path / "keys.json"
+    doc = vault_policy(copy, vault_server, store, keks)
+    policy = tmp_path / "vault.yaml"
+    policy.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    env = dict(os.environ, VAULT_TOKEN=vault_server["token"])
+    create_topics(kafka_bootstrap, t.all)
+    try:
+        res = run_dpp(["keys", "init", "--policy", str(policy)], env=env, timeout_s=60)
+        assert res.returncode == 0, res.stderr
+        assert sorted(orjson.loads(l)["key"] for l in res.stdout.splitlines()) == sorted(KEYS)
+
+        recs = generated_records(N)
+        bad = [b"{not json", b"\xff\xfe", b'{"customer_id": "C1", "id_number": [1, 2, 3]}']
+        msgs = [(r["record_id"].encode(), orjson.dumps(r), None) for r in recs]
+        msgs += [(f"bad-{i}".encode(), b, None) for i, b in enumerate(bad)]
+        with DppProcess(policy, kafka_bootstrap, tmp_path, env=env, name="dpp-vault",
+                        extra=["--reload-interval", "0"]) as d:
+            d.wait_ready()
+            produce(kafka_bootstrap, t.source, msgs)
+            samples = drain(d, kafka_bootstrap, t, len(msgs), timeout_s=300)
+            assert d.stop() == 0, d.stderr_tail()
+            stderr = d.stderr()
+        # one unwrap per DEK, at start-up; none per record
+        assert metric(samples, "dpp_kms_operations_total", provider="vault", operation="unwrap",
+                      outcome="success") == len(KEYS)
+
+        # -- the same DEKs as plain hex keys give the same bytes -------------------------------
+        kms_pkg.reset()
+        via_vault = compile_policy(load_policy(policy), env).route()
+        deks = {k: via_vault._keyrings[k].key.material for k in KEYS}
+        plain_doc = dict(doc, keys={k: {"source": "env", "name": f"DPP_IT_KMS_{i}"} for i, k in enumerate(KEYS)})
+        plain_path = tmp_path / "plain.yaml"
+        plain_path.write_text(yaml.safe_dump(plain_doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        plain = compile_policy(load_policy(plain_path),
+                               {f"DPP_IT_KMS_{i}": deks[k].hex() for i, k in enumerate(KEYS)}).route()
+        sink = read_topic(kafka_bootstrap, t.sink)
+        dead = read_topic(kafka_bootstrap, t.dead_letter)
+        expected = {}
+        for key, value, _ in msgs:
+            o = plain.process(value)
+            if o.kind == SINK:
+                expected[key] = o.value
+        got = {r.key: r.value for r in sink}
+        assert len(sink) == len(got) == len(expected) > 0.8 * N
+        assert got == expected
+        assert {r.key for r in dead} >= {f"bad-{i}".encode() for i in range(3)}
+        assert all(r.header("dpp-key-versions") == "dead-letter=1,fpe=1,pseudonym=1,token=1" for r in sink[:50])
+
+        # -- dpp reveal through Vault: FPE and token fields -----------------------------------
+        first = sorted((r for r in sink if r.partition == 0), key=lambda r: r.offset)[:20]
+        audit = tmp_path / "audit.jsonl"
+        res = run_dpp(["reveal", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap, "--topic", t.sink,
+                       "--partition", "0", "--offset", str(first[0].offset), str(first[-1].offset),
+                       "--reason", "kms integration test", "--actor", "it-tester", "--audit-file", str(audit)],
+                      env=env, timeout_s=120)
+        assert res.returncode == 0, res.stderr
+        by_id = {r["record_id"]: r for r in recs}
+        revealed = [orjson.loads(line) for line in res.stdout.splitlines()]
+        assert len(revealed) == len(first)
+        for rec in revealed:
+            orig = by_id[rec["record_id"]]
+            assert rec["id_number"] == orig["id_number"] and rec["bank_card"] == orig["bank_card"]
+            assert rec["address"]["city"] == orig["address"]["city"]
+            assert [o["card_number"] for o in rec["orders"]] == [o["card_number"] for o in orig["orders"]]
+        protected = orjson.loads(first[0].value)
+        assert protected["address"]["city"].startswith("tok_")
+
+        # -- no DEK anywhere it could leak -----------------------------------------------------
+        texts = {"key store": store.read_text(), "stderr": stderr, "audit": audit.read_text(), "reveal": res.stderr}
+        for k, dek in deks.items():
+            for form in (dek.hex(), dek.hex().upper(), base64.b64encode(dek).decode(),
+                         base64.urlsafe_b64encode(dek).decode().rstrip("=")):
+                for what, text in texts.items():
+                    assert form not in text, f"DEK {k} in the {what}"
+    finally:
+        delete_topics(kafka_bootstrap, t.all)
+        delete_group(kafka_bootstrap, t.group)
