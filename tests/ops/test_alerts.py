@@ -25,7 +25,7 @@ ALERTS_TEST = PROM_DIR / "alerts_test.yml"
 OPERATING = ROOT / "docs" / "operating.md"
 
 EXPECTED_ALERTS = {"DppDeadLetters", "DppDeliveryFailures", "DppBlockedSpike", "DppConsumerLagGrowing", "DppNoThroughput",
-                   "DppPolicyReloadFailed", "DppRouteHalted", "DppWorkerDown", "DppNoWorkerUp"}
+                   "DppPolicyReloadFailed", "DppRouteHalted", "DppWorkerDown", "DppNoWorkerUp", "DppKmsFailures"}
 
 
 def _rules() -> list[dict]:
@@ -102,6 +102,7 @@ MUTATIONS = {
     "DppDeliveryFailures": ("increase(dpp_delivery_failures_total[5m])",
                             'increase(dpp_delivery_failures_total{topic_kind!="transaction"}[5m])'),
     "DppDeliveryFailures/threshold": ("[5m])) > 0", "[5m])) > 2"),
+    "DppKmsFailures": ('outcome!="success"', 'outcome="refused"'),
     "DppBlockedSpike": ("> 3 * (", "> 0 * ("),
     "DppConsumerLagGrowing": ("(deriv(dpp_consumer_lag[10m])) > 0", "(deriv(dpp_consumer_lag[10m])) > -1e9"),
     "DppNoThroughput": ("(dpp_consumer_lag) > 0", "(dpp_consumer_lag) >= 0"),
