@@ -1,7 +1,9 @@
 """Policy hot reload: watch the policy file and swap a recompiled policy in between batches.
 
 The watcher polls the file's content (default every 2 s), so it sees ordinary edits and
-Kubernetes ConfigMap updates, which replace a ``..data`` symlink rather than the file itself.
+Kubernetes ConfigMap updates, which replace a ``..data`` symlink rather than the file itself; it
+also polls the key-store files of the policy's KMS keys, so ``dpp keys rotate`` reaches running
+workers without a restart.
 A changed policy is loaded, validated and compiled (keys re-read) off the record path; on success
 the engine swaps it in between batches and ``dpp_policy_reloads_total{result="success"}`` counts
 it; on any failure the running policy stays, the error locations (``FILE:LINE: PATH: message``,
@@ -31,11 +33,23 @@ class PolicyWatcher:
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="dpp-policy-watcher", daemon=True)
 
+    def _key_stores(self) -> list[str]:
+        """The key-store files of the running policy's KMS keys (``dpp keys rotate`` writes them)."""
+        keys = self.engine.policy.loaded.policy.keys
+        return sorted({spec.store for spec in keys.values() if getattr(spec, "store", None)})
+
     def _read_digest(self) -> str | None:
+        """SHA-256 of the policy file and of its key stores: a rotated key store reloads too."""
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+            h = hashlib.sha256(self.path.read_bytes())
         except OSError:
             return None
+        for store in self._key_stores():
+            try:
+                h.update(b"\x00" + Path(store).read_bytes())
+            except OSError:
+                h.update(b"\x00<missing>")
+        return h.hexdigest()
 
     def start(self) -> "PolicyWatcher":
         self.thread.start()

@@ -147,3 +147,32 @@ def test_keys_cli_rotate_and_rewrap(tmp_path, moto_kms, aws_kek):
     assert after._keyrings["pseudonym"].key.material == before._keyrings["pseudonym"].key.material
     r = run("rotate", "--key", "nope")
     assert r.exit_code == 1 and "not in the policy" in r.output
+
+
+def test_a_rotated_key_store_is_hot_reloaded(tmp_path, moto_kms, aws_kek):
+    import threading
+
+    from proxy.metrics import Metrics
+    from proxy.stream.reload import PolicyWatcher
+
+    store = tmp_path / "keys.json"
+    policy = with_keys(tmp_path, aws_keys(moto_kms, store, aws_kek))
+    assert CliRunner().invoke(cli, ["keys", "init", "--policy", str(policy)]).exit_code == 0
+
+    class Engine:                      # what the watcher uses of proxy.stream.engine.Engine
+        metrics, stop_event = Metrics(), threading.Event()
+
+        def __init__(self, policy):
+            self.policy = policy
+
+        def reload(self, policy):
+            self.policy = policy
+
+    eng = Engine(compile_policy(load_policy(policy)))
+    w = PolicyWatcher(eng, policy)
+    assert w.check_once() is None                               # nothing changed
+    assert CliRunner().invoke(cli, ["keys", "rotate", "--policy", str(policy), "--key", "fpe"]).exit_code == 0
+    assert w.check_once() == "success"
+    route = eng.policy.route()
+    assert route._keyrings["fpe"].current == 2 and route.key_versions["fpe"] == 2
+    assert w.check_once() is None
