@@ -10,7 +10,7 @@
 #   deploy/vault.sh status    exit 0 when running and healthy
 #
 # Environment: DPP_VAULT_PORT (default 8200), DPP_VAULT_VERSION (default v1.21.4), DPP_VAULT_SDK_VERSION (the
-# github.com/hashicorp/vault/sdk module built in as ./sdk, default v0.20.0, see build()), DPP_VAULT_CACHE (default
+# github.com/hashicorp/vault/sdk module built in as ./sdk, default: the one go.mod requires, see build()), DPP_VAULT_CACHE (default
 # <repo>/.cache/vault), VAULT_DEV_ROOT_TOKEN_ID (the root token; default: a random one, made once and written to
 # $DPP_VAULT_CACHE/token, mode 0600). The dev server keeps everything in memory: a restart loses every key.
 # The module's go.mod has replace directives, which `go install pkg@version` refuses, so the build runs inside a
@@ -21,7 +21,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 port="${DPP_VAULT_PORT:-8200}"
 version="${DPP_VAULT_VERSION:-v1.21.4}"
-sdk_version="${DPP_VAULT_SDK_VERSION:-v0.20.0}"
 cache="${DPP_VAULT_CACHE:-$root/.cache/vault}"
 bin="$cache/bin/vault"
 state="$cache/dev-$port"
@@ -59,14 +58,24 @@ build() {
 import json, sys
 want = "github.com/hashicorp/vault/" + sys.argv[1]
 print(next(r["Version"] for r in json.load(sys.stdin)["Require"] if r["Path"] == want))' "$sub")"
-    # vault v1.21.x's own sdk (its release branch) matches the sdk module v0.20.0, not the v0.21.0 its go.mod
-    # names (tagged from main later: ActivationFunc gained an argument), so sdk is taken at $sdk_version
-    if [ "$sub" = sdk ]; then ver="$sdk_version"; fi
+    if [ "$sub" = sdk ]; then ver="${DPP_VAULT_SDK_VERSION:-$ver}"; fi
     dir="$(module_dir "$sub" "$ver")"
     mkdir -p "$work/src/$sub"
     cp -r "$dir/." "$work/src/$sub"
     chmod -R u+w "$work/src/$sub"
   done
+  # v1.21.x's own ./sdk (its release branch) lies between the published sdk v0.20.0 and v0.21.0, the one
+  # go.mod names: v0.21.0 has the observation helpers the builtin backends call, but gave
+  # framework.Backend.ActivationFunc a third argument (the activation flag's name). Adapt the two call
+  # sites in vault/ to it (checked: the build fails here if they are not found).
+  if grep -q 'ActivationFunc func(context.Context, \*logical.Request, string) error' "$work/src/sdk/framework/backend.go"; then
+    grep -q 'ActivationFunc: iStore.activateDeduplication,' "$work/src/vault/identity_store.go"
+    grep -q 'b.idStoreBackend.ActivationFunc(ctx, nil)' "$work/src/vault/logical_system_activation_flags.go"
+    sed -i 's|ActivationFunc: iStore.activateDeduplication,|ActivationFunc: func(ctx context.Context, req *logical.Request, _ string) error { return iStore.activateDeduplication(ctx, req) },|' \
+        "$work/src/vault/identity_store.go"
+    sed -i 's|b.idStoreBackend.ActivationFunc(ctx, nil)|b.idStoreBackend.ActivationFunc(ctx, nil, "")|' \
+        "$work/src/vault/logical_system_activation_flags.go"
+  fi
   mkdir -p "$cache/bin"
   log "building vault $version (nice 10, -p 2)"
   (cd "$work/src" && nice -n 10 go build -p 2 -trimpath -ldflags "-s -w" -o "$bin.tmp" .)

@@ -240,6 +240,12 @@ def test_deployment_contract(values):
         assert volumes["keys"]["secret"]["defaultMode"] == 0o440
     else:
         assert "keys" not in volumes
+    if vals["keys"].get("storeConfigMap", {}).get("name"):   # wrapped data keys only: a ConfigMap, read-only
+        assert volumes["key-store"]["configMap"]["name"] == vals["keys"]["storeConfigMap"]["name"]
+        assert mounts["key-store"]["readOnly"] is True and "subPath" not in mounts["key-store"]
+        assert mounts["key-store"]["mountPath"] == vals["keys"]["storeConfigMap"]["mountPath"]
+    else:
+        assert "key-store" not in volumes
 
     # the metrics Service reaches the pods' metrics port
     assert selects(svc["spec"]["selector"], pod["metadata"]["labels"])
