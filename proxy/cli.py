@@ -66,9 +66,10 @@ class _KmsWait:
     def __call__(self, error) -> None:
         import time
         if self.server is None:
-            logging.getLogger("proxy.cli").error("not ready: the KMS cannot be reached; waiting for it before any "
-                                                 "route starts", extra={"error": str(error)})
             self.server = self.metrics.serve(self.port, ready=lambda: (False, self.why))
+            self.port = self.server.server_port  # kept for the engine (a port 0 stays the same port)
+            logging.getLogger("proxy.cli").error("not ready: the KMS cannot be reached; waiting for it before any "
+                                                 "route starts", extra={"error": str(error), "metrics_port": self.port})
         self.why = f"waiting for the KMS: {error}"
         time.sleep(self.interval_s)
 
@@ -384,6 +385,7 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     waiting = _KmsWait(metrics, metrics_port)
     cp = _load_compiled(policy_file, list(routes) or None, wait_for_kms=waiting)
     waiting.close()
+    metrics_port = waiting.port
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,

@@ -122,3 +122,99 @@ def test_example_policy_with_keys_in_vault(kafka_bootstrap, vault_server, topic_
     finally:
         delete_topics(kafka_bootstrap, t.all)
         delete_group(kafka_bootstrap, t.group)
+
+
+def test_vault_outage_mid_run(kafka_bootstrap, vault_server, topic_prefix, tmp_path):
+    """Vault unreachable for 30 s mid-run (a closed TCP gate in front of it: the dev server keeps its
+    keys in memory, so it is not restarted). The running worker keeps protecting with the DEKs it
+    holds; a worker started during the outage is not ready and consumes nothing; when Vault is back
+    it starts, and every record ends in the sink (protected, byte-identical to plain DEKs) or is
+    blocked: none lost, none in clear."""
+    import time
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    import hvac
+    from kmskit import TcpGate
+
+    from .helpers import group_lag, wait_until
+    admin = hvac.Client(url=vault_server["addr"], token=vault_server["token"])
+    keks = {k: f"{topic_prefix}-o-{k}" for k in KEYS}
+    for kek in keks.values():
+        admin.secrets.transit.create_key(kek)
+    u = urlparse(vault_server["addr"])
+    gate = TcpGate((u.hostname, u.port)).open()
+    copy, t = policy_copy(tmp_path, topic_prefix)
+    store = tmp_path / "keys.json"
+    doc = vault_policy(copy, {**vault_server, "addr": gate.url}, store, keks)
+    for spec in doc["keys"].values():
+        spec["timeout_s"] = 1
+    policy = tmp_path / "vault.yaml"
+    policy.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    env = dict(os.environ, VAULT_TOKEN=vault_server["token"])
+    create_topics(kafka_bootstrap, t.all)
+    recs = generated_records(3000)
+    phases = [recs[:1000], recs[1000:2000], recs[2000:]]
+
+    def send(batch):
+        produce(kafka_bootstrap, t.source, ((r["record_id"].encode(), orjson.dumps(r), None) for r in batch))
+
+    def readyz(port):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    try:
+        assert run_dpp(["keys", "init", "--policy", str(policy)], env=env, timeout_s=60).returncode == 0
+        with DppProcess(policy, kafka_bootstrap, tmp_path, env=env, name="w1", extra=["--reload-interval", "0"]) as w1:
+            port = w1.wait_ready()
+            send(phases[0])
+            drain(w1, kafka_bootstrap, t, 1000, timeout_s=120)
+            gate.close()                                          # the outage starts
+            closed_at = time.monotonic()
+            send(phases[1])
+            drain(w1, kafka_bootstrap, t, 2000, timeout_s=120)    # cached DEKs: it keeps working
+            assert readyz(port)[0] == 200
+            assert w1.stop() == 0, w1.stderr_tail()
+        with DppProcess(policy, kafka_bootstrap, tmp_path, env=env, name="w2", extra=["--reload-interval", "0"]) as w2:
+            wait_until(lambda: "KMS cannot be reached" in w2.stderr(), 60, "w2 to wait for the KMS", w2.stderr_tail)
+            line = next(l for l in w2.stderr().splitlines() if "KMS cannot be reached" in l)
+            port2 = int(orjson.loads(line)["metrics_port"])
+            send(phases[2])
+            status, body = readyz(port2)
+            assert status == 503 and "waiting for the KMS" in body
+            time.sleep(max(0.0, 30 - (time.monotonic() - closed_at)))
+            assert group_lag(kafka_bootstrap, t.group, t.source) == 1000   # nothing consumed meanwhile
+            assert readyz(port2)[0] == 503
+            assert w2.stderr().count("KMS cannot be reached") == 1
+            gate.open()                                           # Vault is back
+            assert w2.wait_ready(timeout_s=60) == port2
+            wait_until(lambda: readyz(port2)[0] == 200, 60, "w2 ready", w2.stderr_tail)
+            samples = drain(w2, kafka_bootstrap, t, 1000, timeout_s=120)
+            assert metric(samples, "dpp_kms_operations_total", provider="vault", operation="unwrap",
+                          outcome="unavailable") >= 2
+            assert metric(samples, "dpp_kms_operations_total", provider="vault", operation="unwrap",
+                          outcome="success") == len(KEYS)
+            assert w2.stop() == 0, w2.stderr_tail()
+
+        kms_pkg.reset()
+        gate_route = compile_policy(load_policy(policy), env).route()
+        plain = {}
+        for r in recs:
+            o = gate_route.process(orjson.dumps(r))
+            plain[r["record_id"].encode()] = o.value if o.kind == SINK else None
+        sink = read_topic(kafka_bootstrap, t.sink)
+        got = {}
+        for rec in sink:
+            assert got.setdefault(rec.key, rec.value) == rec.value          # a redelivery is byte-identical
+        assert got == {k: v for k, v in plain.items() if v is not None}  # none lost, nothing else
+        assert not read_topic(kafka_bootstrap, t.dead_letter)
+        clear = {r["id_number"] for r in recs} | {r["bank_card"] for r in recs}
+        assert not any(v in rec.value.decode() for rec in sink for v in clear)
+    finally:
+        gate.close()
+        delete_topics(kafka_bootstrap, t.all)
+        delete_group(kafka_bootstrap, t.group)
