@@ -40,14 +40,28 @@ fetch() {
   module_dir >/dev/null
 }
 
+# FILE OLD NEW: replace the one occurrence of the literal OLD by NEW in $work/src/FILE (fails if not exactly one)
+patch_line() {
+  python3 -c '
+import sys
+path, old, new = sys.argv[1:]
+text = open(path).read()
+if text.count(old) != 1:
+    sys.exit(f"vault.sh: {path}: expected one {old!r}")
+open(path, "w").write(text.replace(old, new))' "$work/src/$1" "$2" "$3"
+}
+
+work=""
+cleanup() { if [ -n "$work" ]; then rm -rf "$work"; fi; }
+
 build() {
   if [ -x "$bin" ]; then return 0; fi
   command -v go >/dev/null || { log "go is required to build vault"; exit 1; }
-  local dir work t0 t1
+  local dir t0 t1
   t0=$(date +%s)
   dir="$(module_dir)"
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' EXIT
+  trap cleanup EXIT
   cp -r "$dir/." "$work/src"
   chmod -R u+w "$work/src"
   # The module zip leaves out its nested modules (sdk, api, api/auth/*), which go.mod replaces with ./sdk etc.:
@@ -64,17 +78,22 @@ print(next(r["Version"] for r in json.load(sys.stdin)["Require"] if r["Path"] ==
     cp -r "$dir/." "$work/src/$sub"
     chmod -R u+w "$work/src/$sub"
   done
-  # v1.21.x's own ./sdk (its release branch) lies between the published sdk v0.20.0 and v0.21.0, the one
-  # go.mod names: v0.21.0 has the observation helpers the builtin backends call, but gave
-  # framework.Backend.ActivationFunc a third argument (the activation flag's name). Adapt the two call
-  # sites in vault/ to it (checked: the build fails here if they are not found).
+  # v1.21.4's own ./sdk (its release branch, with backports) matches no published sdk module. With v0.21.0
+  # (what go.mod names) three call sites differ; adapt them (each checked: the build stops if one is absent):
+  # framework.Backend.ActivationFunc takes a third argument (the activation flag's name), and transit's
+  # restore expects keysutil's RestorePolicy to return the restored key's name too (used for telemetry
+  # only; the requested name stands in for it).
   if grep -q 'ActivationFunc func(context.Context, \*logical.Request, string) error' "$work/src/sdk/framework/backend.go"; then
-    grep -q 'ActivationFunc: iStore.activateDeduplication,' "$work/src/vault/identity_store.go"
-    grep -q 'b.idStoreBackend.ActivationFunc(ctx, nil)' "$work/src/vault/logical_system_activation_flags.go"
-    sed -i 's|ActivationFunc: iStore.activateDeduplication,|ActivationFunc: func(ctx context.Context, req *logical.Request, _ string) error { return iStore.activateDeduplication(ctx, req) },|' \
-        "$work/src/vault/identity_store.go"
-    sed -i 's|b.idStoreBackend.ActivationFunc(ctx, nil)|b.idStoreBackend.ActivationFunc(ctx, nil, "")|' \
-        "$work/src/vault/logical_system_activation_flags.go"
+    patch_line vault/identity_store.go 'ActivationFunc: iStore.activateDeduplication,' \
+      'ActivationFunc: func(ctx context.Context, req *logical.Request, _ string) error { return iStore.activateDeduplication(ctx, req) },'
+    patch_line vault/logical_system_activation_flags.go 'b.idStoreBackend.ActivationFunc(ctx, nil)' \
+      'b.idStoreBackend.ActivationFunc(ctx, nil, "")'
+  fi
+  if grep -q 'RestorePolicy(ctx context.Context, storage logical.Storage, name, backup string, force bool) error' \
+      "$work/src/sdk/helper/keysutil/lock_manager.go"; then
+    patch_line builtin/logical/transit/path_restore.go \
+      'restoredKeyName, err := b.lm.RestorePolicy(ctx, req.Storage, keyName, backupB64, force)' \
+      'restoredKeyName, err := keyName, b.lm.RestorePolicy(ctx, req.Storage, keyName, backupB64, force)'
   fi
   mkdir -p "$cache/bin"
   log "building vault $version (nice 10, -p 2)"

@@ -108,7 +108,9 @@ def test_refusals(admin):
         stranger.unwrap(w.ciphertext)                        # another KEK's ciphertext
     missing = admin.provider(f"{'alias/' if isinstance(k, AwsKms) else ''}no-such-{uuid.uuid4().hex[:6]}")
     with pytest.raises(KmsRefused):
-        missing.wrap(b"\x00" * 32)
+        missing.describe_key()
+    with pytest.raises(KmsRefused):
+        missing.generate_data_key(32)     # Vault's encrypt would create a missing key; datakey does not
     assert w.ciphertext.hex() not in str(e.value) and "vault:v" not in str(e.value)
 
 
