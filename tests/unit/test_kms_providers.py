@@ -115,7 +115,9 @@ def test_refusals(admin):
 
 
 @pytest.mark.parametrize("provider", ["vault", "aws"])
-def test_unreachable_kms_is_unavailable(provider):
+def test_unreachable_kms_is_unavailable(provider, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")      # credentials present: the endpoint is what fails
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     dead = "http://127.0.0.1:9"  # discard port: nothing listens
     k = (VaultTransit("dpp-x", dead, environ={"VAULT_TOKEN": "t"}, timeout_s=1) if provider == "vault"
          else AwsKms("alias/dpp-x", "us-east-1", dead, timeout_s=1))
