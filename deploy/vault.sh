@@ -108,7 +108,7 @@ token() {
   if [ -n "${VAULT_DEV_ROOT_TOKEN_ID:-}" ]; then printf '%s' "$VAULT_DEV_ROOT_TOKEN_ID"; return; fi
   mkdir -p "$cache"
   if [ ! -s "$cache/token" ]; then
-    (umask 077; python3 -c 'import secrets; print("hvs." + secrets.token_urlsafe(24))' > "$cache/token")
+    (umask 077; python3 -c 'import secrets; print("dpp-dev-" + secrets.token_hex(16))' > "$cache/token")
   fi
   chmod 600 "$cache/token"
   tr -d '\n' < "$cache/token"

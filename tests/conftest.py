@@ -80,7 +80,7 @@ def vault_server() -> dict[str, str]:
     if not (cache / "bin" / "vault").exists() and not os.environ.get("DPP_REQUIRE_VAULT"):
         pytest.skip("no vault binary: run `bash deploy/vault.sh build` (DPP_REQUIRE_VAULT=1 makes this a failure)")
     port = os.environ.get("DPP_TEST_VAULT_PORT", "18200")
-    token = os.environ.get("DPP_TEST_VAULT_TOKEN") or f"hvs.test-{secrets.token_hex(12)}"
+    token = os.environ.get("DPP_TEST_VAULT_TOKEN") or f"dpp-test-{secrets.token_hex(12)}"
     env = dict(os.environ, DPP_VAULT_PORT=port, VAULT_DEV_ROOT_TOKEN_ID=token)
     was_running = subprocess.run(["bash", str(script), "status"], env=env, capture_output=True).returncode == 0
     if was_running and not os.environ.get("DPP_TEST_VAULT_TOKEN"):

@@ -140,8 +140,10 @@ def test_vault_approle_and_token_file(vault_server, tmp_path):
     c = adm.client
     if "approle/" not in c.sys.list_auth_methods()["data"]:
         c.sys.enable_auth_method("approle")
-    c.sys.create_or_update_policy(f"p-{kek}", f'path "transit/*/{kek}" {{ capabilities = ["update"] }}\n'
-                                              f'path "transit/keys/{kek}" {{ capabilities = ["read"] }}')
+    c.sys.create_or_update_policy(f"p-{kek}", (   # what docs/kms.md asks for: no create
+        f'path "transit/+/{kek}" {{ capabilities = ["update"] }}\n'
+        f'path "transit/datakey/plaintext/{kek}" {{ capabilities = ["update"] }}\n'
+        f'path "transit/keys/{kek}" {{ capabilities = ["read"] }}'))
     c.auth.approle.create_or_update_approle(kek, token_policies=[f"p-{kek}"])
     role_id = c.auth.approle.read_role_id(kek)["data"]["role_id"]
     secret_id = c.auth.approle.generate_secret_id(kek)["data"]["secret_id"]
