@@ -218,3 +218,78 @@ def test_vault_outage_mid_run(kafka_bootstrap, vault_server, topic_prefix, tmp_p
         gate.close()
         delete_topics(kafka_bootstrap, t.all)
         delete_group(kafka_bootstrap, t.group)
+
+
+def test_rotation_in_vault_mid_run(kafka_bootstrap, vault_server, topic_prefix, tmp_path):
+    """KEK rotation in Vault while ``dpp run`` runs: ``dpp keys rotate`` adds DEK version 2 (wrapped by
+    KEK version 2) to the key store, the running worker reloads it without a restart, new records
+    carry ``fpe=2``/``token=2``, none is lost or in clear, and ``dpp reveal`` reveals both generations;
+    ``dpp keys rewrap`` then moves every DEK to KEK version 2 and the reveal still works."""
+    import hvac
+    admin = hvac.Client(url=vault_server["addr"], token=vault_server["token"])
+    keks = {k: f"{topic_prefix}-r-{k}" for k in KEYS}
+    for kek in keks.values():
+        admin.secrets.transit.create_key(kek)
+    copy, t = policy_copy(tmp_path, topic_prefix)
+    store = tmp_path / "keys.json"
+    doc = vault_policy(copy, vault_server, store, keks)
+    policy = tmp_path / "vault.yaml"
+    policy.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    env = dict(os.environ, VAULT_TOKEN=vault_server["token"])
+    create_topics(kafka_bootstrap, t.all, partitions=1)
+    recs = generated_records(600)
+    phases = [recs[:300], recs[300:]]
+
+    def send(batch):
+        produce(kafka_bootstrap, t.source, ((r["record_id"].encode(), orjson.dumps(r), None) for r in batch))
+
+    try:
+        assert run_dpp(["keys", "init", "--policy", str(policy)], env=env, timeout_s=60).returncode == 0
+        with DppProcess(policy, kafka_bootstrap, tmp_path, env=env, name="rot",
+                        extra=["--reload-interval", "0.5"]) as d:
+            d.wait_ready()
+            send(phases[0])
+            drain(d, kafka_bootstrap, t, 300, timeout_s=120)
+            for k in ("fpe", "token"):
+                admin.secrets.transit.rotate_key(keks[k])
+            res = run_dpp(["keys", "rotate", "--policy", str(policy), "--key", "fpe", "--key", "token"], env=env,
+                          timeout_s=60)
+            assert res.returncode == 0, res.stderr
+            assert {(r["key"], r["version"], r["kek_version"]) for r in map(orjson.loads, res.stdout.splitlines())} \
+                == {("fpe", 2, 2), ("token", 2, 2)}
+            d.wait_metric("dpp_policy_reloads_total", lambda v: v >= 1, 60, "the key store reload", result="success")
+            send(phases[1])
+            drain(d, kafka_bootstrap, t, 600, timeout_s=120)
+            assert d.stop() == 0, d.stderr_tail()
+        sink = read_topic(kafka_bootstrap, t.sink)
+        first = {r["record_id"].encode() for r in phases[0]}
+        kv = {r.key: r.header("dpp-key-versions") for r in sink}
+        assert {kv[k] for k in kv if k in first} == {"fpe=1,pseudonym=1,token=1"}
+        assert {kv[k] for k in kv if k not in first} == {"fpe=2,pseudonym=1,token=2"}
+        assert len(kv) == len(sink) and len(sink) > 0.8 * 600
+        clear = {r["id_number"] for r in recs} | {r["bank_card"] for r in recs}
+        assert not any(v in rec.value.decode() for rec in sink for v in clear)
+
+        def reveal_all() -> list[dict]:
+            offs = sorted(r.offset for r in sink)
+            res = run_dpp(["reveal", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap, "--topic", t.sink,
+                           "--partition", "0", "--offset", str(offs[0]), str(offs[-1]), "--reason", "rotation test",
+                           "--actor", "it", "--audit-file", str(tmp_path / "audit.jsonl")], env=env, timeout_s=120)
+            assert res.returncode == 0, res.stderr
+            return [orjson.loads(line) for line in res.stdout.splitlines()]
+
+        by_id = {r["record_id"]: r for r in recs}
+        for attempt in ("before rewrap", "after rewrap"):
+            revealed = reveal_all()
+            assert len(revealed) == len(sink), attempt
+            for rec in revealed:
+                orig = by_id[rec["record_id"]]
+                assert (rec["id_number"], rec["address"]["city"]) == (orig["id_number"], orig["address"]["city"]), attempt
+            if attempt == "before rewrap":
+                res = run_dpp(["keys", "rewrap", "--policy", str(policy)], env=env, timeout_s=60)
+                assert res.returncode == 0, res.stderr
+                stored = orjson.loads(store.read_bytes())["keys"]
+                assert {v["kek_version"] for v in stored["fpe"]["versions"].values()} == {2}
+    finally:
+        delete_topics(kafka_bootstrap, t.all)
+        delete_group(kafka_bootstrap, t.group)
