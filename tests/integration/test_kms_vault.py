@@ -112,8 +112,19 @@ def test_example_policy_with_keys_in_vault(kafka_bootstrap, vault_server, topic_
         protected = orjson.loads(first[0].value)
         assert protected["address"]["city"].startswith("tok_")
 
+        # -- dpp dead-letter opens a sealed record with the dead-letter DEK unwrapped through Vault ----
+        sealed = next(r for r in dead if r.key == b"bad-0")
+        res_dl = run_dpp(["dead-letter", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
+                          "--partition", str(sealed.partition), "--offset", str(sealed.offset), str(sealed.offset),
+                          "--reason", "kms integration test", "--audit-file", str(tmp_path / "dl-audit.jsonl")],
+                         env=env, timeout_s=120)
+        assert res_dl.returncode == 0, res_dl.stderr
+        assert orjson.loads(res_dl.stdout)["payload"].encode() == bad[0]
+        assert bad[0] not in sealed.value                              # sealed, not in clear
+
         # -- no DEK anywhere it could leak -----------------------------------------------------
-        texts = {"key store": store.read_text(), "stderr": stderr, "audit": audit.read_text(), "reveal": res.stderr}
+        texts = {"key store": store.read_text(), "stderr": stderr, "audit": audit.read_text(), "reveal": res.stderr,
+                 "dead-letter": res_dl.stdout + res_dl.stderr}
         for k, dek in deks.items():
             for form in (dek.hex(), dek.hex().upper(), base64.b64encode(dek).decode(),
                          base64.urlsafe_b64encode(dek).decode().rstrip("=")):
