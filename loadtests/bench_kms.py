@@ -14,36 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import yaml
 
 from .bench_engine import us_per_record
-from .common import EXAMPLE_POLICY, POLICIES, SIZES, Dataset, ensure_key_env
-
-
-def _moto() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("moto server did not start")
+from .common import EXAMPLE_POLICY, POLICIES, SIZES, Dataset, ensure_key_env, start_moto_server
 
 
 def variants(policy: Path, url: str, workdir: Path) -> tuple[Path, Path]:
@@ -83,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}.items():
         os.environ.setdefault(k, v)
     data = [v for _, v in Dataset.for_size(a.size).payloads(a.records)]
-    proc, url = _moto()
+    proc, url = start_moto_server()
     try:
         with tempfile.TemporaryDirectory() as d:
             print(f"policy engine only, {a.records} records, best of {a.repeat}, {a.rounds} rounds, "

@@ -615,3 +615,27 @@ class Machine:
         return {"cpus": self.cpus, "load_before": list(self.load_before), "load_after": list(load_average()),
                 "python": self.python, "platform": platform.platform(), "librdkafka": confluent_kafka.libversion()[0],
                 **versions}
+
+
+def start_moto_server():
+    """``moto`` in server mode (a local stand-in for AWS KMS and other AWS APIs, not AWS) on a free
+    127.0.0.1 port: ``(process, endpoint URL)``, once it answers. The caller terminates it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("moto server did not start")

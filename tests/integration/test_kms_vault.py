@@ -30,26 +30,28 @@ N = 10_000
 KEYS = ("pseudonym", "fpe", "dead-letter", "token")
 
 
-def vault_policy(plain_policy, vault_server, store, keks) -> dict:
-    doc = yaml.safe_load(plain_policy.read_text(encoding="utf-8"))
-    doc["keys"] = {k: {"source": "vault", "key": keks[k], "store": str(store), "address": vault_server["addr"]}
-                   for k in KEYS}
-    doc["routes"][0]["rules"].append({"field": "address.city", "action": "tokenize", "key": "token"})
-    return doc
-
-
-def test_example_policy_with_keys_in_vault(kafka_bootstrap, vault_server, topic_prefix, tmp_path):
+def vault_route(vault_server, topic_prefix, tmp_path, tag: str, address: str | None = None, **key_options):
+    """The example policy (plus a token rule on ``address.city``) with every key in Vault Transit (new
+    KEKs ``<prefix>-<tag>-<key>``; Vault at ``address``, default the server's): ``(admin client, KEK
+    names, policy path, policy document, RouteTopics, key-store path, environment with VAULT_TOKEN)``."""
     import hvac
     admin = hvac.Client(url=vault_server["addr"], token=vault_server["token"])
-    keks = {k: f"{topic_prefix}-{k}" for k in KEYS}
+    keks = {k: f"{topic_prefix}-{tag}-{k}" for k in KEYS}
     for kek in keks.values():
         admin.secrets.transit.create_key(kek)
     copy, t = policy_copy(tmp_path, topic_prefix)
     store = tmp_path / "keys.json"
-    doc = vault_policy(copy, vault_server, store, keks)
+    doc = yaml.safe_load(copy.read_text(encoding="utf-8"))
+    doc["keys"] = {k: {"source": "vault", "key": keks[k], "store": str(store),
+                       "address": address or vault_server["addr"], **key_options} for k in KEYS}
+    doc["routes"][0]["rules"].append({"field": "address.city", "action": "tokenize", "key": "token"})
     policy = tmp_path / "vault.yaml"
     policy.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    env = dict(os.environ, VAULT_TOKEN=vault_server["token"])
+    return admin, keks, policy, doc, t, store, dict(os.environ, VAULT_TOKEN=vault_server["token"])
+
+
+def test_example_policy_with_keys_in_vault(kafka_bootstrap, vault_server, topic_prefix, tmp_path):
+    _, _, policy, doc, t, store, env = vault_route(vault_server, topic_prefix, tmp_path, "e")
     create_topics(kafka_bootstrap, t.all)
     try:
         res = run_dpp(["keys", "init", "--policy", str(policy)], env=env, timeout_s=60)
@@ -146,24 +148,12 @@ def test_vault_outage_mid_run(kafka_bootstrap, vault_server, topic_prefix, tmp_p
     import urllib.request
     from urllib.parse import urlparse
 
-    import hvac
     from kmskit import TcpGate
 
     from .helpers import group_lag, wait_until
-    admin = hvac.Client(url=vault_server["addr"], token=vault_server["token"])
-    keks = {k: f"{topic_prefix}-o-{k}" for k in KEYS}
-    for kek in keks.values():
-        admin.secrets.transit.create_key(kek)
     u = urlparse(vault_server["addr"])
     gate = TcpGate((u.hostname, u.port)).open()
-    copy, t = policy_copy(tmp_path, topic_prefix)
-    store = tmp_path / "keys.json"
-    doc = vault_policy(copy, {**vault_server, "addr": gate.url}, store, keks)
-    for spec in doc["keys"].values():
-        spec["timeout_s"] = 1
-    policy = tmp_path / "vault.yaml"
-    policy.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    env = dict(os.environ, VAULT_TOKEN=vault_server["token"])
+    _, _, policy, _, t, _, env = vault_route(vault_server, topic_prefix, tmp_path, "o", address=gate.url, timeout_s=1)
     create_topics(kafka_bootstrap, t.all)
     recs = generated_records(3000)
     phases = [recs[:1000], recs[1000:2000], recs[2000:]]
@@ -236,17 +226,7 @@ def test_rotation_in_vault_mid_run(kafka_bootstrap, vault_server, topic_prefix, 
     KEK version 2) to the key store, the running worker reloads it without a restart, new records
     carry ``fpe=2``/``token=2``, none is lost or in clear, and ``dpp reveal`` reveals both generations;
     ``dpp keys rewrap`` then moves every DEK to KEK version 2 and the reveal still works."""
-    import hvac
-    admin = hvac.Client(url=vault_server["addr"], token=vault_server["token"])
-    keks = {k: f"{topic_prefix}-r-{k}" for k in KEYS}
-    for kek in keks.values():
-        admin.secrets.transit.create_key(kek)
-    copy, t = policy_copy(tmp_path, topic_prefix)
-    store = tmp_path / "keys.json"
-    doc = vault_policy(copy, vault_server, store, keks)
-    policy = tmp_path / "vault.yaml"
-    policy.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    env = dict(os.environ, VAULT_TOKEN=vault_server["token"])
+    admin, keks, policy, _, t, store, env = vault_route(vault_server, topic_prefix, tmp_path, "r")
     create_topics(kafka_bootstrap, t.all, partitions=1)
     recs = generated_records(600)
     phases = [recs[:300], recs[300:]]
