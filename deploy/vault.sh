@@ -60,7 +60,8 @@ build() {
   local dir t0 t1
   t0=$(date +%s)
   dir="$(module_dir)"
-  work="$(mktemp -d)"
+  work="$cache/build.$$"  # not under /tmp: a long build must not lose its tree to a tmp cleaner
+  rm -rf "$work"; mkdir -p "$work"
   trap cleanup EXIT
   cp -r "$dir/." "$work/src"
   chmod -R u+w "$work/src"
