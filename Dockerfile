@@ -23,8 +23,9 @@ COPY proxy ./proxy
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
-# Wheels for dpp and every runtime dependency (sdist-only ones are built here, not in the final image).
-RUN pip wheel --wheel-dir /wheels . \
+# Wheels for dpp and every runtime dependency (sdist-only ones are built here, not in the final image),
+# with the KMS clients (extras vault: hvac, aws: boto3) for keys with source vault or aws (docs/kms.md).
+RUN pip wheel --wheel-dir /wheels '.[vault,aws]' \
  && python -c "import glob, sys, zipfile; w = glob.glob('/wheels/data_protection_proxy-*.whl')[0]; \
 sys.exit(0 if any(n.startswith('proxy/_native') for n in zipfile.ZipFile(w).namelist()) else 'proxy._native not built')"
 
@@ -39,7 +40,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 dpp \
  && useradd --system --uid 10001 --gid dpp --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dpp
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels data-protection-proxy \
+    pip install --no-index --find-links=/wheels 'data-protection-proxy[vault,aws]' \
  && dpp --version \
  && python -c "from proxy.policy import fastpath; assert fastpath.native_available(), 'proxy._native'"
 COPY policies /etc/dpp/policies
