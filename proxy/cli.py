@@ -244,6 +244,56 @@ def coverage_cmd(policy_file, sample, topic, bootstrap_servers, timeout, route_n
     sys.exit(1 if rep.leaking else 0)
 
 
+@main.command("diff")
+@click.argument("old_file", type=click.Path(dir_okay=False))
+@click.argument("new_file", type=click.Path(dir_okay=False))
+@click.option("--sample", "sample", default=None, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSON-lines file of source record values (- = stdin), run through both policies")
+@click.option("--route", "routes", multiple=True, metavar="NAME", help="compare only this route (repeatable)")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+              help="markdown: a pull-request comment; json: for tools")
+@click.option("--fail-on", "fail_on", type=click.Choice(["warning", "clear", "never"]), default="warning",
+              show_default=True, help="exit 1 on any WARNING, only when data leaves in clear, or never")
+@click.option("--region", "regions", multiple=True, metavar="CC",
+              help="phone detector: national numbering plan to read (repeatable), e.g. CN, US")
+@click.option("--limit", type=click.IntRange(min=1), default=100000, show_default=True, help="sample records read at most")
+def diff_cmd(old_file, new_file, sample, routes, fmt, fail_on, regions, limit) -> None:
+    """What changing policy OLD_FILE into NEW_FILE does, per route.
+
+    Fields that become clear, are protected differently, dropped or newly kept; block rules and
+    settings changed; keys whose version changes; with --sample, records now blocked or
+    dead-lettered and records whose output changes (counts), run with test keys (never the
+    policies' key sources), and the detectors over both protected outputs. A WARNING line (in
+    capitals) marks data leaving in clear that did not before, or a deterministic rule whose
+    output changes (joins downstream break). Exit 0 when nothing dangerous changes, 1 on a
+    warning (see --fail-on), 2 when a policy is invalid or the command is misused."""
+    from .detectors.phone import check_regions
+    from .policy.loader import load_policy
+    from .policydiff import FORMATS, diff_policies
+    from .scan import read_jsonl
+    try:
+        check_regions(regions)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--region") from None
+    try:
+        old, new = load_policy(old_file), load_policy(new_file)
+        values = None
+        if sample is not None:
+            try:
+                values = list(read_jsonl(sample, limit))
+            except OSError as e:
+                raise click.BadParameter(f"cannot read: {type(e).__name__}", param_hint="--sample") from None
+        d = diff_policies(old, new, values, routes=routes, regions=regions)
+    except PolicyError as e:
+        for line in str(e).splitlines():
+            click.echo(line, err=True)
+        sys.exit(2)
+    except KeyError as e:
+        raise click.UsageError(str(e.args[0])) from None
+    click.echo(FORMATS[fmt](d))
+    sys.exit(d.exit_code(fail_on))
+
+
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of the policy format (policies/policy.schema.json)."""

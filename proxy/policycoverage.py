@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
-from .policy.compiler import BLOCK, SINK, CompiledRoute
+from .policy.compiler import BLOCK, SINK, CompiledRoute, Outcome
 from .policy.paths import WILDCARD, PathSyntaxError, compile_visit, format_path, parse_path
 from .scan import scan_records
 
@@ -87,6 +87,13 @@ def coverage(route: CompiledRoute, values: Iterable[bytes | None], *, regions: I
 
     Raises ``PathSyntaxError`` for an ``allow`` path that does not parse and ``ValueError`` for an
     unknown region; never raises for a bad record (it is counted as dead-lettered)."""
+    return coverage_of(route, (route.process_record(v) for v in values), regions=regions, allow=allow)
+
+
+def coverage_of(route: CompiledRoute, outcomes: Iterable[Outcome], *, regions: Iterable[str] = (),
+                allow: Iterable[str] = ()) -> CoverageReport:
+    """:func:`coverage` of outcomes ``route`` already gave (:meth:`CompiledRoute.process_record`),
+    for a caller that also reads them (``dpp diff``). Same arguments and errors."""
     allowed = {general_path(a) for a in allow}
     hide = [compile_visit(parse_path(r.field)) for r in route.rules
             if r.field is not None and r.action in CIPHERTEXT_ACTIONS]
@@ -97,9 +104,8 @@ def coverage(route: CompiledRoute, values: Iterable[bytes | None], *, regions: I
     rep = CoverageReport(route=route.name)
 
     def outputs() -> Iterator[Any]:
-        for v in values:
+        for out in outcomes:
             rep.records += 1
-            out = route.process_record(v)
             if out.kind == BLOCK:
                 rep.blocked += 1
             elif out.kind != SINK:
@@ -138,5 +144,5 @@ def format_report(rep: CoverageReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CIPHERTEXT_ACTIONS", "CoverageReport", "Leak", "coverage", "format_report", "general_path",
+__all__ = ["CIPHERTEXT_ACTIONS", "CoverageReport", "Leak", "coverage", "coverage_of", "format_report", "general_path",
            "PathSyntaxError"]

@@ -139,6 +139,13 @@ def derived_test_key(name: str, version: int) -> bytes:
     return hashlib.sha256(b"dpp test key\0" + name.encode() + b"\0" + str(version).encode()).digest()
 
 
+def key_versions(spec) -> tuple[list[int], int]:
+    """``(version numbers, current version)`` a key spec declares (``versions``, else the single
+    version; a ``dir`` key, whose versions are files: its ``current``, default 1)."""
+    numbers = sorted(getattr(spec, "versions", None) or {spec.current or 1: None})
+    return numbers, spec.current or max(numbers)
+
+
 def with_test_keys(loaded: LoadedPolicy, given: dict[str, bytes] | None = None) -> tuple[LoadedPolicy, dict[str, str]]:
     """``(policy, environ)``: ``loaded`` with every key spec replaced by environment-variable
     versions that ``environ`` (a private mapping, not ``os.environ``) holds as hex test keys.
@@ -147,8 +154,7 @@ def with_test_keys(loaded: LoadedPolicy, given: dict[str, bytes] | None = None) 
     env: dict[str, str] = {}
     specs = {}
     for n, (name, spec) in enumerate(sorted(loaded.policy.keys.items())):
-        numbers = sorted(getattr(spec, "versions", None) or {spec.current or 1: None})
-        current = spec.current or max(numbers)
+        numbers, current = key_versions(spec)
         versions = {}
         for v in numbers:
             var = f"DPP_TEST_KEY_{n}_V{v}"
@@ -386,5 +392,5 @@ def junit_xml(suites: list[tuple[str, list[CaseResult]]]) -> str:
 
 
 __all__ = ["Case", "CaseResult", "Suite", "TestFile", "check_assert", "compile_for_tests", "derived_test_key",
-           "format_result", "junit_xml", "load_suite", "load_test_file", "run_case", "run_suite", "select",
+           "format_result", "junit_xml", "key_versions", "load_suite", "load_test_file", "run_case", "run_suite", "select",
            "sidecar_path", "summary_line", "with_test_keys"]
