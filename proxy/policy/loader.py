@@ -160,6 +160,38 @@ def _compose(text: str, loader_cls: type, lines: _Lines) -> Any:
         loader.dispose()
 
 
+_TOKEN_WORDS = {"'?'": "a key", "'-'": "a list item", "'<block mapping start>'": "a key indented differently",
+                "'<block sequence start>'": "a new list", "'<scalar>'": "a value"}
+"""PyYAML's token names in parser messages, in words (``expected <block end>, but found '?'``)."""
+
+INDENTATION_HINTS = (
+    ("expected <block end>", "the likely cause is indentation: line this up with the other keys (or '- ' items) "
+                             "of the block it belongs to"),
+    ("mapping values are not allowed here", "the likely cause is indentation: this key is indented deeper than the "
+                                            "key above it (or an unquoted value holds ': ', quote it)"),
+    ("could not find expected ':'", "the likely cause is indentation (a line continuing the one above must be "
+                                    "indented deeper) or a key without ':'"),
+    ("did not find expected key", "the likely cause is indentation: line this up with the other keys of its block"),
+    ("did not find expected '-' indicator", "the likely cause is indentation: line this up with the other '- ' items"),
+    ("found character '\\t' that cannot start any token", "YAML indents with spaces: replace the tab"),
+)
+"""``(start of a PyYAML/libyaml problem, hint)``: the scanner and parser errors that a line indented
+too little, too much or with a tab typically causes."""
+
+
+def yaml_syntax_problem(e: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """``(line, "YAML syntax: PROBLEM")`` of a YAML error: its token names in words and, for the
+    errors indentation typically causes (:data:`INDENTATION_HINTS`), a hint that indentation is
+    the likely cause. The line (1-based) is the problem's, or for a key without ':' the key's."""
+    problem = e.problem or e.context or ""
+    mark = (e.context_mark if problem.startswith("could not find expected ':'") and e.context_mark else None
+            ) or e.problem_mark or e.context_mark
+    hint = next((h for start, h in INDENTATION_HINTS if problem.startswith(start)), None)
+    for token, words in _TOKEN_WORDS.items():
+        problem = problem.replace(f"but found {token}", f"but found {words}")
+    return (mark.line + 1 if mark else None), f"YAML syntax: {problem}" + (f"; {hint}" if hint else "")
+
+
 def load_yaml_model(text: str, file: str, model: type, what: str = "a policy") -> tuple[Any, dict]:
     """Parse YAML ``text`` and validate it as ``model`` (a pydantic model class): ``(instance, lines)``,
     ``lines`` mapping each data path (tuple of keys/indexes) to its 1-based line. ``file`` and
@@ -182,8 +214,8 @@ def load_yaml_model(text: str, file: str, model: type, what: str = "a policy") -
     except _DuplicateKey as d:
         raise PolicyError([(file, d.line, _render_loc(d.path), d.message)]) from None
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise PolicyError([(file, mark.line + 1 if mark else None, "", f"YAML syntax: {e.problem or e.context}")]) from None
+        line, message = yaml_syntax_problem(e)
+        raise PolicyError([(file, line, "", message)]) from None
     except yaml.YAMLError as e:
         raise PolicyError([(file, None, "", f"YAML: {type(e).__name__}")]) from None
     if not isinstance(data, dict):

@@ -259,6 +259,55 @@ def test_not_a_policy_document(text, problem):
     assert ei.value.problems == [problem]
 
 
+EXAMPLE_TEXT = (ROOT / "policies" / "examples" / "customer-pii.yaml").read_text(encoding="utf-8")
+BLOCK_END = "the likely cause is indentation: line this up with the other keys (or '- ' items) of the block it belongs to"
+
+# Real indentation mistakes in the shipped example: (the line as written, as mistyped, the problem's
+# line number, the message). The line named is the mistyped one.
+INDENTATION_MISTAKES = {
+    "rule outdented to the route's keys": (
+        "      - {field: name, action: mask, keep_first: 1}", "    - {field: name, action: mask, keep_first: 1}", 25,
+        f"YAML syntax: expected <block end>, but found a list item; {BLOCK_END}"),
+    "block reason outdented to its list item": (
+        "        reason: consent-withdrawn", "      reason: consent-withdrawn", 21,
+        f"YAML syntax: expected <block end>, but found a key; {BLOCK_END}"),
+    "block reason indented past its when": (
+        "        reason: consent-withdrawn", "          reason: consent-withdrawn", 21,
+        f"YAML syntax: expected <block end>, but found a key indented differently; {BLOCK_END}"),
+    "route key one space short": (
+        "    sink: analytics.customers", "   sink: analytics.customers", 13,
+        f"YAML syntax: expected <block end>, but found a key indented differently; {BLOCK_END}"),
+    "route key indented deeper": (
+        "    sink: analytics.customers", "      sink: analytics.customers", 13,
+        "YAML syntax: mapping values are not allowed here; the likely cause is indentation: this key is indented "
+        "deeper than the key above it (or an unquoted value holds ': ', quote it)"),
+    "route key indented with a tab": (
+        "    sink: analytics.customers", "\tsink: analytics.customers", 13,
+        "YAML syntax: found character '\\t' that cannot start any token; YAML indents with spaces: replace the tab"),
+    "a key without ':' under a route": (
+        "    sink: analytics.customers", "    sink analytics.customers", 13,
+        "YAML syntax: could not find expected ':'; the likely cause is indentation (a line continuing the one "
+        "above must be indented deeper) or a key without ':'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INDENTATION_MISTAKES))
+def test_indentation_mistake_names_the_line_and_the_likely_cause(name):
+    line, typo, lineno, message = INDENTATION_MISTAKES[name]
+    assert EXAMPLE_TEXT.count(line + "\n") == 1
+    text = EXAMPLE_TEXT.replace(line + "\n", typo + "\n")
+    assert text.splitlines()[lineno - 1] == typo
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(text, "p.yaml")
+    assert ei.value.problems == [("p.yaml", lineno, "", message)]
+
+
+def test_other_yaml_errors_get_no_indentation_hint():
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text("a: {b: 1\n", "p.yaml")
+    assert "indentation" not in ei.value.problems[0][3]
+
+
 def test_duplicate_key_in_flow_mapping_and_nested():
     text = BASE.replace("{field: name, action: mask}", "{field: name, action: mask, field: other}")
     with pytest.raises(PolicyError) as ei:
