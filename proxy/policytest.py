@@ -114,10 +114,22 @@ def load_test_file(path: str | Path, loaded: LoadedPolicy) -> tuple[TestFile, di
     return tf, lines
 
 
-def load_suite(policy_file: str | Path, tests_file: str | Path | None = None) -> Suite:
+def policy_of_test_file(path: str | Path) -> Path:
+    """The policy a sidecar test file belongs to: ``FILE.yaml`` (or ``FILE.yml`` when only that
+    exists) for ``FILE.tests.yaml``; any other path is returned as it is."""
+    p = Path(path)
+    if not p.name.endswith(TESTS_SUFFIX):
+        return p
+    yaml_file = p.with_name(p.name[: -len(TESTS_SUFFIX)] + ".yaml")
+    yml_file = yaml_file.with_suffix(".yml")
+    return yml_file if not yaml_file.exists() and yml_file.exists() else yaml_file
+
+
+def load_suite(policy_file: str | Path, tests_file: str | Path | None = None, required: bool = True) -> Suite:
     """The policy and every case: its ``tests:``, then those of ``tests_file`` (default: the
     sidecar :func:`sidecar_path`, when it exists). Raises :class:`PolicyError` for a bad policy,
-    a bad test file, or when there is no case at all."""
+    a bad test file, or when there is no case at all (unless ``required`` is false: then the
+    suite has no cases)."""
     loaded = load_policy(policy_file)
     cases = [Case(c, loaded.file, loaded.line_of(("tests", i))) for i, c in enumerate(loaded.policy.tests)]
     keys: dict[str, bytes] = {}
@@ -126,7 +138,7 @@ def load_suite(policy_file: str | Path, tests_file: str | Path | None = None) ->
         tf, lines = load_test_file(side, loaded)
         cases += [Case(c, str(side), nearest_line(lines, ("tests", i))) for i, c in enumerate(tf.tests)]
         keys = {k: bytes.fromhex(v) for k, v in tf.keys.items()}
-    if not cases:
+    if not cases and required:
         raise PolicyError([(str(policy_file), None, "tests",
                             f"no test cases: add tests: to the policy or write {sidecar_path(policy_file).name}")])
     return Suite(loaded, cases, keys)
@@ -392,5 +404,5 @@ def junit_xml(suites: list[tuple[str, list[CaseResult]]]) -> str:
 
 
 __all__ = ["Case", "CaseResult", "Suite", "TestFile", "check_assert", "compile_for_tests", "derived_test_key",
-           "format_result", "junit_xml", "key_versions", "load_suite", "load_test_file", "run_case", "run_suite", "select",
+           "format_result", "junit_xml", "key_versions", "load_suite", "load_test_file", "policy_of_test_file", "run_case", "run_suite", "select",
            "sidecar_path", "summary_line", "with_test_keys"]

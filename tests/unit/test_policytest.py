@@ -215,6 +215,21 @@ def test_no_cases_is_an_error(tmp_path):
     assert res.exit_code == 1 and "no test cases" in res.output
 
 
+def test_skip_untested_and_test_files_among_the_policies():
+    """What the pre-commit hook passes: every policy file and test file that changed."""
+    files = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
+    res = CliRunner().invoke(main, ["test", "--skip-untested", *files])
+    assert res.exit_code == 0, res.output
+    ran = [line.split(":")[0] for line in res.output.splitlines() if line.endswith("case(s)")]
+    assert sorted(Path(f).name for f in ran) == sorted(TESTED)  # each once, though its test file was given too
+    skipped = [line for line in res.output.splitlines() if line.endswith("no test cases, skipped")]
+    assert len(skipped) == len([f for f in files if not f.endswith(".tests.yaml")]) - len(TESTED)
+    res = CliRunner().invoke(main, ["test", str(EXAMPLES / "customer-pii.tests.yaml")])
+    assert res.exit_code == 0 and res.output.startswith(f"{EXAMPLES / 'customer-pii.yaml'}: 5 case(s)")
+    res = CliRunner().invoke(main, ["test", str(EXAMPLES / "purposes.yaml")])
+    assert res.exit_code == 1 and "no test cases" in res.output
+
+
 def test_cases_inside_the_policy_are_checked_at_load():
     bad = POLICY + "tests:\n  - name: a\n    route: zz\n    input: {value: {}}\n    output: {}\n"
     with pytest.raises(PolicyError) as e:
