@@ -586,7 +586,7 @@ def format_markdown(d: PolicyDiff) -> str:
     of field changes and a list of the rest per route."""
     out = [f"### dpp diff: `{d.old}` → `{d.new}`", ""]
     if d.warnings:
-        out += [f"> **{_md(w.line())}**" for w in d.warnings] + [""]
+        out += [f"> - **{_md(w.line())}**" for w in d.warnings] + [""]
     out.append(f"**{_verdict(d)}**" + (f" (sample: {d.sample} record(s))" if d.sample is not None else ""))
     out += [f"* policy {s}: `{a}` → `{b}`" for s, a, b in d.policy]
     for rd in d.routes:

@@ -288,7 +288,7 @@ def test_example_text_and_markdown(example_sample, edited_example):
     assert md.exit_code == 0
     assert md.output.startswith("### dpp diff:")
     assert "| `note` | becomes clear |" in md.output and "| `mobile` | protected differently |" in md.output
-    assert "> **WARNING: PERSONAL DATA LEAVES IN CLEAR" in md.output
+    assert "> - **WARNING: PERSONAL DATA LEAVES IN CLEAR" in md.output
 
 
 def test_example_against_itself_exits_0(example_sample):
