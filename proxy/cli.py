@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import orjson
@@ -33,15 +34,25 @@ def _schema_source():
         raise click.BadParameter(str(e), param_hint="--schema-registry-config") from None
 
 
+def _echo_problems(e: PolicyError) -> None:
+    """The ``FILE:LINE: PATH: message`` lines of ``e``, on stderr."""
+    for line in str(e).splitlines():
+        click.echo(line, err=True)
+
+
+def _exit_problems(e: PolicyError, code: int = 1) -> NoReturn:
+    """:func:`_echo_problems`, then exit with ``code``."""
+    _echo_problems(e)
+    sys.exit(code)
+
+
 def _load_compiled(policy_file: str, routes: list[str] | None = None):
     from .policy.compiler import compile_policy
     from .policy.loader import load_policy
     try:
         return compile_policy(load_policy(policy_file), routes=routes or None, schema_source=_schema_source())
     except PolicyError as e:
-        for line in str(e).splitlines():
-            click.echo(line, err=True)
-        sys.exit(1)
+        _exit_problems(e)
 
 
 class _Dpp(click.Group):
@@ -131,8 +142,7 @@ def check(files: tuple[str, ...]) -> None:
             lp = load_policy(f)
         except PolicyError as e:
             bad = True
-            for line in str(e).splitlines():
-                click.echo(line, err=True)
+            _echo_problems(e)
             continue
         p = lp.policy
         for loc, msg in policy_warnings(p):
@@ -170,8 +180,7 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
             results = run_suite(suite)
         except PolicyError as e:
             bad = True
-            for line in str(e).splitlines():
-                click.echo(line, err=True)
+            _echo_problems(e)
             continue
         click.echo(f"{f}: {len(results)} case(s)")
         for r in results:
@@ -231,9 +240,7 @@ def coverage_cmd(policy_file, sample, topic, bootstrap_servers, timeout, route_n
         cp = compile_for_tests(loaded, routes=[route_name] if route_name else None)
         route = cp.route(route_name)
     except PolicyError as e:
-        for line in str(e).splitlines():
-            click.echo(line, err=True)
-        sys.exit(1)
+        _exit_problems(e)
     except KeyError as e:
         raise click.UsageError(str(e.args[0])) from None
     if topic is not None:
@@ -292,9 +299,7 @@ def diff_cmd(old_file, new_file, sample, routes, fmt, fail_on, regions, limit) -
                 raise click.BadParameter(f"cannot read: {type(e).__name__}", param_hint="--sample") from None
         d = diff_policies(old, new, values, routes=routes, regions=regions)
     except PolicyError as e:
-        for line in str(e).splitlines():
-            click.echo(line, err=True)
-        sys.exit(2)
+        _exit_problems(e, 2)
     except KeyError as e:
         raise click.UsageError(str(e.args[0])) from None
     click.echo(FORMATS[fmt](d))
@@ -619,9 +624,7 @@ def _switch(route_name: str, state: str, reason: str, policy_file: str, bootstra
     try:
         loaded = load_policy(policy_file)
     except PolicyError as e:
-        for line in str(e).splitlines():
-            click.echo(line, err=True)
-        sys.exit(1)
+        _exit_problems(e)
     names = [r.name for r in loaded.policy.routes]
     if route_name not in names:
         raise click.UsageError(f"no route {route_name!r} in {policy_file}; routes: {names}")

@@ -387,7 +387,10 @@ def _parsed(out: Outcome) -> Any:
 def sample_diff(old: CompiledRoute | None, new: CompiledRoute, values: list[bytes | None], *,
                 regions: Iterable[str] = ()) -> tuple[SampleDiff, list[set[tuple]]]:
     """Run ``values`` through ``old`` (``None``: the route is new) and ``new``: ``(SampleDiff,
-    [differing output paths of each record whose output changes])``."""
+    [differing output paths of each record whose output changes])``. Crypto-shredding routes share
+    one in-memory subject-key store, so each data subject has the same random key under both."""
+    if old is not None and old.subject_mode and new.subject_mode:
+        new.subject_store = old.subject_store
     new_outs = [new.process_record(v) for v in values]
     old_outs = [old.process_record(v) for v in values] if old is not None else [None] * len(values)
     sd = SampleDiff(records=len(values))

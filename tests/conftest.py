@@ -67,3 +67,15 @@ def schema_registry_url() -> str:
     yield out.stdout.strip().splitlines()[-1]
     if not was_running and not os.environ.get("DPP_TEST_KEEP_REGISTRY"):
         subprocess.run(["bash", str(script), "stop"], env=env, check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def customer_sample(tmp_path_factory) -> Path:
+    """A JSON-lines sample of 200 generated customer records (``dpp generate -n 200 --seed 7``),
+    as ``dpp coverage`` and ``dpp diff`` read them."""
+    import orjson
+
+    from proxy.generator import generate_records
+    p = tmp_path_factory.mktemp("sample") / "records.jsonl"
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in generate_records(200, seed=7)))
+    return p

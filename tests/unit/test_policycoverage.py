@@ -25,10 +25,8 @@ NOTE_RULE = '{field: note, action: redact, value: "[redacted]"}'
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("cov") / "records.jsonl"
-    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in generate_records(200, seed=7)))
-    return p
+def sample(customer_sample) -> Path:
+    return customer_sample
 
 
 def values(n=200, seed=7, plant=None):
