@@ -196,6 +196,37 @@ def test_key_version_change_breaks_deterministic_rules():
     assert d.exit_code() == 1 and d.exit_code("clear") == 0
 
 
+@pytest.mark.parametrize("old_key,new_key,change", [
+    ("fpe: {source: env, name: K_FPE}", "fpe: {source: file, path: /keys/fpe}", "source"),
+    ("fpe: {source: env, name: K_FPE}", "fpe: {source: env, versions: {1: K_FPE, 2: K2}, current: 1}", "version"),
+    ("  dl: {source: env, name: K_DL}\n", "  dl: {source: env, name: K_DL}\n  extra: {source: env, name: K_X}\n", "added"),
+])
+def test_key_changes(old_key, new_key, change):
+    d = diff(edit((old_key, new_key)))
+    assert [k.change for k in d.keys] == [change]
+    assert "K_FPE" not in format_text(d) and "/keys/fpe" not in format_text(d)  # sources are not shown
+    if change != "version":
+        assert not d.routes[0].fields and not d.warnings  # same test key material: same output
+
+
+PARTS = "    key: {format: string, rules: [{action: tokenize, key: fpe}]}\n    headers: [{header: x-user, action: redact}]\n"
+
+
+@pytest.mark.parametrize("new_parts,want", [
+    ("    key: {format: string}\n    headers: [{header: x-user, action: redact}]\n", [("@key", "clear", True, True)]),
+    ("    key: {format: string, rules: [{action: tokenize, key: fpe}]}\n", [("@headers.x-user", "clear", True, False)]),
+    ("    key: {format: string, rules: [{action: tokenize, key: fpe}]}\n    headers: [{header: x-user, action: redact}]\n"
+     "    unlisted_headers: drop\n", []),
+])
+def test_key_and_header_rules(new_parts, want):
+    anchor = "    unlisted_fields: keep\n"
+    old, new = edit((anchor, anchor + PARTS)), edit((anchor, anchor + new_parts))
+    d = diff(new, old)
+    (rd,) = d.routes
+    assert [(fc.target, fc.change, fc.leak, fc.breaks_joins) for fc in rd.fields] == want
+    assert all(fc.records is None for fc in rd.fields)  # the sample holds values only
+
+
 def test_renamed_policy_changes_domain_less_pseudonyms():
     d = diff(BASE.replace("name: shop", "name: shop2"))
     assert d.policy == [["name", "shop", "shop2"]]
