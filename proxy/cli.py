@@ -270,8 +270,7 @@ def coverage_cmd(policy_file, sample, topic, bootstrap_servers, timeout, route_n
               show_default=True, help="exit 1 on any WARNING, only when data leaves in clear, or never")
 @click.option("--region", "regions", multiple=True, metavar="CC",
               help="phone detector: national numbering plan to read (repeatable), e.g. CN, US")
-@click.option("--limit", type=click.IntRange(min=1), default=20000, show_default=True,
-              help="sample records read at most (both policies' outputs are held in memory)")
+@click.option("--limit", type=click.IntRange(min=1), default=100000, show_default=True, help="sample records read at most")
 def diff_cmd(old_file, new_file, sample, routes, fmt, fail_on, regions, limit) -> None:
     """What changing policy OLD_FILE into NEW_FILE does, per route.
 

@@ -4,7 +4,7 @@
 (:meth:`CompiledRoute.process_record`) with test keys (:func:`proxy.policytest.compile_for_tests`:
 the policy's key sources are never read), then runs every registered detector
 (:mod:`proxy.detectors`) over every string (and long number) of the *protected output*, through
-:func:`proxy.scan.scan_records`. A finding is a leak: a value that a validating detector accepts
+:class:`proxy.scan.RecordScan`. A finding is a leak: a value that a validating detector accepts
 (a Luhn-valid card, a resident id with its check character, a mobile number of a real range ...)
 in a field path the policy lets out, array indexes generalised to ``[*]``.
 
@@ -18,13 +18,13 @@ Reports carry paths, detector names and counts, never a value. No Kafka here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import orjson
 
 from .policy.compiler import BLOCK, SINK, CompiledRoute, Outcome
 from .policy.paths import WILDCARD, PathSyntaxError, compile_visit, format_path, parse_path
-from .scan import scan_records
+from .scan import RecordScan
 
 CIPHERTEXT_ACTIONS = ("fpe", "tokenize", "pseudonymize")
 """Rule actions whose output is keyed ciphertext (or a keyed digest), excluded from the scan."""
@@ -76,7 +76,7 @@ class CoverageReport:
 
 
 def _blank(c: Any, k: Any) -> None:
-    c[k] = None  # scan_records skips nulls
+    c[k] = None  # the scan skips nulls
 
 
 def coverage(route: CompiledRoute, values: Iterable[bytes | None], *, regions: Iterable[str] = (),
@@ -87,47 +87,56 @@ def coverage(route: CompiledRoute, values: Iterable[bytes | None], *, regions: I
 
     Raises ``PathSyntaxError`` for an ``allow`` path that does not parse and ``ValueError`` for an
     unknown region; never raises for a bad record (it is counted as dead-lettered)."""
-    return coverage_of(route, (route.process_record(v) for v in values), regions=regions, allow=allow)
+    scan = CoverageScan(route, regions=regions, allow=allow)
+    for v in values:
+        scan.add(route.process_record(v))
+    return scan.finish()
 
 
-def coverage_of(route: CompiledRoute, outcomes: Iterable[Outcome], *, regions: Iterable[str] = (),
-                allow: Iterable[str] = ()) -> CoverageReport:
-    """:func:`coverage` of outcomes ``route`` already gave (:meth:`CompiledRoute.process_record`),
-    for a caller that also reads them (``dpp diff``). Same arguments and errors."""
-    allowed = {general_path(a) for a in allow}
-    hide = [compile_visit(parse_path(r.field)) for r in route.rules
-            if r.field is not None and r.action in CIPHERTEXT_ACTIONS]
-    fpe_kinds: dict[str, set[str]] = {}
-    for r in route.rules:
-        if r.field is not None and r.action == "detect" and r.replace == "fpe":
-            fpe_kinds.setdefault(general_path(r.field), set()).update(r.detectors)
-    rep = CoverageReport(route=route.name)
+class CoverageScan:
+    """:func:`coverage` one outcome at a time, for a caller that reads the outcomes too (``dpp
+    diff``): :meth:`add` each :class:`Outcome` ``route`` gave (:meth:`CompiledRoute.process_record`),
+    then :meth:`finish`. Same arguments and errors as :func:`coverage`."""
 
-    def outputs() -> Iterator[Any]:
-        for out in outcomes:
-            rep.records += 1
-            if out.kind == BLOCK:
-                rep.blocked += 1
-            elif out.kind != SINK:
-                rep.dead_letter += 1
-            elif out.value is not None:
-                rep.sink += 1
-                obj = orjson.loads(out.value)
-                if type(obj) is dict:
-                    for visit in hide:
-                        visit(obj, _blank)
-                yield obj
+    def __init__(self, route: CompiledRoute, *, regions: Iterable[str] = (), allow: Iterable[str] = ()):
+        self._allowed = {general_path(a) for a in allow}
+        self._hide = [compile_visit(parse_path(r.field)) for r in route.rules
+                      if r.field is not None and r.action in CIPHERTEXT_ACTIONS]
+        self._fpe_kinds: dict[str, set[str]] = {}
+        for r in route.rules:
+            if r.field is not None and r.action == "detect" and r.replace == "fpe":
+                self._fpe_kinds.setdefault(general_path(r.field), set()).update(r.detectors)
+        self._rep = CoverageReport(route=route.name)
+        self._scan = RecordScan(regions=regions)
 
-    scan = scan_records(outputs(), regions=regions)
-    rep.detectors = scan.detectors
-    for fr in scan.fields.values():
-        for kind, ks in sorted(fr.kinds.items()):
-            if kind in fpe_kinds.get(fr.path, ()):
-                continue
-            rep.leaks.append(Leak(fr.path, kind, ks.records, ks.findings, ks.records / rep.sink if rep.sink else 0.0,
-                                  fr.path in allowed))
-    rep.leaks.sort(key=lambda lk: (lk.allowed, -lk.records, lk.path, lk.detector))
-    return rep
+    def add(self, out: Outcome) -> None:
+        """Count one outcome; scan its protected value when it reached the sink."""
+        rep = self._rep
+        rep.records += 1
+        if out.kind == BLOCK:
+            rep.blocked += 1
+        elif out.kind != SINK:
+            rep.dead_letter += 1
+        elif out.value is not None:
+            rep.sink += 1
+            obj = orjson.loads(out.value)
+            if type(obj) is dict:
+                for visit in self._hide:
+                    visit(obj, _blank)
+            self._scan.add(obj)
+
+    def finish(self) -> CoverageReport:
+        """The report of the outcomes added."""
+        rep, scan = self._rep, self._scan.finish()
+        rep.detectors = scan.detectors
+        for fr in scan.fields.values():
+            for kind, ks in sorted(fr.kinds.items()):
+                if kind in self._fpe_kinds.get(fr.path, ()):
+                    continue
+                rep.leaks.append(Leak(fr.path, kind, ks.records, ks.findings, ks.records / rep.sink if rep.sink else 0.0,
+                                      fr.path in self._allowed))
+        rep.leaks.sort(key=lambda lk: (lk.allowed, -lk.records, lk.path, lk.detector))
+        return rep
 
 
 def format_report(rep: CoverageReport) -> str:
@@ -144,5 +153,5 @@ def format_report(rep: CoverageReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CIPHERTEXT_ACTIONS", "CoverageReport", "Leak", "coverage", "coverage_of", "format_report", "general_path",
+__all__ = ["CIPHERTEXT_ACTIONS", "CoverageReport", "Leak", "CoverageScan", "coverage", "format_report", "general_path",
            "PathSyntaxError"]

@@ -18,7 +18,7 @@ Two comparisons, per route (routes are matched by name):
   material while its name and version stay, so an unchanged rule gives the same output). Reported:
   outcome moves (``sink → blocked consent-withdrawn`` with counts), records whose protected output
   differs and the output paths that differ (array indexes as ``[*]``), and, by running the detectors
-  over both protected outputs (:func:`proxy.policycoverage.coverage_of`), every (path, detector)
+  over both protected outputs (:class:`proxy.policycoverage.CoverageScan`), every (path, detector)
   through which more records leave in clear than before.
 
 Warnings (:class:`DiffWarning`, written in capitals) are the dangerous changes: ``clear`` (a target
@@ -44,7 +44,7 @@ from .policy.compiler import BLOCK, SINK, CompiledRoute, Outcome
 from .policy.loader import LoadedPolicy
 from .policy.models import Policy, Route
 from .policy.paths import WILDCARD, format_path, is_prefix, parse_path
-from .policycoverage import coverage_of
+from .policycoverage import CoverageScan
 from .policytest import _same, compile_for_tests, key_versions
 
 CLEAR, DROP, PROTECT = "clear", "drop", "protect"
@@ -384,25 +384,40 @@ def _parsed(out: Outcome) -> Any:
         return out.value
 
 
-def sample_diff(old: CompiledRoute | None, new: CompiledRoute, values: list[bytes | None], *,
-                regions: Iterable[str] = ()) -> tuple[SampleDiff, list[set[tuple]]]:
-    """Run ``values`` through ``old`` (``None``: the route is new) and ``new``: ``(SampleDiff,
-    [differing output paths of each record whose output changes])``. Crypto-shredding routes share
-    one in-memory subject-key store, so each data subject has the same random key under both."""
+def _general(target: str) -> tuple:
+    return tuple(WILDCARD if isinstance(s, int) else s for s in parse_path(target))
+
+
+def sample_diff(old: CompiledRoute | None, new: CompiledRoute, values: Iterable[bytes | None], *,
+                targets: Iterable[str] = (), regions: Iterable[str] = ()) -> tuple[SampleDiff, dict[str, int]]:
+    """Run ``values`` through ``old`` (``None``: the route is new) and ``new``, one record at a time:
+    ``(SampleDiff, {target: sample records whose output differs at or under it})`` for the value
+    field paths among ``targets`` (key, header and ``tag:`` targets are not counted: the sample
+    holds values only). Crypto-shredding routes share one in-memory subject-key store, so each
+    data subject has the same random key under both."""
     if old is not None and old.subject_mode and new.subject_mode:
         new.subject_store = old.subject_store
-    new_outs = [new.process_record(v) for v in values]
-    old_outs = [old.process_record(v) for v in values] if old is not None else [None] * len(values)
-    sd = SampleDiff(records=len(values))
-    sd.new = dict(Counter(_label(o) for o in new_outs))
-    sd.old = dict(Counter(_label(o) for o in old_outs if o is not None))
+    segs = {t: _general(t) for t in targets if not t.startswith(("@", "tag:"))}
+    sd = SampleDiff()
+    old_counts: Counter = Counter()
+    new_counts: Counter = Counter()
     moves: Counter = Counter()
     per_path: Counter = Counter()
-    changed_paths = []
-    for o, n in zip(old_outs, new_outs):
-        if o is None:
+    per_target: Counter = Counter()
+    new_scan = CoverageScan(new, regions=regions)
+    old_scan = CoverageScan(old, regions=regions) if old is not None else None
+    for v in values:
+        sd.records += 1
+        n = new.process_record(v)
+        new_scan.add(n)
+        ln = _label(n)
+        new_counts[ln] += 1
+        if old is None:
             continue
-        lo, ln = _label(o), _label(n)
+        o = old.process_record(v)
+        old_scan.add(o)
+        lo = _label(o)
+        old_counts[lo] += 1
         if lo != ln:
             moves[(lo, ln)] += 1
         elif lo == "sink" and o.value != n.value:
@@ -411,26 +426,15 @@ def sample_diff(old: CompiledRoute | None, new: CompiledRoute, values: list[byte
             if paths:
                 sd.changed += 1
                 per_path.update(paths)
-                changed_paths.append(paths)
+                per_target.update(t for t, sg in segs.items() if any(is_prefix(sg, p) for p in paths))
+    sd.old, sd.new = dict(old_counts), dict(new_counts)
     sd.moves = [[a, b, k] for (a, b), k in sorted(moves.items(), key=lambda x: (-x[1], x[0]))]
     sd.paths = [[format_path(p) if p else "(whole value)", k]
                 for p, k in sorted(per_path.items(), key=lambda x: (-x[1], format_path(x[0])))]
-    new_rep = coverage_of(new, iter(new_outs), regions=regions)
-    before: dict[tuple, int] = {}
-    if old is not None:
-        before = {(lk.path, lk.detector): lk.records for lk in coverage_of(old, iter(old_outs), regions=regions).leaking}
+    before = {(lk.path, lk.detector): lk.records for lk in old_scan.finish().leaking} if old_scan else {}
     sd.leaks = [NewLeak(lk.path, lk.detector, lk.records, before.get((lk.path, lk.detector), 0))
-                for lk in new_rep.leaking if lk.records > before.get((lk.path, lk.detector), 0)]
-    return sd, changed_paths
-
-
-def _records_under(target: str, changed_paths: list[set[tuple]]) -> int | None:
-    """Sample records whose output differs at or under the value field ``target`` (``None`` for
-    key, header and tag targets: the sample holds values only)."""
-    if target.startswith(("@", "tag:")):
-        return None
-    segs = tuple(WILDCARD if isinstance(s, int) else s for s in parse_path(target))
-    return sum(1 for paths in changed_paths if any(is_prefix(segs, p) for p in paths))
+                for lk in new_scan.finish().leaking if lk.records > before.get((lk.path, lk.detector), 0)]
+    return sd, {t: per_target[t] for t in segs}
 
 
 # --------------------------------------------------------------------------- the diff
@@ -480,11 +484,11 @@ def diff_policies(old: LoadedPolicy, new: LoadedPolicy, sample: list[bytes | Non
             if b.format != "json" or (a is not None and a.format != "json"):
                 rd.skipped = f"the sample runs json routes; this one reads {b.format if b.format != 'json' else a.format}"
             else:
-                sd, changed_paths = sample_diff(None if a is None else co.route(name), cn.route(name), sample,
-                                                regions=regions)
-                rd.sample = sd
+                targets = [fc.target for fc in rd.fields] + (_deterministic_targets(a) if a is not None else [])
+                rd.sample, counts = sample_diff(None if a is None else co.route(name), cn.route(name), sample,
+                                                targets=targets, regions=regions)
                 if a is not None:
-                    _count_fields(rd, a, ov, changed_paths)
+                    _count_fields(rd, a, ov, counts)
         _warn(rd, a, b)
         if a is None:
             rd.status = "added"
@@ -493,20 +497,22 @@ def diff_policies(old: LoadedPolicy, new: LoadedPolicy, sample: list[bytes | Non
     return d
 
 
-def _count_fields(rd: RouteDiff, old: Route, versions: dict, changed_paths: list[set[tuple]]) -> None:
-    """Give each field change its sample count, and name the deterministic rules left as they were
-    whose sample output changes all the same (a new policy name binds domain-less rules ...)."""
+def _deterministic_targets(route: Route) -> list[str]:
+    return [t for t, rules in _grouped(route).items() if any(_deterministic(r) for r in rules)]
+
+
+def _count_fields(rd: RouteDiff, old: Route, versions: dict, counts: dict[str, int]) -> None:
+    """Give each field change its sample count (``counts``: :func:`sample_diff`'s), and name the
+    deterministic rules left as they were whose sample output changes all the same (a new policy
+    name binds domain-less rules ...)."""
     for fc in rd.fields:
-        fc.records = _records_under(fc.target, changed_paths)
+        fc.records = counts.get(fc.target)
     named = {fc.target for fc in rd.fields}
     for target, rules in _grouped(old).items():
-        if target in named or not any(_deterministic(r) for r in rules):
-            continue
-        k = _records_under(target, changed_paths)
-        if k:
+        if target not in named and counts.get(target):
             text = _effect(rules[0], versions).text
             rd.fields.append(FieldChange(target, "changed", text, text + " (same rule, other output: policy name or key)",
-                                         records=k, breaks_joins=True))
+                                         records=counts[target], breaks_joins=True))
 
 
 def _warn(rd: RouteDiff, old: Route | None, new: Route) -> None:
