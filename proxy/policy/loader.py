@@ -139,6 +139,8 @@ def _message(err: dict) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_not_found" and err.get("loc", ("",))[0] == "rule_sets" and "use" in (err.get("input") or {}):
+        return "a rule set holds rules, not use: (sets cannot use sets: list both sets in the route's use:)"
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
         return f"unknown {ctx.get('discriminator', 'tag').strip(chr(39))} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
@@ -216,8 +218,7 @@ def load_policy_text(text: str, file: str = "<policy>") -> LoadedPolicy:
     """
     policy, lines = load_yaml_model(text, file, Policy)
     policy, origins, found = expand_rule_sets(policy)
-    if not found:
-        found = semantic_problems(policy, origins, lines)
+    found += semantic_problems(policy, origins, lines)
     problems = [(file, nearest_line(lines, loc), _render_loc(loc), msg) for loc, msg in found]
     if problems:
         raise PolicyError(problems)
@@ -377,7 +378,8 @@ def _overlap_problems(route, field_rules: list, at: Callable[[int], tuple],
     def report(i: int, msg: str) -> None:
         if (i, msg) not in found:
             found.add((i, msg))
-            out.append((at(i) + ("field",), msg))
+            late.append((i, msg))
+    late: list[tuple[int, str]] = []  # reported in rule order
     # a rule below a dropped/redacted field would never apply
     for e, (i, b) in enumerate(spelled):
         rule = rules[i]
@@ -403,10 +405,10 @@ def _overlap_problems(route, field_rules: list, at: Callable[[int], tuple],
             actions = (rule.action, other_rule.action)
             if "keep" in actions or "drop" in actions or not overlap(a, b)[0]:
                 continue
-            late, early = max(i, j), min(i, j)
-            report(late, f"field {rules[late].field!r} and {rules[early].field!r} ({other(early, late)}) can "
-                         "select the same value: one value would get two rules")
-    return out
+            report(max(i, j), f"field {rules[max(i, j)].field!r} and {rules[min(i, j)].field!r} "
+                              f"({other(min(i, j), max(i, j))}) can select the same value: one value would get two rules")
+    late.sort(key=lambda p: p[0])
+    return out + [(at(i) + ("field",), msg) for i, msg in late]
 
 
 def case_problems(policy: Policy, cases: list, base: tuple) -> list[tuple[tuple, str]]:
