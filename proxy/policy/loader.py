@@ -515,6 +515,10 @@ def _part_problems(policy: Policy, route, base: tuple) -> list[tuple[tuple, str]
 def policy_warnings(policy: Policy) -> list[tuple[tuple, str]]:
     """What ``dpp check`` warns about (the policy still loads): ``[(data_location, message)]``."""
     out = []
+    used = {name for route in policy.routes for name in route.use}
+    for name in policy.rule_sets:
+        if name not in used:
+            out.append((("rule_sets", name), f"rule set {name!r} is used by no route"))
     for ri, route in enumerate(policy.routes):
         protects = any(r.action not in ("keep",) for r in route.rules)
         if protects and route.key is None:
