@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hostilekit import EVENT_TIMES, RETENTION_NOW, one_route_policies
+from policykit import policy_text
 from proxy.errors import PolicyError
 from proxy.policy import fastpath
 from proxy.policy.compiler import SINK, Outcome, compile_policy
@@ -218,7 +219,7 @@ def _assert_batch_equals_reference(text, records, extra, monkeypatch):
 def test_alternation_rules_are_written_out_not_called(native_on, monkeypatch):
     """``{a,b}.x`` is expanded at load into its paths (C or inline Python), ``**.x`` calls the
     reference step; the counters stay one per rule (a record with one side: 1 match, no miss)."""
-    text = one_policy("      - {field: '{a,b}.x', action: mask}\n      - {field: '**.y', action: redact}\n")
+    text = policy_text(["{field: '{a,b}.x', action: mask}", "{field: '**.y', action: redact}"], name="fast")
     route = _route(text, native_on, monkeypatch)
     src = route._fast.source
     assert ("ALTFIX" in src) is native_on and "S0(" not in src and "S1(" in src
@@ -226,12 +227,6 @@ def test_alternation_rules_are_written_out_not_called(native_on, monkeypatch):
     got = route.protect_batch(rec)
     assert orjson.loads(got[0]) == {"a": {"x": "******"}, "b": None}
     assert _counters(route)[4:] == ([3, 0], [1, 3])
-
-
-def one_policy(rules: str) -> str:
-    return ("version: 1\nname: fast\nkeys:\n  k: {source: env, name: K}\n  dlq: {source: env, name: DLQ}\n"
-            "routes:\n  - name: r\n    source: in.t\n    sink: out.t\n    dead_letter: dlq.t\n"
-            "    dead_letter_key: dlq\n    rules:\n" + rules)
 
 
 def test_generated_source_holds_no_policy_text(monkeypatch):

@@ -9,6 +9,7 @@ import copy
 import orjson
 import pytest
 
+from policykit import KEYS, policy_text
 from proxy.errors import PolicyError
 from proxy.policy.compiler import compile_policy
 from proxy.policy.loader import load_policy_text
@@ -185,26 +186,10 @@ def test_overlap(a, b, expected):
 
 
 # ---------------------------------------------------------------------------------- routes
-KEYS = {"K": "11" * 32, "DLQ": "22" * 32}
-
-
 def policy(rules: str, unlisted: str = "keep", fmt: str = "json") -> str:
-    return f"""\
-version: 1
-name: cdc
-keys:
-  k: {{source: env, name: K}}
-  dlq: {{source: env, name: DLQ}}
-routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: dlq
-    format: {fmt}
-    unlisted_fields: {unlisted}
-    rules:
-{rules}"""
+    """One route (tests/policykit) with ``rules`` (YAML list lines), its first rule on line 15."""
+    return policy_text([line.strip()[2:] for line in rules.splitlines() if line.strip()], name="cdc",
+                       unlisted=unlisted, route=f"    format: {fmt}\n")
 
 
 def run(rules: str, record: dict, unlisted: str = "keep"):
