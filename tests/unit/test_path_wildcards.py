@@ -293,3 +293,27 @@ def test_overlapping_rules_are_refused_at_load(rules, line, message):
 ])
 def test_overlaps_that_do_not_depend_on_order_are_accepted(rules):
     load_policy_text(policy(rules), "cdc.yaml")
+
+
+@pytest.mark.parametrize("key,expected_kind", [
+    (b'{"tenant": "t1", "user": {"email": "a@b.c"}, "owner": {"email": "x@y.z"}}', "sink"),
+    (b'{"user": "not an object"}', "dead_letter"),                    # a named alternative fails closed
+])
+def test_json_key_rules_take_wildcards(key, expected_kind):
+    route = compile_policy(load_policy_text(policy_text(
+        ["{field: x, action: keep}"],
+        route="    key: {format: json, rules: [{field: '{user,owner}.email', action: pseudonymize, key: k}]}\n"),
+        "k.yaml"), environ=KEYS).route()
+    out = route.process_record(b'{"x": 1}', key)
+    assert out.kind == expected_kind
+    if expected_kind == "sink":
+        got = orjson.loads(out.key)
+        assert got["tenant"] == "t1" and got["user"]["email"] != "a@b.c" and got["owner"]["email"] != "x@y.z"
+
+
+def test_schema_key_rules_refuse_wildcards():
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(policy_text(["{field: x, action: keep}"], route=(
+            "    key: {format: avro, rules: [{field: '*.email', action: pseudonymize, key: k}]}\n")), "k.yaml")
+    assert [p[2:] for p in ei.value.problems] == [
+        ("routes[0].key.rules[0].field", "wildcards and {a,b} in key field paths need format: json, not avro")]
