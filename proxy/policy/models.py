@@ -576,7 +576,8 @@ class Policy(_Model):
     description: str | None = None
     keys: dict[str, KeySpec] = Field(default_factory=dict)
     rule_sets: dict[Slug, Annotated[list[Rule], Field(min_length=1)]] = Field(default_factory=dict, description=(
-        "named lists of value rules that routes apply with use: [NAME]; a set cannot use another set"))
+        "named lists of value rules that routes apply with use: [NAME]; a set cannot use another set"),
+        json_schema_extra={"additionalProperties": False})  # set names are slugs
     routes: list[Route] = Field(min_length=1)
     tests: list[PolicyTestCase] = Field(default_factory=list, description=(
         "test cases run by `dpp test` with test keys (never the keys above)"))
