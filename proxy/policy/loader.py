@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..errors import PolicyError
 from .models import DropRule, Policy
-from .paths import ANY_KEY, DEEP, PathTrie, expand_choices, has_wildcards, overlap, parse_path
+from .paths import ANY_KEY, DEEP, KeyChoice, PathTrie, expand_choices, has_wildcards, overlap, parse_path
 
 
 @dataclass(frozen=True)
@@ -398,12 +398,23 @@ def _overlap_problems(route, field_rules: list, at: Callable[[int], tuple],
                 report(i, f"field {rule.field!r} overlaps {other_rule.field!r} ({other(j, i)}): "
                           "one value would get two rules")
     wild_ids = {w[0] for w in wild}
+    # candidates by last segment (never ** : a path ends in a key or a selector): two paths
+    # select one node only if their last segments meet; keep and drop rules never conflict
+    by_last: dict[str, list] = {}
+    other_last: list = []
+    for j, other_rule, b in field_rules:
+        if other_rule.action not in ("keep", "drop"):
+            (by_last.setdefault(b[-1], []) if type(b[-1]) is str else other_last).append((j, other_rule, b))
     for i, rule, a in wild:
-        for j, other_rule, b in field_rules:
-            if j == i or a == b or (j in wild_ids and j > i):
-                continue
-            actions = (rule.action, other_rule.action)
-            if "keep" in actions or "drop" in actions or not overlap(a, b)[0]:
+        if rule.action in ("keep", "drop"):
+            continue
+        last = a[-1]
+        if type(last) is str or type(last) is KeyChoice:
+            near = [c for k in ((last,) if type(last) is str else last) for c in by_last.get(k, ())] + other_last
+        else:  # * matches every key; an array selector only other selectors
+            near = [c for cs in by_last.values() for c in cs] + other_last if last is ANY_KEY else other_last
+        for j, other_rule, b in sorted(near, key=lambda c: c[0]):
+            if j == i or a == b or (j in wild_ids and j > i) or not overlap(a, b)[0]:
                 continue
             report(max(i, j), f"field {rules[max(i, j)].field!r} and {rules[min(i, j)].field!r} "
                               f"({other(min(i, j), max(i, j))}) can select the same value: one value would get two rules")
