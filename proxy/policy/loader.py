@@ -291,7 +291,7 @@ def semantic_problems(policy: Policy, origins: dict | None = None, lines: dict |
         def at(i: int, ri: int = ri) -> tuple:
             return origins.get((ri, i), ("routes", ri, "rules", i))
 
-        def other(j: int, i: int, ri: int = ri) -> str:
+        def other(j: int, i: int, route=route) -> str:
             """How a problem of rule ``i`` names rule ``j``: ``rules[j]`` within a route's own
             rules, else the location and line of ``j`` (a rule set and a route meet)."""
             lj, li = at(j), at(i)
