@@ -58,7 +58,7 @@ CDC = EXAMPLE.parent / "debezium-cdc.yaml"
 CDC_ORACLE = RecordOracle(CDC.read_text(), str(CDC))
 TEXTS = st.text(max_size=12) | st.sampled_from(["13900001111", "zhang.wei@example.com", "6222021234567890128",
                                                  "11010519491231002X", "张伟"])
-ANY = st.recursive(st.none() | st.booleans() | st.integers() | TEXTS, lambda kids: st.lists(kids, max_size=3)
+ANY = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | TEXTS, lambda kids: st.lists(kids, max_size=3)
                    | st.dictionaries(st.sampled_from(["name", "email", "payer", "card_number", "x"]), kids, max_size=3),
                    max_leaves=8)
 ROW = st.fixed_dictionaries({}, optional={k: ANY | TEXTS for k in (
