@@ -204,7 +204,7 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
               help="--topic: seconds to wait for records")
 @click.option("--route", "route_name", default=None, help="route to check (required if the policy has several)")
 @click.option("--allow", "allow", multiple=True, metavar="PATH",
-              help="field path whose findings are an accepted exception (repeatable), e.g. orders[*].note")
+              help="field path whose findings are an accepted exception (repeatable), e.g. orders[*].note, *.note")
 @click.option("--region", "regions", multiple=True, metavar="CC",
               help="phone detector: national numbering plan to read (repeatable), e.g. CN, US")
 @click.option("--limit", type=click.IntRange(min=1), default=100000, show_default=True, help="records read at most")

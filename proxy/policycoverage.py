@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import orjson
 
 from .policy.compiler import BLOCK, SINK, CompiledRoute, Outcome
-from .policy.paths import WILDCARD, PathSyntaxError, compile_visit, format_path, parse_path
+from .policy.paths import WILDCARD, PathSyntaxError, compile_visit, format_path, overlap, parse_path
 from .scan import RecordScan
 
 CIPHERTEXT_ACTIONS = ("fpe", "tokenize", "pseudonymize")
@@ -34,6 +34,12 @@ def general_path(text: str) -> str:
     """A field path with array indexes generalised: ``orders[0].card`` → ``orders[*].card``.
     Raises :class:`PathSyntaxError` for a path that does not parse."""
     return format_path(tuple(WILDCARD if isinstance(s, int) else s for s in parse_path(text)))
+
+
+def selects(pattern: tuple, path: tuple) -> bool:
+    """Whether a parsed field path (``[*]``, ``*``, ``**``, ``{a,b}`` allowed) selects the scanned
+    output path ``path`` (keys and ``[*]``: :func:`general_path` spelling, parsed)."""
+    return pattern == path or overlap(pattern, path)[0]
 
 
 @dataclass
@@ -83,7 +89,7 @@ def coverage(route: CompiledRoute, values: Iterable[bytes | None], *, regions: I
              allow: Iterable[str] = ()) -> CoverageReport:
     """Run ``route`` over raw record ``values`` (JSON bytes) and scan the protected output with every
     detector (``regions``: the ``phone`` detector's national numbering plans, ISO 3166-1 alpha-2).
-    ``allow``: field paths (``[*]`` or indexes) whose findings are accepted exceptions.
+    ``allow``: field paths (``[*]`` or indexes, wildcards: ``*.note``) whose findings are accepted exceptions.
 
     Raises ``PathSyntaxError`` for an ``allow`` path that does not parse and ``ValueError`` for an
     unknown region; never raises for a bad record (it is counted as dead-lettered)."""
@@ -99,13 +105,11 @@ class CoverageScan:
     then :meth:`finish`. Same arguments and errors as :func:`coverage`."""
 
     def __init__(self, route: CompiledRoute, *, regions: Iterable[str] = (), allow: Iterable[str] = ()):
-        self._allowed = {general_path(a) for a in allow}
+        self._allowed = [parse_path(general_path(a)) for a in allow]
         self._hide = [compile_visit(parse_path(r.field)) for r in route.rules
                       if r.field is not None and r.action in CIPHERTEXT_ACTIONS]
-        self._fpe_kinds: dict[str, set[str]] = {}
-        for r in route.rules:
-            if r.field is not None and r.action == "detect" and r.replace == "fpe":
-                self._fpe_kinds.setdefault(general_path(r.field), set()).update(r.detectors)
+        self._fpe_kinds = [(parse_path(general_path(r.field)), set(r.detectors)) for r in route.rules
+                           if r.field is not None and r.action == "detect" and r.replace == "fpe"]
         self._rep = CoverageReport(route=route.name)
         self._scan = RecordScan(regions=regions)
 
@@ -130,11 +134,13 @@ class CoverageScan:
         rep, scan = self._rep, self._scan.finish()
         rep.detectors = scan.detectors
         for fr in scan.fields.values():
+            segs = parse_path(fr.path)
+            ciphered = {k for p, kinds in self._fpe_kinds if selects(p, segs) for k in kinds}
+            ok = any(selects(p, segs) for p in self._allowed)
             for kind, ks in sorted(fr.kinds.items()):
-                if kind in self._fpe_kinds.get(fr.path, ()):
+                if kind in ciphered:
                     continue
-                rep.leaks.append(Leak(fr.path, kind, ks.records, ks.findings, ks.records / rep.sink if rep.sink else 0.0,
-                                      fr.path in self._allowed))
+                rep.leaks.append(Leak(fr.path, kind, ks.records, ks.findings, ks.records / rep.sink if rep.sink else 0.0, ok))
         rep.leaks.sort(key=lambda lk: (lk.allowed, -lk.records, lk.path, lk.detector))
         return rep
 

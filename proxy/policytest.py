@@ -37,7 +37,7 @@ from .errors import PolicyError, RecordError
 from .policy.compiler import BLOCK, DEAD_LETTER, SINK, CompiledPolicy, CompiledRoute, _json_equal, compile_policy
 from .policy.loader import LoadedPolicy, _render_loc, case_problems, load_policy, load_yaml_model, nearest_line
 from .policy.models import EnvKey, PolicyTestCase, _Model
-from .policy.paths import WILDCARD, parse_path
+from .policy.paths import ANY_KEY, DEEP, WILDCARD, KeyChoice, parse_path
 
 TESTS_SUFFIX = ".tests.yaml"
 
@@ -207,11 +207,21 @@ def _same(a: Any, b: Any) -> bool:
 
 def select(node: Any, segs: tuple, at: tuple = ()) -> list[tuple[tuple, Any]]:
     """``[(concrete path, value)]`` of every node ``segs`` (a parsed field path) selects in ``node``
-    (``[*]`` expands to each index); a missing key, an index out of range or a node of another
+    (``[*]`` expands to each index, ``*``/``**``/``{a,b}`` to each key); a missing key, an index out of range or a node of another
     shape selects nothing."""
     if not segs:
         return [(at, node)]
     seg, rest = segs[0], segs[1:]
+    if seg is DEEP:  # this object and every object below it (proxy.policy.paths)
+        if type(node) is not dict:
+            return []
+        return select(node, rest, at) + [hit for k, v in node.items() if type(v) is dict
+                                         for hit in select(v, segs, at + (k,))]
+    if seg is ANY_KEY or type(seg) is KeyChoice:
+        if type(node) is not dict:
+            return []
+        keys = list(node) if seg is ANY_KEY else [k for k in seg if k in node]
+        return [hit for k in keys for hit in select(node[k], rest, at + (k,))]
     if seg is WILDCARD:
         if type(node) is not list:
             return []

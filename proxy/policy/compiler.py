@@ -33,7 +33,7 @@ from . import fastpath as _fastpath
 from .loader import LoadedPolicy
 from .models import DropRule, Retention, Route, duration_seconds
 from .parts import HeaderProtector, KeyProtector
-from .paths import WILDCARD, PathShapeError, compile_visit, format_path, parse_path
+from .paths import ANY_KEY, DEEP, WILDCARD, PathShapeError, compile_visit, expand_choices, format_path, has_wildcards, parse_path
 
 log = logging.getLogger("proxy.policy")
 
@@ -224,8 +224,10 @@ def _compile_retention(ret: Retention) -> tuple[Callable[[dict], list] | None, f
 
 
 def _allow_tree(paths: list[tuple]) -> dict | bool:
+    """The allow-list tree of the listed paths: nested dicts keyed by segment (``str``, ``int``,
+    :data:`WILDCARD`, :data:`ANY_KEY`, :data:`DEEP`; alternations expanded), ``True`` = kept whole."""
     tree: dict = {}
-    for segs in paths:
+    for segs in (p for path in paths for p in expand_choices(path)):
         node = tree
         for i, s in enumerate(segs):
             k = s  # WILDCARD itself, never "*": a member literally named "*" is not a wildcard
@@ -250,6 +252,8 @@ def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
     """
     if tree is True:
         return node
+    if type(node) is dict and (ANY_KEY in tree or DEEP in tree):
+        return _prune_wild(node, tree, dropped)
     if type(node) is dict:
         out = {}
         for k, sub in tree.items():
@@ -281,6 +285,39 @@ def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
 
 
 _GONE = object()
+
+
+def _prune_wild(node: dict, tree: dict, dropped: set | None) -> dict:
+    """:func:`_prune` of an object under a tree with ``*`` or ``**``: the named members first (in
+    the tree's order, as :func:`_prune`), then the others in the record's order. ``**`` (``DEEP:
+    rest``) lists ``rest`` here and in every object below; an object kept only because ``**``
+    looked inside it, and in which nothing is listed, is left out rather than kept empty."""
+    deep = tree.get(DEEP)
+    here = {k: v for k, v in tree.items() if k is not DEEP}
+    if deep is not None:
+        here = merge_allow_trees(here, deep)
+    if here is True:
+        return node
+    anyk = here.get(ANY_KEY)
+    out = {}
+    named = [k for k in here if type(k) is str and k in node]
+    for k in named + [k for k in node if k not in here]:
+        if dropped and (id(node), k) in dropped:
+            continue
+        child = node[k]
+        sub = here.get(k) if type(k) is str else None
+        if anyk is not None:
+            sub = anyk if sub is None else merge_allow_trees(sub, anyk)
+        only_deep = sub is None
+        if deep is not None and type(child) is dict:
+            sub = {DEEP: deep} if sub is None else merge_allow_trees(sub, {DEEP: deep})
+        if sub is None:
+            continue
+        v = _prune(child, sub, dropped)
+        if v is _GONE or (only_deep and v == {}):
+            continue
+        out[k] = v
+    return out
 
 
 
@@ -383,8 +420,8 @@ class CompiledRoute:
         """Whether the engine must pass each record's Kafka timestamp (ms) to the record paths."""
         self._record_ts: int | None = None  # the Kafka timestamp of the record in process()/the batch path
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
-        self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
-                        for r in self.rules]
+        self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field
+                        and not has_wildcards(parse_path(r.field)) else None for r in self.rules]
         self._order = sorted(range(len(self.rules)), key=lambda i: isinstance(self.rules[i], DropRule))
         self._steps = [self._step(i) for i in self._order]
         self._deferred: dict[int, list] = {}

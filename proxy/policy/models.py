@@ -122,8 +122,10 @@ KeySpec = Annotated[Union[EnvKey, FileKey, DirKey], Field(discriminator="source"
 # --------------------------------------------------------------------------- rules
 class _Rule(_Model):
     field: FieldPath | None = Field(default=None, description=(
-        "field path: a.b, a[*].b, \"key.with.dots\" (required in value rules and rules of a json/avro/"
-        "protobuf key; omitted for a string or bytes key, where the whole key is the field)"))
+        "field path: a.b, a[*].b, \"key.with.dots\", *.b (any key at one level), **.b (zero or more "
+        "object levels), {a,b}.c (one of the keys) (required in value rules and rules of a json/avro/"
+        "protobuf key; omitted for a string or bytes key, where the whole key is the field; wildcards "
+        "and {a,b} need format: json)"))
     header: str | None = Field(default=None, min_length=1, max_length=249, pattern=r"^[\x21-\x7e]+$", description=(
         "headers: rules only: the header name, exact or a glob (x-user-*, *email*), case-sensitive"))
     select: "TagSelect | None" = Field(default=None, description=(
@@ -453,6 +455,8 @@ class Route(_Model):
         "record's full name (RecordNameStrategy), topic_record = <sink>-<full name>"))
     unlisted_fields: Literal["keep", "drop"] = "keep"
     block: list[BlockRule] = Field(default_factory=list)
+    use: list[Slug] = Field(default_factory=list, description=(
+        "names of rule_sets whose rules this route applies, before its own rules"))
     rules: list[Rule] = Field(default_factory=list)
     key: KeySection | None = Field(default=None, description="record key format and rules (default: the key passes unchanged)")
     headers: list[Rule] = Field(default_factory=list, description="rules on record headers, by name or glob")
@@ -571,6 +575,9 @@ class Policy(_Model):
     revision: str | None = Field(default=None, max_length=64, description="policy revision; default: sha256 of the file, 12 hex")
     description: str | None = None
     keys: dict[str, KeySpec] = Field(default_factory=dict)
+    rule_sets: dict[Slug, Annotated[list[Rule], Field(min_length=1)]] = Field(default_factory=dict, description=(
+        "named lists of value rules that routes apply with use: [NAME]; a set cannot use another set"),
+        json_schema_extra={"additionalProperties": False})  # set names are slugs
     routes: list[Route] = Field(min_length=1)
     tests: list[PolicyTestCase] = Field(default_factory=list, description=(
         "test cases run by `dpp test` with test keys (never the keys above)"))

@@ -96,6 +96,30 @@ BROKEN_CASES = {
         (13, "routes[0].rules[0].field", "field 'address.city' lies inside 'address', which rules[1] already drops"),
         (16, "routes[0].rules[3].field", "field 'orders[2].card' lies inside 'orders[*]', which rules[2] already drops"),
     ],
+    "wildcard-overlap.yaml": [
+        (15, "routes[0].rules[2].field", "field '**.email' and 'after.payer.email' (rules[0]) can select the same value: "
+                                         "one value would get two rules"),
+        (16, "routes[0].rules[3].field", "field '*.phone' and '{before,after}.phone' (rules[1]) can select the same "
+                                         "value: one value would get two rules"),
+        (18, "routes[0].rules[5].field", "field '{before,after}.address.city' lies inside 'before.address', which "
+                                         "rules[4] already drops"),
+    ],
+    "rule-set-problems.yaml": [
+        (17, "routes[0].use[1]", "rule set 'contact' is used twice (use[0])"),
+        (17, "routes[0].use[2]", "unknown rule set 'billing'; declare it under rule_sets (known: contact)"),
+        (10, "rule_sets.contact[1].key", "unknown key 'nope'; declare it under keys"),
+        (19, "routes[0].rules[0].field", "field 'after.email' already has a rule (rule_sets.contact[0], line 9)"),
+    ],
+    "rule-set-overlap.yaml": [
+        (20, "routes[0].rules[1].field", "field '*.email' and '{before,after}.email' (rule_sets.contact[0], line 9) "
+                                         "can select the same value: one value would get two rules"),
+        (21, "routes[0].rules[2].field", "field 'after.address.city' lies inside '{before,after}.address', which "
+                                         "rule_sets.contact[1], line 10 already drops"),
+    ],
+    "rule-set-uses-set.yaml": [
+        (12, "rule_sets.nested[0]", "a rule set holds rules, not use: (sets cannot use sets: list both sets in the "
+                                    "route's use:)"),
+    ],
     "source-is-sink.yaml": [(7, "routes[0]", "source, sink and dead_letter must be three different topics")],
     "bad-alphabet.yaml": [
         (14, "routes[0].rules[1]",

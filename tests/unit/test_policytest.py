@@ -17,7 +17,7 @@ from proxy.policytest import compile_for_tests, derived_test_key, load_suite, ru
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "policies" / "examples"
-TESTED = ["customer-pii.yaml", "support-minimum-necessary.yaml", "crypto-shredding.yaml"]
+TESTED = ["customer-pii.yaml", "support-minimum-necessary.yaml", "crypto-shredding.yaml", "debezium-cdc.yaml"]
 
 POLICY = """\
 version: 1
@@ -93,6 +93,12 @@ ASSERTS = [
     ({"path": "items[0].card", "decrypts_to": "5500000000000004"}, True),
     ({"path": "items[*].card", "not_equals_input": True}, True),
     ({"path": "missing", "equals": 1}, False),
+    ({"path": "{card,name}", "not_equals_input": True}, True),        # wildcard paths: every node must pass
+    ({"path": "{name,keep}", "not_equals_input": True}, False),
+    ({"path": "*", "absent": True}, False),
+    ({"path": "**.card", "length": 16}, True),                        # objects only: not items[*].card
+    ({"path": "**.street", "absent": True}, True),
+    ({"path": "**.keep", "absent": True}, False),
     ({"path": "@key", "matches": "tok_[a-z2-7]+"}, True),
     ({"path": "@key", "not_equals_input": True}, True),
     ({"path": "@key", "equals": "C42"}, False),
