@@ -43,7 +43,7 @@ from .errors import PolicyError
 from .policy.compiler import BLOCK, SINK, CompiledRoute, Outcome
 from .policy.loader import LoadedPolicy
 from .policy.models import Policy, Route
-from .policy.paths import WILDCARD, format_path, is_prefix, parse_path
+from .policy.paths import WILDCARD, format_path, overlap, parse_path
 from .policycoverage import CoverageScan
 from .policytest import _same, compile_for_tests, key_versions
 
@@ -384,6 +384,13 @@ def _parsed(out: Outcome) -> Any:
         return out.value
 
 
+def _covers(pattern: tuple, path: tuple) -> bool:
+    """Whether a rule's parsed path (wildcards, ``**`` and ``{a,b}`` included) selects the output
+    path ``path`` or one of its ancestors."""
+    same, above, _ = overlap(pattern, path)
+    return same or above
+
+
 def _general(target: str) -> tuple:
     return tuple(WILDCARD if isinstance(s, int) else s for s in parse_path(target))
 
@@ -426,7 +433,7 @@ def sample_diff(old: CompiledRoute | None, new: CompiledRoute, values: Iterable[
             if paths:
                 sd.changed += 1
                 per_path.update(paths)
-                per_target.update(t for t, sg in segs.items() if any(is_prefix(sg, p) for p in paths))
+                per_target.update(t for t, sg in segs.items() if any(_covers(sg, p) for p in paths))
     sd.old, sd.new = dict(old_counts), dict(new_counts)
     sd.moves = [[a, b, k] for (a, b), k in sorted(moves.items(), key=lambda x: (-x[1], x[0]))]
     sd.paths = [[format_path(p) if p else "(whole value)", k]

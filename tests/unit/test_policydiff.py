@@ -346,3 +346,27 @@ def test_every_shipped_policy_against_itself_is_no_change(path, example_sample):
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     assert rep["empty"] and not rep["warnings"]
+
+
+CDC = ROOT / "policies" / "examples" / "debezium-cdc.yaml"
+CDC_ROW = {"name": "Li Lei", "email": "li@example.com", "mobile": "13912345678", "payer": {"name": "Han Meimei",
+                                                                                          "card_number": "4111111111111111"}}
+
+
+@pytest.mark.parametrize("old_rule, new_rule, target, change, records", [
+    ('{field: "{before,after}.mobile", action: mask, keep_first: 3', '{field: "{before,after}.mobile", action: mask, keep_first: 2',
+     "{before,after}.mobile", "changed", 3),
+    ('- {field: "**.card_number", action: fpe, key: fpe, alphabet: digits}', "", "**.card_number", "clear", 3),
+    ('{field: "*.payer.name", action: mask, keep_first: 1}', '{field: "*.payer.name", action: mask, keep_first: 2}',
+     "*.payer.name", "changed", 3),
+])
+def test_wildcard_rules_are_counted_on_the_paths_they_select(old_rule, new_rule, target, change, records):
+    """A rule written with {a,b}, * or ** counts the sample records whose output changes on any
+    path it selects (before.mobile and after.mobile for {before,after}.mobile)."""
+    text = CDC.read_text(encoding="utf-8")
+    assert old_rule in text
+    sample = [orjson.dumps({"before": CDC_ROW, "after": CDC_ROW, "op": "u", "ts_ms": 1}) for _ in range(3)]
+    rep = diff_policies(loaded(text, "old.yaml"), loaded(text.replace(old_rule, new_rule), "new.yaml"), sample)
+    (route,) = rep.routes
+    fields = {f.target: f for f in route.fields}
+    assert fields[target].change == change and fields[target].records == records
