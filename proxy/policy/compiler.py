@@ -29,6 +29,7 @@ from ..formats import build_codec
 from ..formats.json import big_int_literal, dumps_wide, loads_exact, loads_record
 from ..formats.base import EVERY_ITEM, EVERY_VALUE, Codec, SchemaPlan, SchemaSource, merge_allow_trees
 from ..transforms import BuildContext, build_transform
+from . import consent as _consent
 from . import fastpath as _fastpath
 from .loader import LoadedPolicy
 from .models import DropRule, Retention, Route, duration_seconds
@@ -185,6 +186,8 @@ EPOCH_MS_FROM = 100_000_000_000
 (1e11 s is the year 5138; 1e11 ms is March 1973), a smaller one seconds."""
 
 RETENTION_EXPIRED = Outcome(BLOCK, reason=Reason.RETENTION_EXPIRED.value)
+CONSENT_MISSING = Outcome(BLOCK, reason=Reason.CONSENT_MISSING.value)
+CONSENT_WITHDRAWN = Outcome(BLOCK, reason=Reason.CONSENT_WITHDRAWN.value)
 
 
 def event_time(value: Any, epoch: str = "auto") -> float:
@@ -419,6 +422,14 @@ class CompiledRoute:
         self.uses_record_timestamp = route.retention is not None and route.retention.source == "record_timestamp"
         """Whether the engine must pass each record's Kafka timestamp (ms) to the record paths."""
         self._record_ts: int | None = None  # the Kafka timestamp of the record in process()/the batch path
+        self.consent = route.consent
+        self.consent_table: _consent.ConsentTable = _consent.ConsentTable()
+        """Consent states (:mod:`proxy.policy.consent`): the engine sets the table its reader of
+        ``consent.topic`` fills; the default is empty (every subject without a decision)."""
+        if route.consent is not None:
+            self.consent_purpose = route.consent.purpose or route.purpose
+            self._consent_visit = compile_visit(parse_path(route.consent.subject_field))
+            self._consent_allow_unknown = route.consent.unknown == "allow"
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
         self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field
                         and not has_wildcards(parse_path(r.field)) else None for r in self.rules]
@@ -537,6 +548,10 @@ class CompiledRoute:
             expired = self.retention_check(obj)
             if expired is not None:
                 return expired
+        if self.consent is not None:
+            refused = self.consent_check(obj)
+            if refused is not None:
+                return refused
         ref = ""
         if self.subject_mode:
             ref = self.subject_ref_of(obj)
@@ -583,6 +598,36 @@ class CompiledRoute:
         except (ValueError, OverflowError):
             raise RecordError(Stage.BLOCK, Reason.BAD_EVENT_TIME, "retention") from None
         return RETENTION_EXPIRED if self.clock() - t > max_age else None
+
+    def consent_check(self, obj: dict) -> Outcome | None:
+        """The route's ``consent`` on a parsed record, after ``retention`` and before any rule
+        (both record paths call this): ``None`` when the subject granted the purpose (or has no
+        decision and ``unknown: allow``), else the ``consent-withdrawn`` or ``consent-missing``
+        block :class:`Outcome`. Raises :class:`RecordError` (stage ``block``, reason
+        ``subject-missing``, rule ``consent``) unless ``subject_field`` holds exactly one
+        non-empty string or integer of at most 256 characters."""
+        found: list = []
+        try:
+            self._consent_visit(obj, lambda c, k: found.append(c[k]))
+        except PathShapeError:
+            found = []
+        s = found[0] if len(found) == 1 else None
+        t = type(s)
+        if t is int:
+            s = str(s)
+        elif t is not str or not s:
+            raise RecordError(Stage.BLOCK, Reason.SUBJECT_MISSING, "consent")
+        if len(s) > _consent.MAX_SUBJECT_CHARS:
+            raise RecordError(Stage.BLOCK, Reason.SUBJECT_MISSING, "consent")
+        table = self.consent_table
+        st = table.state(s, table.purpose_index(self.consent_purpose))
+        if st == _consent.GRANTED:
+            return None
+        if st == _consent.WITHDRAWN:
+            return CONSENT_WITHDRAWN
+        if st == _consent.NO_DECISION and self._consent_allow_unknown:
+            return None
+        return CONSENT_MISSING
 
     def _protect_tagged(self, obj: dict, hits: list) -> None:
         """Tag rules on the record of the writer schema just decoded: each rule applies to the

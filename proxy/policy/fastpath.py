@@ -339,6 +339,9 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     if route._retention is not None:  # retention: after the block conditions, as protect()
         e("if res is None:")
         e(f"    res = {src.const('RETAIN', route.retention_check)}(o)")
+    if route.consent is not None:  # consent: after retention, as protect()
+        e("if res is None:")
+        e(f"    res = {src.const('CONSENT', route.consent_check)}(o)")
     e("if res is None:")
     src.depth += 1
     if need_hits:

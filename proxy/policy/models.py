@@ -369,6 +369,29 @@ class SubjectKeys(_Model):
     key: str = Field(description="key (AES) wrapping subject keys")
 
 
+class Consent(_Model):
+    """Pass only records whose data subject has granted the route's purpose (PIPL Art. 13-15: a
+    stated purpose and consent; withdrawal honoured, Art. 15; GDPR Art. 6(1)(a), 7(3)).
+
+    Checked after the block conditions and ``retention``, before any rule. The subject's state
+    comes from the compacted consent ``topic`` (format: :mod:`proxy.policy.consent`), which every worker
+    reads to its end before it processes a record and follows while it runs; before each batch a
+    worker reads the topic up to its end at that moment, so a withdrawal acknowledged before a
+    record was written to the source is applied to that record. A record whose subject withdrew
+    the purpose is blocked (reason ``consent-withdrawn``); one without a decision for the purpose
+    (unknown subject, purpose not named, or an unreadable consent record) is blocked
+    ``consent-missing`` (``unknown: allow`` lets unknown subjects and undecided purposes pass; an
+    unreadable consent record still blocks). A record without a single string or integer at
+    ``subject_field`` is dead-lettered (``subject-missing``).
+    """
+
+    subject_field: FieldPath = Field(description="field path of the data subject's id (read before any rule)")
+    topic: Topic = Field(description="compacted consent topic: key = subject id, value = consent document")
+    purpose: Slug | None = Field(default=None, description="purpose whose consent is needed (default: the route's purpose)")
+    unknown: Literal["block", "allow"] = Field(default="block", description=(
+        "a subject without a decision for the purpose: block (consent-missing) or allow"))
+
+
 class Limits(_Model):
     """Limits against poison pills: a record over one goes to the dead-letter topic with the
     limit's own reason code (``limit-*``) and the worker goes on. Defaults are safe for ordinary
@@ -471,11 +494,19 @@ class Route(_Model):
     retention: Retention | None = Field(default=None, description=(
         "block records whose event time is older than max_age (retention-expired); an unreadable "
         "event time dead-letters the record (bad-event-time)"))
+    consent: Consent | None = Field(default=None, description=(
+        "block records whose subject has not granted (consent-missing) or has withdrawn "
+        "(consent-withdrawn) the purpose, read from a compacted consent topic"))
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> "Route":
         if len({self.source, self.sink, self.dead_letter}) != 3:
             raise ValueError("source, sink and dead_letter must be three different topics")
+        if self.consent is not None:
+            if self.consent.purpose is None and self.purpose is None:
+                raise ValueError("consent needs a purpose: give the route a purpose: (or consent.purpose)")
+            if self.consent.topic in (self.source, self.sink, self.dead_letter):
+                raise ValueError("consent.topic must differ from the route's source, sink and dead_letter")
         return self
 
 
