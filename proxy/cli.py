@@ -393,9 +393,14 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
 @click.option("--control-topic", envvar="DPP_CONTROL_TOPIC", default="dpp.control", show_default=True,
               help="compacted topic of the incident switch (dpp halt / dpp resume), read to its end before "
                    "any route starts, then every 0.5 s; '' turns the switch off (env DPP_CONTROL_TOPIC)")
+@click.option("--consent-memory-subjects", type=click.IntRange(min=0), default=1_000_000, show_default=True,
+              help="data subjects a consent table keeps in memory (about 100 bytes each); more go to an "
+                   "on-disk store (RocksDB), so memory stays bounded")
+@click.option("--consent-spill-dir", type=click.Path(file_okay=False), default=None,
+              help="directory of the consent tables' on-disk stores (default: a temporary directory)")
 def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
         create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
-        control_topic: str) -> None:
+        control_topic: str, consent_memory_subjects: int, consent_spill_dir: str | None) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
@@ -409,7 +414,8 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,
-                                  control_topic=control_topic or None))
+                                  control_topic=control_topic or None, consent_memory_subjects=consent_memory_subjects,
+                                  consent_spill_dir=consent_spill_dir))
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says
@@ -435,6 +441,9 @@ def _create_route_topics(cp, bootstrap: str) -> None:
         ensure_topics(bootstrap, {r.source: n, r.sink: n, r.dead_letter: n})
         if r.subject_mode:
             ensure_topics(bootstrap, {r.subject_topic: 1}, configs={r.subject_topic: TOPIC_CONFIG})
+        if r.consent is not None:
+            from .stream.consent import CONSENT_CONFIG
+            ensure_topics(bootstrap, {r.consent.topic: 1}, configs={r.consent.topic: CONSENT_CONFIG})
 
 
 @main.command()
@@ -663,6 +672,66 @@ def halt(route_name, reason, policy_file, bootstrap_servers, actor, control_topi
 def resume(route_name, reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic) -> None:
     """Incident switch: let a halted ROUTE process again (audited like `dpp halt`)."""
     _switch(route_name, "running", reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic)
+
+
+@main.group()
+def consent() -> None:
+    """Consent of data subjects per purpose, in a compacted consent topic (route `consent:`).
+
+    Each record holds a subject's whole state (key = subject id; value = {subject, purposes:
+    {name: granted|withdrawn}, updated_at}); `grant` and `withdraw` read the subject's current
+    state and write the new one. Running workers apply it before their next batch."""
+
+
+def _consent_options(fn):
+    for opt in reversed([
+        click.argument("subject"),
+        click.argument("purpose"),
+        click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers"),
+        click.option("--topic", required=True, help="the consent topic (a route's consent.topic)"),
+        click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="partitions of the topic when it is created (compacted)"),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _write_consent(subject, purpose, state, bootstrap_servers, topic, partitions) -> None:
+    from .stream.consent import write_consent
+    import re
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", purpose):
+        raise click.BadParameter("a purpose is a lower-case slug: a-z 0-9 . _ -", param_hint="PURPOSE")
+    try:
+        doc = write_consent(bootstrap_servers, topic, subject, purpose, state, partitions=partitions)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="SUBJECT") from None
+    except (RuntimeError, TimeoutError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(orjson.dumps(doc).decode())
+
+
+@consent.command("grant")
+@_consent_options
+def consent_grant(subject, purpose, bootstrap_servers, topic, partitions) -> None:
+    """SUBJECT grants PURPOSE."""
+    _write_consent(subject, purpose, "granted", bootstrap_servers, topic, partitions)
+
+
+@consent.command("withdraw")
+@_consent_options
+def consent_withdraw(subject, purpose, bootstrap_servers, topic, partitions) -> None:
+    """SUBJECT withdraws PURPOSE (PIPL Art. 15, GDPR Art. 7(3)): its records stop reaching that purpose's sinks."""
+    _write_consent(subject, purpose, "withdrawn", bootstrap_servers, topic, partitions)
+
+
+@consent.command("show")
+@click.argument("subject")
+@click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
+@click.option("--topic", required=True, help="the consent topic")
+def consent_show(subject, bootstrap_servers, topic) -> None:
+    """Print SUBJECT's current consent state (JSON)."""
+    from .stream.consent import current_state
+    click.echo(orjson.dumps({"subject": subject, "purposes": current_state(bootstrap_servers, topic, subject)}).decode())
 
 
 @main.command("dead-letter")

@@ -34,6 +34,13 @@ class Metrics:
                                 "purpose empty when none is declared)", ["route", "purpose"], registry=r)
         self.halted = Gauge("dpp_route_halted", "1 while the route is halted by the incident switch (dpp halt), else 0",
                             ["route"], registry=r)
+        self.consent_subjects = Gauge("dpp_consent_subjects", "Data subjects in the consent table of a consent topic",
+                                      ["topic"], registry=r)
+        self.consent_updates = Counter("dpp_consent_updates", "Consent records read (applied, unreadable: the subject "
+                                       "counts as not consenting, ignored: no usable key)", ["topic", "outcome"], registry=r)
+        self.consent_apply_lag = Histogram("dpp_consent_apply_lag_seconds", "Seconds from a consent record's Kafka "
+                                           "timestamp to its application in the worker's consent table", ["topic"],
+                                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0), registry=r)
         self.reloads = Counter("dpp_policy_reloads", "Policy reload attempts", ["result"], registry=r)
         for result in ("success", "error"):
             self.reloads.labels(result)
