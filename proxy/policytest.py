@@ -325,10 +325,27 @@ def _diff(expected: Any, actual: Any) -> list[str]:
     return ["output differs (- expected, + actual):"] + lines[2:]
 
 
+def _case_consent(route: CompiledRoute, case: PolicyTestCase) -> None:
+    """A fresh consent table for the case: its ``consent:`` states for the input's subject (the
+    value at the route's ``consent.subject_field``, when there is one string or integer)."""
+    from .policy.consent import STATES, ConsentTable
+    table = route.consent_table = ConsentTable()
+    found: list = []
+    if case.consent is not None and type(case.input.value) is dict:
+        try:
+            route._consent_visit(case.input.value, lambda c, k: found.append(c[k]))
+        except Exception:  # noqa: BLE001 - a wrong shape: the route dead-letters the record itself
+            found = []
+    if len(found) == 1 and type(found[0]) in (str, int):
+        table.apply(str(found[0]), {p: STATES[s] for p, s in case.consent.items()})
+
+
 def run_case(route: CompiledRoute, case: PolicyTestCase) -> list[str]:
     """Run one case through ``route``'s reference path; its failures (``[]`` = pass)."""
     inp = case.input
     headers = [(k, v.encode("utf-8")) for k, v in inp.headers.items()]
+    if route.consent is not None:
+        _case_consent(route, case)
     out = route.process_record(_encode_value(inp.value), None if inp.key is None else inp.key.encode("utf-8"),
                                headers or None)
     if case.outcome is not None:

@@ -587,6 +587,9 @@ class PolicyTestCase(_Model):
     output: Any = Field(default=None, description="the exact protected value (JSON object)")
     assert_: list[CaseAssert] | None = Field(default=None, alias="assert", min_length=1)
     outcome: CaseOutcome | None = None
+    consent: dict[Slug, Literal["granted", "withdrawn"]] | None = Field(default=None, description=(
+        "routes with consent: the input's subject's consent state for this case (purpose -> granted | "
+        "withdrawn); without it the subject has no decision (as an unknown subject)"))
 
     @model_validator(mode="after")
     def _expectation(self) -> "PolicyTestCase":

@@ -17,7 +17,7 @@ from proxy.policytest import compile_for_tests, derived_test_key, load_suite, ru
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "policies" / "examples"
-TESTED = ["customer-pii.yaml", "support-minimum-necessary.yaml", "crypto-shredding.yaml", "debezium-cdc.yaml"]
+TESTED = ["customer-pii.yaml", "support-minimum-necessary.yaml", "crypto-shredding.yaml", "debezium-cdc.yaml", "consent-topic.yaml"]
 
 POLICY = """\
 version: 1
