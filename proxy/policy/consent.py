@@ -157,7 +157,7 @@ class ConsentTable:
         if v is None and self._disk is None:
             return
         disk, k = self._open_disk(), _digest(subject)
-        had = disk.get(k) is not None
+        had = disk.key_may_exist(k) and disk.get(k) is not None  # the bloom filter answers most "no" at once
         if v is None:
             if had:
                 del disk[k]
@@ -171,13 +171,17 @@ class ConsentTable:
 
     def _open_disk(self):
         if self._disk is None:
-            from rocksdict import Options, Rdict
+            from rocksdict import BlockBasedOptions, Cache, Options, Rdict
             if self._spill_dir is None:
                 self._spill_dir, self._own_dir = tempfile.mkdtemp(prefix="dpp-consent-"), True
             opts = Options()
             opts.create_if_missing(True)
-            opts.set_write_buffer_size(16 << 20)
+            opts.set_write_buffer_size(16 << 20)  # memory: 2 write buffers of 16 MiB and a 32 MiB block cache
             opts.set_max_write_buffer_number(2)
+            table = BlockBasedOptions()
+            table.set_bloom_filter(10, False)     # ~1 % false positives: a lookup of an absent subject reads no block
+            table.set_block_cache(Cache(32 << 20))
+            opts.set_block_based_table_factory(table)
             self._disk = Rdict(self._spill_dir, opts)
         return self._disk
 
