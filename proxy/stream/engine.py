@@ -78,6 +78,11 @@ class EngineConfig:
     control_topic: str | None = None
     """The incident switch's control topic (:mod:`proxy.stream.control`; ``dpp run`` default
     ``dpp.control``), read to its end before any route starts; ``None``: no switch."""
+    audit_topic: str | None = None
+    """Where the records of processing go (:mod:`proxy.stream.processingrecords`; ``dpp run``
+    default ``dpp.audit``); ``None``: none written."""
+    processing_record_interval_s: float = 60.0
+    """Seconds per processing-record window (one document per route and window, and at shutdown)."""
 
 
 _REBALANCE_COMMIT_ERRORS = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
@@ -845,6 +850,8 @@ class Engine:
         self.workers = [RouteWorker(r, policy, cfg, self.metrics, self.stop_event) for r in policy.routes]
         self.control = None
         """The incident switch's :class:`proxy.stream.control.ControlReader` (``cfg.control_topic``)."""
+        self.recorder = None
+        """The :class:`proxy.stream.processingrecords.ProcessingRecorder` (``cfg.audit_topic``)."""
 
     def ready(self) -> tuple[bool, str]:
         """Readiness for ``/readyz``: policy loaded, every route joined its group, none failed."""
@@ -875,6 +882,8 @@ class Engine:
         for w in self.workers:
             w.swap(by_name[w.route.name], policy)
         self.metrics.register_policy(policy)
+        if self.recorder is not None:
+            self.recorder.set_policy(policy)
 
     def stop(self, *_: Any) -> None:
         """Ask every route to finish its in-flight batch, commit and stop (signal-handler safe)."""
@@ -891,6 +900,7 @@ class Engine:
             self.control = ControlReader(self.cfg.bootstrap_servers, self.cfg.control_topic).start()
         for w in self.workers:
             w.control = self.control
+        self._start_recorder()
         gc.freeze()
         threads = [threading.Thread(target=w.run, name=f"route-{w.route.name}", daemon=True) for w in self.workers]
         for t in threads:
@@ -900,5 +910,18 @@ class Engine:
                 t.join(0.2)
         if self.control is not None:
             self.control.close()
+        if self.recorder is not None:  # after the routes stopped: their last batches are in the final window
+            self.recorder.close()
         failed = [w for w in self.workers if w.error is not None]
         return 1 if failed else 0
+
+    def _start_recorder(self) -> None:
+        """Records of processing (``cfg.audit_topic``): a listener of the metrics, written per window."""
+        if self.cfg.audit_topic and self.recorder is None:
+            from .processingrecords import ProcessingRecorder, default_worker_id
+            self.recorder = ProcessingRecorder(self.policy, bootstrap=self.cfg.bootstrap_servers,
+                                               topic=self.cfg.audit_topic,
+                                               interval_s=self.cfg.processing_record_interval_s,
+                                               worker=default_worker_id(self.cfg.instance_id))
+            self.metrics.listeners.append(self.recorder.on_publish)
+            self.recorder.start()
