@@ -109,12 +109,13 @@ class ProcessingRecorder:
     """Collects the published stats of every route and writes the processing records.
 
     ``send(docs) -> bool`` writes the documents (default: :meth:`_produce` to ``topic`` on
-    ``bootstrap``, acknowledged); a ``False`` keeps the windows for the next attempt. Thread-safe:
+    ``bootstrap``, acknowledged within ``timeout_s``); a ``False`` keeps the windows for the next
+    attempt. Thread-safe:
     :meth:`on_publish` runs on the route threads, :meth:`flush` on the recorder's own."""
 
     def __init__(self, policy: CompiledPolicy, *, bootstrap: str | None = None, topic: str = AUDIT_TOPIC,
                  interval_s: float = DEFAULT_INTERVAL_S, worker: str | None = None, send=None,
-                 clock=now_iso, timeout_s: float = 30.0):
+                 clock=now_iso, timeout_s: float = 10.0):
         self.topic, self.interval_s, self.timeout_s = topic, interval_s, timeout_s
         self.worker = worker or default_worker_id()
         self.clock = clock
@@ -189,8 +190,16 @@ class ProcessingRecorder:
 
     def _produce(self, docs: list[dict]) -> bool:
         if self._producer is None:
+            from confluent_kafka import KafkaException
+
             from .admin import ensure_topics
-            ensure_topics(self._bootstrap, {self.topic: 1})
+            try:  # one partition, like dpp halt creates it; a principal without Create needs it to exist
+                ensure_topics(self._bootstrap, {self.topic: 1}, timeout_s=self.timeout_s)
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                log.warning("audit topic not created (it must exist, or be created by the broker)",
+                            extra={"topic": self.topic, "error_class": err.name() if hasattr(err, "name") else
+                                   type(e).__name__})
             self._producer = Producer({**client_config(self._bootstrap), "enable.idempotence": True, "acks": "all",
                                        "linger.ms": 5})
         errs: list = []
@@ -209,12 +218,18 @@ class ProcessingRecorder:
         while not self._stop.wait(self.interval_s):
             self.flush()
 
-    def close(self, attempts: int = 3) -> bool:
+    def close(self, attempts: int = 2) -> bool:
         """Stop the thread and write the last window (``final``), retrying ``attempts`` times.
-        Call after the routes stopped (their last batches published). Returns whether written."""
+        Call after the routes stopped (their last batches published). Returns whether written.
+        A worker that consumed nothing and never wrote a window writes nothing (it may not even
+        reach the broker)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self.timeout_s + 5)
+        with self._lock:
+            idle = self.written == 0 and not any(w.consumed for w in self._windows.values())
+        if idle:  # nothing processed and nothing written (e.g. a worker that could not log in): nothing to record
+            return True
         ok = any(self.flush(final=True) for _ in range(attempts))
         if not ok:
             log.error("last processing records lost: the audit topic did not acknowledge them",
