@@ -82,6 +82,12 @@ class Window:
                 k = (labels[i], actions[i])
                 self.transforms[k] = self.transforms.get(k, 0) + n
 
+    @property
+    def empty(self) -> bool:
+        """Whether nothing was counted in the window."""
+        return not (self.consumed or self.produced or any(self.blocked.values()) or any(self.dead_lettered.values())
+                    or any(self.transforms.values()))
+
     def merge(self, other: "Window") -> None:
         """Add ``other``'s counts (a window not acknowledged, carried into the next one)."""
         self.start = min(self.start, other.start)
@@ -227,7 +233,7 @@ class ProcessingRecorder:
         if self._thread is not None:
             self._thread.join(self.timeout_s + 5)
         with self._lock:
-            idle = self.written == 0 and not any(w.consumed for w in self._windows.values())
+            idle = self.written == 0 and all(w.empty for w in self._windows.values())
         if idle:  # nothing processed and nothing written (e.g. a worker that could not log in): nothing to record
             return True
         ok = any(self.flush(final=True) for _ in range(attempts))

@@ -3,7 +3,8 @@ records (and a few that are not JSON) through the example policy writes a proces
 window (1 s) and one at shutdown to the audit topic; ``dpp report`` over that topic gives totals
 per route (consumed, produced, blocked and dead-lettered by reason) equal to the metrics scraped
 from ``/metrics`` of the same run, to the audit topic read back with kafka-python, and to the
-records read back from the sink and the dead-letter topic. With Chromium installed the PDF is
+records read back from the sink and the dead-letter topic; the halt, resume, re-identification and
+subject look-up written to the same topic by ``dpp halt``/``resume``/``reveal``/``subject`` are in it. With Chromium installed the PDF is
 made and read back with pdftotext / pdftoppm (else that part is skipped, unless DPP_REQUIRE_PDF)."""
 from __future__ import annotations
 
@@ -58,7 +59,6 @@ def test_report_totals_equal_the_metrics_and_the_topics(route_setup, topic_prefi
         produce(rs.bootstrap, t.source, ((r["record_id"].encode(), orjson.dumps(r), None) for r in records[half:]))
         samples = drain(dpp, rs.bootstrap, t, N + BAD, timeout_s=180)
         assert dpp.stop() == 0, dpp.stderr_tail()
-    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
 
     consumed = _metric_route(samples, "dpp_records_consumed_total")
     produced = _metric_route(samples, "dpp_records_produced_total")
@@ -88,6 +88,20 @@ def test_report_totals_equal_the_metrics_and_the_topics(route_setup, topic_prefi
     text = orjson.dumps(docs).decode()
     assert not any(r["email"] in text or r["name"] in text for r in records[:200]), "personal data in the audit"
 
+    # the operator commands write to the same audit topic: a halt and resume, a re-identification, a look-up
+    def dpp(*args):
+        res = run_dpp([*args, "--policy", str(rs.policy), "--bootstrap-servers", rs.bootstrap], timeout_s=120)
+        assert res.returncode == 0, res.stderr
+        return res
+    for what, why in (("halt", "INC-9 complaint"), ("resume", "INC-9 closed")):
+        dpp(what, ROUTE, "--reason", why, "--actor", "oncall-3", "--control-topic", control, "--audit-topic", audit)
+    dpp("reveal", "--reason", "fraud case 17", "--actor", "analyst-1", "--audit-topic", audit, "--topic", t.sink,
+        "--partition", str(sink[0].partition), "--offset", str(sink[0].offset), str(sink[0].offset),
+        "--field", "id_number")
+    dpp("subject", records[0]["customer_id"], "--subject-field", "customer_id", "--reason", "ER-5",
+        "--actor", "dpo-1", "--audit-topic", audit)
+    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+
     # dpp report over the audit topic
     out = tmp_path / "report"
     want_pdf = shutil.which("chromium") is not None or bool(os.environ.get("DPP_REQUIRE_PDF"))
@@ -100,6 +114,9 @@ def test_report_totals_equal_the_metrics_and_the_topics(route_setup, topic_prefi
                       "dead_lettered": m_dead}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "记录处理情况 / Records of processing" in html and f"{consumed:,}" in html and f"{produced:,}" in html
+    for shown in ("INC-9 complaint", "INC-9 closed", "oncall-3", "fraud case 17", "analyst-1", "id_number", "ER-5",
+                  "dpo-1"):
+        assert shown in html, shown
 
     if not want_pdf:
         pytest.skip("Chromium is not installed (apt-get install -y chromium): the PDF part is not checked")
@@ -107,6 +124,7 @@ def test_report_totals_equal_the_metrics_and_the_topics(route_setup, topic_prefi
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "Records of processing" in text and "记录处理情况" in text and f"{consumed:,}" in text
+    assert all(word in text.split() for word in ("INC-9", "oncall-3", "analyst-1", "dpo-1"))  # cells wrap words
     png = tmp_path / "page"
     subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "1", str(pdf), str(png)], check=True)
     (page,) = list(tmp_path.glob("page*.png"))
