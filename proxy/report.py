@@ -97,14 +97,16 @@ def _ts(doc: dict, key: str = "ts") -> _dt.datetime | None:
         return None
 
 
-def _add(into: dict, more: dict) -> None:
+def _add(into: dict, more: dict | None) -> None:
     for k, n in (more or {}).items():
-        into[k] = into.get(k, 0) + int(n)
+        if n:
+            into[k] = into.get(k, 0) + int(n)
 
 
 @dataclass
 class Totals:
-    """Record counts of a route or purpose over the period."""
+    """Record counts of a route or purpose (over the period, or one window of a worker:
+    :class:`proxy.stream.processingrecords.Window`). ``transforms``: ``(rule, action)`` → count."""
 
     consumed: int = 0
     produced: int = 0
@@ -112,14 +114,27 @@ class Totals:
     dead_lettered: dict[str, int] = field(default_factory=dict)
     transforms: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def add(self, records: dict, transforms: list) -> None:
+    def add(self, records: dict, transforms: list = ()) -> None:
+        """Add the ``records`` and ``transforms`` of a processing record (module doc)."""
         self.consumed += int(records.get("consumed", 0))
         self.produced += int(records.get("produced", 0))
         _add(self.blocked, records.get("blocked"))
         _add(self.dead_lettered, records.get("dead_lettered"))
-        for t in transforms or ():
-            k = (t["rule"], t["action"])
-            self.transforms[k] = self.transforms.get(k, 0) + int(t["count"])
+        _add(self.transforms, {(t["rule"], t["action"]): t["count"] for t in transforms or ()})
+
+    def merge(self, other: "Totals") -> None:
+        """Add ``other``'s counts."""
+        self.consumed += other.consumed
+        self.produced += other.produced
+        _add(self.blocked, other.blocked)
+        _add(self.dead_lettered, other.dead_lettered)
+        _add(self.transforms, other.transforms)
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing was counted."""
+        return not (self.consumed or self.produced or any(self.blocked.values()) or any(self.dead_lettered.values())
+                    or any(self.transforms.values()))
 
     @property
     def blocked_total(self) -> int:
@@ -155,8 +170,8 @@ class Report:
     def total(self) -> Totals:
         t = Totals()
         for r in self.routes.values():
-            t.add({"consumed": r.consumed, "produced": r.produced, "blocked": r.blocked,
-                   "dead_lettered": r.dead_lettered}, [])
+            t.merge(r)
+        t.transforms = {}
         return t
 
 
@@ -200,7 +215,7 @@ def aggregate(docs: Iterable[dict], start: _dt.datetime, end: _dt.datetime) -> R
         if k == "processing":
             route, purpose = d["route"], d.get("purpose") or ""
             rep.routes.setdefault(route, Totals()).add(d["records"], d.get("transforms"))
-            rep.purposes.setdefault(purpose, Totals()).add(d["records"], [])
+            rep.purposes.setdefault(purpose, Totals()).add(d["records"])
             rep.purpose_of[route] = purpose
             rep.workers.add(str(d.get("worker", "")))
             w_start = _ts(d["window"], "start")

@@ -32,12 +32,13 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 from confluent_kafka import Producer
 
 from ..policy.compiler import CompiledPolicy, CompiledRoute, RouteStats
+from ..report import Totals
 from .clientconfig import client_config
 from .control import AUDIT_TOPIC, now_iso
 
@@ -51,51 +52,25 @@ def default_worker_id(instance_id: str | None = None) -> str:
     return instance_id or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _add(into: dict[str, int], more: dict[str, int]) -> None:
-    for k, n in more.items():
-        if n:
-            into[k] = into.get(k, 0) + n
-
-
 @dataclass
-class Window:
+class Window(Totals):
     """Counts of one route under one policy revision since ``start`` (ISO 8601)."""
 
-    start: str
-    route: CompiledRoute
-    policy: CompiledPolicy
-    consumed: int = 0
-    produced: int = 0
-    blocked: dict[str, int] = field(default_factory=dict)
-    dead_lettered: dict[str, int] = field(default_factory=dict)
-    transforms: dict[tuple[str, str], int] = field(default_factory=dict)
+    start: str = ""
+    route: CompiledRoute | None = None
+    policy: CompiledPolicy | None = None
 
-    def add(self, stats: RouteStats, produced: int | None = None) -> None:
+    def add_stats(self, stats: RouteStats, produced: int | None = None) -> None:
         """Add one drained batch, exactly as :meth:`proxy.metrics.Metrics.publish` does."""
-        self.consumed += stats.consumed
-        self.produced += stats.produced if produced is None else produced
-        _add(self.blocked, stats.blocked)
-        _add(self.dead_lettered, stats.dead_lettered)
         labels, actions = self.route.rule_labels, self.route.rule_actions
-        for i, n in enumerate(stats.transforms):
-            if n:
-                k = (labels[i], actions[i])
-                self.transforms[k] = self.transforms.get(k, 0) + n
-
-    @property
-    def empty(self) -> bool:
-        """Whether nothing was counted in the window."""
-        return not (self.consumed or self.produced or any(self.blocked.values()) or any(self.dead_lettered.values())
-                    or any(self.transforms.values()))
+        self.add({"consumed": stats.consumed, "produced": stats.produced if produced is None else produced,
+                  "blocked": stats.blocked, "dead_lettered": stats.dead_lettered},
+                 [{"rule": labels[i], "action": actions[i], "count": n} for i, n in enumerate(stats.transforms) if n])
 
     def merge(self, other: "Window") -> None:
         """Add ``other``'s counts (a window not acknowledged, carried into the next one)."""
+        super().merge(other)
         self.start = min(self.start, other.start)
-        self.consumed += other.consumed
-        self.produced += other.produced
-        _add(self.blocked, other.blocked)
-        _add(self.dead_lettered, other.dead_lettered)
-        _add(self.transforms, other.transforms)
 
     def document(self, end: str, worker: str, final: bool = False) -> dict:
         """The processing record of this window (shape: module doc)."""
@@ -155,14 +130,14 @@ class ProcessingRecorder:
         key = (route.name, policy.provenance)
         w = self._windows.get(key)
         if w is None:
-            w = self._windows[key] = Window(self._start, route, policy)
+            w = self._windows[key] = Window(start=self._start, route=route, policy=policy)
         return w
 
     def on_publish(self, route: CompiledRoute, stats: RouteStats, produced: int | None = None) -> None:
         """:class:`proxy.metrics.Metrics` listener: add one drained batch of ``route``."""
         with self._lock:
             _, policy = self._policy_of.get(id(route), (route, self._current))
-            self._window(route, policy).add(stats, produced)
+            self._window(route, policy).add_stats(stats, produced)
 
     def flush(self, final: bool = False) -> bool:
         """Write one document per open window (ends now) and open the next windows. Returns

@@ -9,27 +9,16 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from policykit import KEYS, policy_text
 from proxy.metrics import Metrics
 from proxy.policy.compiler import RouteStats, compile_policy
 from proxy.policy.loader import load_policy_text
 from proxy.report import aggregate
 from proxy.stream.processingrecords import ProcessingRecorder
 
-POLICY = """version: 1
-name: prop-records
-keys:
-  k: {source: env, name: K}
-routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: k
-    rules:
-      - {field: a, action: mask, keep_first: 1}
-      - {field: b, action: pseudonymize, key: k}
-"""
-CP = compile_policy(load_policy_text(POLICY, "p.yaml"), environ={"K": "77" * 32})
+CP = compile_policy(load_policy_text(policy_text(["{field: a, action: mask, keep_first: 1}",
+                                                  "{field: b, action: pseudonymize, key: k}"]), "p.yaml"),
+                    environ=KEYS)
 ROUTE = CP.route()
 REASONS = st.sampled_from(["consent-withdrawn", "retention-expired", "x"])
 DL = st.sampled_from(["invalid-json", "unsupported-type"])

@@ -64,9 +64,9 @@ def metric(m: Metrics, name: str, **labels) -> float:
 def test_window_document_sums_the_batches(batches, consumed, produced, blocked, dead, transforms):
     cp = compiled()
     route = cp.route()
-    w = Window("2026-12-07T10:00:00.000+00:00", route, cp)
+    w = Window(start="2026-12-07T10:00:00.000+00:00", route=route, policy=cp)
     for c, p, b, d, t in batches:
-        w.add(stats(c, p, b, d, t))
+        w.add_stats(stats(c, p, b, d, t))
     doc = w.document("2026-12-07T10:01:00.000+00:00", "host:1")
     assert doc["type"] == "processing" and doc["route"] == "people" and doc["purpose"] == "analytics"
     assert doc["window"] == {"start": "2026-12-07T10:00:00.000+00:00", "end": "2026-12-07T10:01:00.000+00:00"}
@@ -79,8 +79,8 @@ def test_window_document_sums_the_batches(batches, consumed, produced, blocked, 
 
 def test_produced_override_counts_what_the_broker_acknowledged():
     cp = compiled()
-    w = Window("t0", cp.route(), cp)
-    w.add(stats(10, 10), produced=8)
+    w = Window(start="t0", route=cp.route(), policy=cp)
+    w.add_stats(stats(10, 10), produced=8)
     assert w.document("t1", "w")["records"]["produced"] == 8
 
 

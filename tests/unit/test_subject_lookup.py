@@ -10,6 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from policykit import KEYS, policy_text
 from proxy.cli import main
 from proxy.policy.compiler import SINK, compile_policy
 from proxy.policy.loader import load_policy, load_policy_text
@@ -20,25 +21,13 @@ EXAMPLE = ROOT / "policies/examples/customer-pii.yaml"
 ENV = {"DPP_KEY_PSEUDONYM": "0f" * 16, "DPP_KEY_FPE": "11" * 32, "DPP_KEY_DEAD_LETTER": "22" * 32,
        "DPP_KEY_TOKEN": "33" * 64, "DPP_KEY_SUBJECT_KEK": "44" * 32}
 
-MIXED = """version: 1
-name: mixed
-keys:
-  k: {source: env, name: DPP_KEY_FPE}
-  t: {source: env, name: DPP_KEY_TOKEN}
-routes:
-  - name: r
-    source: in.t
-    sink: out.t
-    dead_letter: dlq.t
-    dead_letter_key: k
-    rules:
-      - {field: uid, action: pseudonymize, key: k, prefix: "u_"}
-      - {field: phone, action: mask, keep_first: 3}
-      - {field: email, action: tokenize, key: t, prefix: "em_"}
-      - {field: note, action: detect, detectors: [email], replace: pseudonymize, key: k}
-      - {field: note2, action: detect, detectors: [email], replace: mask}
-      - {field: "orders[*].card", action: fpe, key: k, alphabet: digits, name: order-card}
-"""
+MIXED = policy_text([
+    '{field: uid, action: pseudonymize, key: k, prefix: "u_"}',
+    "{field: phone, action: mask, keep_first: 3}",
+    '{field: email, action: tokenize, key: k, prefix: "em_"}',
+    "{field: note, action: detect, detectors: [email], replace: pseudonymize, key: k}",
+    "{field: note2, action: detect, detectors: [email], replace: mask}",
+    '{field: "orders[*].card", action: fpe, key: k, alphabet: digits, name: order-card}'])
 
 
 def example():
@@ -69,7 +58,7 @@ def test_printed_values_equal_what_the_route_produces(values):
 
 
 def test_mask_and_non_deterministic_detect_are_left_out_and_paths_and_rule_names_work():
-    cp = compile_policy(load_policy_text(MIXED, "m.yaml"), environ=ENV)
+    cp = compile_policy(load_policy_text(MIXED, "m.yaml"), environ=KEYS)
     route = cp.route()
     rows = lookup(cp, "U-1", {"phone": "13800138000", "email": "a@b.cn", "note": "mail a@b.cn",
                               "note2": "a@b.cn", "order-card": "4111111111111111"}, field="uid")
