@@ -682,6 +682,13 @@ def subject(subject_id, policy_file, routes, fields, subject_field, reason, acto
         values[k.strip()] = v
     cp = _load_compiled(policy_file, list(routes) or None)
     rows = lookup(cp, subject_id, values, subject_field, list(routes) or None)
+    if subject_field is None:
+        from .subjectlookup import subject_field as field_of
+        models = {m.name: m for m in cp.loaded.policy.routes}
+        unnamed = [r.name for r in cp.routes if field_of(r, models.get(r.name)) is None]
+        if unnamed:
+            click.echo(f"note: SUBJECT_ID is not used on {', '.join(unnamed)}: no subject_keys or consent field; "
+                       "name its field with --subject-field", err=True)
     audit = _audit_sink(audit_file, audit_topic, bootstrap_servers, "stopping before printing")
     audit(orjson.dumps({"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
                         "action": "subject", "actor": actor, "reason": reason, "policy": cp.provenance,

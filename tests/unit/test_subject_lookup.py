@@ -109,3 +109,13 @@ def test_cli_refuses(tmp_path, monkeypatch, args, message):
     res = CliRunner().invoke(main, ["subject", "C-1", "--policy", str(EXAMPLE), *args])
     assert res.exit_code == 2 and message in res.output
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_cli_says_when_the_subject_id_has_no_field(tmp_path, monkeypatch):
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    res = CliRunner().invoke(main, ["subject", "C-1", "--policy", str(EXAMPLE), "--reason", "x",
+                                    "--audit-file", str(tmp_path / "a.jsonl")])
+    assert res.exit_code == 0
+    assert "SUBJECT_ID is not used on crm-to-analytics" in res.stderr and "--subject-field" in res.stderr
+    assert "no deterministic rule" in res.stdout
