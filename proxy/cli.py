@@ -697,6 +697,19 @@ def subject(subject_id, policy_file, routes, fields, subject_field, reason, acto
     click.echo(json.dumps(rows, ensure_ascii=False) if as_json else format_text(rows))
 
 
+def _json_lines(files):
+    """The JSON objects of JSON-lines ``files``, one at a time (other lines are skipped)."""
+    for f in files:
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    d = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if type(d) is dict:
+                    yield d
+
+
 @main.command()
 @click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (read --audit-topic)")
 @click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True)
@@ -726,15 +739,7 @@ def report(bootstrap_servers, audit_topic, audit_files, start, end, out, lang, p
     if t1 <= t0:
         raise click.BadParameter("--to must be after --from", param_hint="--to")
     if audit_files:
-        docs = []
-        for f in audit_files:
-            for line in Path(f).read_bytes().splitlines():
-                try:
-                    d = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if type(d) is dict:
-                    docs.append(d)
+        docs = _json_lines(audit_files)
     elif bootstrap_servers:
         from .stream.processingrecords import read_audit
         try:

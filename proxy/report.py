@@ -203,7 +203,8 @@ def kind(doc: dict) -> str | None:
 
 
 def aggregate(docs: Iterable[dict], start: _dt.datetime, end: _dt.datetime) -> Report:
-    """Sum the audit documents of ``[start, end)`` (see module doc) into a :class:`Report`."""
+    """Sum the audit documents of ``[start, end)`` (see module doc) into a :class:`Report`.
+    ``docs`` is read once (a generator is fine); a processing record is not kept, only its counts."""
     rep = Report(start, end)
     windows, revs = [], {}
     reveals: dict[tuple, dict] = {}
@@ -218,8 +219,10 @@ def aggregate(docs: Iterable[dict], start: _dt.datetime, end: _dt.datetime) -> R
             rep.purposes.setdefault(purpose, Totals()).add(d["records"])
             rep.purpose_of[route] = purpose
             rep.workers.add(str(d.get("worker", "")))
-            w_start = _ts(d["window"], "start")
-            windows.append((when, d["records"], when - w_start if w_start else _dt.timedelta(0)))
+            w_start, recs = _ts(d["window"], "start"), d["records"]
+            windows.append((when, int(recs.get("produced", 0)), sum(int(n) for n in (recs.get("blocked") or {}).values()),
+                            sum(int(n) for n in (recs.get("dead_lettered") or {}).values()),
+                            when - w_start if w_start else _dt.timedelta(0)))
             prov = d.get("policy", {}).get("provenance", "")
             w0, w1 = d["window"].get("start", ""), d["window"]["end"]
             key = (route, prov)
@@ -248,15 +251,15 @@ def aggregate(docs: Iterable[dict], start: _dt.datetime, end: _dt.datetime) -> R
     if windows:
         lo = min(w[0] for w in windows)
         hi = max(w[0] for w in windows)
-        typical = sorted(w[2] for w in windows)[len(windows) // 2]  # the median window length
+        typical = sorted(w[4] for w in windows)[len(windows) // 2]  # the median window length
         rep.bucket = b = _bucket_for(max(hi - lo, _dt.timedelta(seconds=1)), typical)
         base = _dt.datetime(lo.year, lo.month, lo.day, tzinfo=_dt.timezone.utc)
         slots: dict[int, list[int]] = {}
-        for when, recs, _ in windows:
+        for when, produced, blocked, dead, _ in windows:
             s = slots.setdefault((when - base) // b, [0, 0, 0])
-            s[0] += int(recs.get("produced", 0))
-            s[1] += sum(int(n) for n in (recs.get("blocked") or {}).values())
-            s[2] += sum(int(n) for n in (recs.get("dead_lettered") or {}).values())
+            s[0] += produced
+            s[1] += blocked
+            s[2] += dead
         first, last = min(slots), max(slots)
         rep.series = [(base + i * b, *slots.get(i, [0, 0, 0])) for i in range(first, last + 1)]
     return rep
@@ -330,7 +333,7 @@ def chart_svg(rep: Report, lang: str, series: tuple[int, ...] = (0, 1, 2), width
         out.append(f'<text x="{x:.1f}" y="{top + ph + 14}" text-anchor="middle">{rep.series[i][0].strftime(fmt)}</text>')
     out.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#4a5568"/>')
     out.append(f'<text x="{left}" y="{height - 6}" class="small">UTC, {_e(label("records", lang))} / '
-               f'{int(rep.bucket.total_seconds())} s</text>')
+               f'{_span(rep.bucket)}</text>')
     x = left
     for j, name in enumerate(names):  # legend
         out.append(f'<rect x="{x}" y="8" width="10" height="10" fill="{colors[j]}"/>'
@@ -338,6 +341,15 @@ def chart_svg(rep: Report, lang: str, series: tuple[int, ...] = (0, 1, 2), width
         x += 24 + 7 * len(name.encode("utf-8")) // 2 + 40
     out.append("</svg>")
     return "".join(out)
+
+
+def _span(d: _dt.timedelta) -> str:
+    """``30 s``, ``5 min``, ``6 h``, ``1 d``, ``7 d``."""
+    n = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} s"
 
 
 def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), lang: str = "en") -> str:

@@ -33,6 +33,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Iterator
 
 import orjson
 from confluent_kafka import Producer
@@ -218,22 +219,24 @@ class ProcessingRecorder:
         return ok
 
 
-def read_audit(bootstrap: str, topic: str = AUDIT_TOPIC, timeout_s: float = 10.0) -> list[dict]:
+def read_audit(bootstrap: str, topic: str = AUDIT_TOPIC, timeout_s: float = 10.0) -> Iterator[dict]:
     """Every JSON object on the audit topic (all partitions, up to the high watermarks at call
     time; no consumer group offsets committed), for ``dpp report``. Records that are not a JSON
-    object are skipped. Raises ``LookupError`` when the topic does not exist."""
+    object are skipped. Raises ``LookupError`` (at once) when the topic does not exist."""
     from .admin import partition_count
-    from .read import read_range
     n = partition_count(bootstrap, topic)
     if not n:
         raise LookupError(f"audit topic {topic} does not exist")
-    docs = []
-    for p in range(n):
+    return _read_audit(bootstrap, topic, n, timeout_s)
+
+
+def _read_audit(bootstrap: str, topic: str, partitions: int, timeout_s: float) -> Iterator[dict]:
+    from .read import read_range
+    for p in range(partitions):
         for _, _, value, _ in read_range(bootstrap, topic, p, 0, None, timeout_s=timeout_s):
             try:
                 doc = orjson.loads(value or b"")
             except orjson.JSONDecodeError:
                 continue
             if type(doc) is dict:
-                docs.append(doc)
-    return docs
+                yield doc
