@@ -168,3 +168,19 @@ def test_a_reload_splits_the_window_by_revision():
     sent.clear()
     rec.flush()
     assert [d["policy"]["revision"] for d in sent] == ["rev-2"]  # later windows: the policy in force
+
+
+@pytest.mark.parametrize("text, seconds", [("60s", 60.0), ("1m", 60.0), ("500ms", 0.5), ("1.5", 1.5), ("2h", 7200.0),
+                                           (" 1S ", 1.0)])
+def test_processing_record_interval_durations(text, seconds):
+    from proxy.cli import _duration_s
+    assert _duration_s(text, "--processing-record-interval") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0s", "-1s", "soon", "1 day", "ms"])
+def test_processing_record_interval_refuses(text):
+    import click
+
+    from proxy.cli import _duration_s
+    with pytest.raises(click.BadParameter, match="duration"):
+        _duration_s(text, "--processing-record-interval")
