@@ -1,6 +1,6 @@
 """Records of processing and ``dpp report`` on the real broker: a short ``dpp run`` of generated
 records (and a few that are not JSON) through the example policy writes a processing record per
-window (1 s) and one at shutdown to the audit topic; ``dpp report`` over that topic gives totals
+window (1 s) and one at shutdown to the audit topic, under two policy revisions (a hot reload halfway); ``dpp report`` over that topic gives totals
 per route (consumed, produced, blocked and dead-lettered by reason) equal to the metrics scraped
 from ``/metrics`` of the same run, to the audit topic read back with kafka-python, and to the
 records read back from the sink and the dead-letter topic; the halt, resume, re-identification and
@@ -55,7 +55,11 @@ def test_report_totals_equal_the_metrics_and_the_topics(route_setup, topic_prefi
         half = N // 2
         produce(rs.bootstrap, t.source, ((r["record_id"].encode(), orjson.dumps(r), None) for r in records[:half]))
         produce(rs.bootstrap, t.source, ((k, b'{"customer_id": "C-1", "email": ', None) for k in sorted(malformed)))
-        time.sleep(2.5)  # more than two windows apart
+        dpp.wait_metric("dpp_records_consumed_total", lambda v: v >= half + BAD, 120, "the first half consumed")
+        time.sleep(1.5)  # more than a window apart
+        # a new policy revision in force for the second half (hot reload: the text changes, so its sha256)
+        rs.policy.write_text(rs.policy.read_text() + "\n# revised for the second half\n")
+        dpp.wait_metric("dpp_policy_reloads_total", lambda v: v >= 1, 30, "the policy reloaded", result="success")
         produce(rs.bootstrap, t.source, ((r["record_id"].encode(), orjson.dumps(r), None) for r in records[half:]))
         samples = drain(dpp, rs.bootstrap, t, N + BAD, timeout_s=180)
         assert dpp.stop() == 0, dpp.stderr_tail()
@@ -79,6 +83,10 @@ def test_report_totals_equal_the_metrics_and_the_topics(route_setup, topic_prefi
     assert sum(1 for d in proc if d["records"]["consumed"]) >= 2, "the records came in one window only"
     assert sum(d["records"]["consumed"] for d in proc) == consumed
     assert all(d["policy"]["provenance"].startswith("customer-pii@") and d["keys"] for d in proc)
+    revisions = list(dict.fromkeys(d["policy"]["provenance"] for d in proc))
+    assert len(revisions) == 2, revisions  # the reload: later windows under the new revision
+    by_rev = {rev: sum(d["records"]["consumed"] for d in proc if d["policy"]["provenance"] == rev) for rev in revisions}
+    assert by_rev[revisions[0]] >= half + BAD and by_rev[revisions[1]] > 0, by_rev
     assert all(d["window"]["start"] < d["window"]["end"] for d in proc)
     transforms: dict[str, int] = {}
     for d in proc:
@@ -114,7 +122,7 @@ def test_report_totals_equal_the_metrics_and_the_topics(route_setup, topic_prefi
                       "dead_lettered": m_dead}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "记录处理情况 / Records of processing" in html and f"{consumed:,}" in html and f"{produced:,}" in html
-    for shown in ("INC-9 complaint", "INC-9 closed", "oncall-3", "fraud case 17", "analyst-1", "id_number", "ER-5",
+    for shown in (*revisions, "INC-9 complaint", "INC-9 closed", "oncall-3", "fraud case 17", "analyst-1", "id_number", "ER-5",
                   "dpo-1"):
         assert shown in html, shown
 
