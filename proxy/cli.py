@@ -61,7 +61,7 @@ class _Dpp(click.Group):
     ACL) becomes one line ``dpp CMD: Kafka ...`` and exit 1, not a traceback. The line names the
     librdkafka error, never a configuration value."""
 
-    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter", "halt", "resume"})
+    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter", "halt", "resume", "report", "subject"})
 
     def invoke(self, ctx):
         # the subcommand's name: Click 8.2+ keeps it in _protected_args (protected_args is deprecated),
@@ -398,9 +398,15 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
                    "on-disk store (RocksDB), so memory stays bounded")
 @click.option("--consent-spill-dir", type=click.Path(file_okay=False), default=None,
               help="directory of the consent tables' on-disk stores (default: a temporary directory)")
+@click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True,
+              help="records of processing go here, per route and window (docs/operating.md); '' writes none "
+                   "(env DPP_AUDIT_TOPIC)")
+@click.option("--processing-record-interval", "record_interval", default="60s", show_default=True,
+              metavar="DURATION", help="window of the records of processing: 60s, 1m, 500ms or seconds")
 def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
         create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
-        control_topic: str, consent_memory_subjects: int, consent_spill_dir: str | None) -> None:
+        control_topic: str, consent_memory_subjects: int, consent_spill_dir: str | None, audit_topic: str,
+        record_interval: str) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
@@ -410,12 +416,14 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     from . import logs
     from .stream.engine import Engine, EngineConfig
     logs.setup(log_level)
+    interval = _duration_s(record_interval, "--processing-record-interval")
     cp = _load_compiled(policy_file, list(routes) or None)
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,
                                   control_topic=control_topic or None, consent_memory_subjects=consent_memory_subjects,
-                                  consent_spill_dir=consent_spill_dir))
+                                  consent_spill_dir=consent_spill_dir, audit_topic=audit_topic or None,
+                                  processing_record_interval_s=interval))
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says
@@ -431,6 +439,20 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     if watcher:
         watcher.stop()
     sys.exit(code)
+
+
+def _duration_s(text: str, hint: str) -> float:
+    """Seconds of ``60s``, ``1m``, ``500ms``, ``1h`` or a plain number of seconds (> 0)."""
+    t = text.strip().lower()
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("", 1.0)):
+        if t.endswith(suffix):
+            try:
+                v = float(t[:len(t) - len(suffix)] if suffix else t) * scale
+            except ValueError:
+                continue
+            if v > 0:
+                return v
+    raise click.BadParameter(f"expected a duration such as 60s, 1m or 500ms, got {text!r}", param_hint=hint)
 
 
 def _create_route_topics(cp, bootstrap: str) -> None:
@@ -564,12 +586,16 @@ def _hint(reason: str) -> str:
             "key-unavailable": ": the key version that protected it is not in the keyring"}.get(reason, "")
 
 
-def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str | None):
-    """``audit(doc_bytes)``: append to a file (fsync'd) and/or produce to a topic (acknowledged)."""
+def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str | None,
+                then: str = "stopping before revealing"):
+    """``audit(doc_bytes)``: append to a file (fsync'd) and/or produce to a topic (acknowledged;
+    created with one partition when missing). An unacknowledged record exits: ``then`` says what."""
     producer = None
     if audit_topic:
         from confluent_kafka import Producer
+        from .stream.admin import ensure_topics
         from .stream.clientconfig import client_config
+        ensure_topics(bootstrap, {audit_topic: 1})
         producer = Producer({**client_config(bootstrap), "enable.idempotence": True})
 
     def audit(doc: bytes) -> None:
@@ -582,7 +608,7 @@ def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str 
             errs = []
             producer.produce(audit_topic, doc, on_delivery=lambda e, m: errs.append(e) if e else None)
             if producer.flush(30) or errs:
-                raise click.ClickException("audit record not acknowledged; stopping before revealing")
+                raise click.ClickException(f"audit record not acknowledged; {then}")
     return audit
 
 
@@ -594,7 +620,9 @@ def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str 
 @click.option("--reason", required=True, help="e.g. the erasure request's reference (goes into the audit record)")
 @click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER")
 @click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append the audit record here")
-def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor, audit_file) -> None:
+@click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True,
+              help="produce the audit record to this topic too (dpp report lists the erasures); '' for none")
+def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor, audit_file, audit_topic) -> None:
     """Erase a data subject's key (crypto-shredding; PIPL Art. 47, GDPR Art. 17).
 
     Their FPE and token values can never be revealed again; running workers pick the event up
@@ -608,6 +636,7 @@ def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor
     routes = [r for r in cp.routes if r.subject_mode and (route_name is None or r.name == route_name)]
     if not routes:
         raise click.UsageError("no route of this policy uses subject_keys")
+    audit = _audit_sink(audit_file, audit_topic or None, bootstrap_servers, "stopping")
     for r in routes:
         ref = subject_ref(r.subject_kek, subject_id)
         store = KafkaSubjectKeys(bootstrap_servers, r.subject_topic, r.subject_kek, follow=False)
@@ -619,10 +648,137 @@ def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor
         doc = {"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"), "action": "forget",
                "actor": actor, "reason": reason, "policy": cp.provenance, "route": r.name, "subject_ref": ref,
                "had_key": known}
-        if audit_file:
-            with open(audit_file, "ab") as f:
-                f.write(orjson.dumps(doc) + b"\n")
+        audit(orjson.dumps(doc))
         click.echo(f"route {r.name}: subject {ref} forgotten" + ("" if known else " (no key was stored yet)"))
+
+
+@main.command()
+@click.argument("subject_id")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--route", "routes", multiple=True, metavar="NAME", help="only this route (repeatable)")
+@click.option("--field", "fields", multiple=True, metavar="F=VALUE",
+              help="another identifier of the subject: field path (or rule name) = value (repeatable), "
+                   "e.g. email=x@example.com")
+@click.option("--subject-field", default=None, metavar="PATH",
+              help="field holding SUBJECT_ID (default: the route's subject_keys.field or consent.subject_field)")
+@click.option("--reason", required=True, help="the request's reference (goes into the audit record)")
+@click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER")
+@click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append the audit record here")
+@click.option("--audit-topic", default=None, help="produce the audit record to this topic (with --bootstrap-servers)")
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers, for --audit-topic")
+@click.option("--json", "as_json", is_flag=True, help="print JSON: [{route, rule, field, action, input, value}]")
+def subject(subject_id, policy_file, routes, fields, subject_field, reason, actor, audit_file, audit_topic,
+            bootstrap_servers, as_json) -> None:
+    """The pseudonyms and tokens a data subject's identifiers get, per route and rule.
+
+    For an access or erasure request: look these values up in downstream stores and delete the
+    rows (docs/operating.md, "Erasure requests"). Deterministic rules only (pseudonymize, fpe,
+    tokenize, detect with replace pseudonymize/fpe), computed with the policy's keys, as `dpp
+    run` loads them: an authorized operation, audited before anything is printed."""
+    import datetime as _dt
+
+    from .subjectlookup import format_text, lookup
+    if not audit_file and not audit_topic:
+        raise click.UsageError("a subject look-up must be audited: give --audit-file or --audit-topic")
+    if audit_topic and not bootstrap_servers:
+        raise click.UsageError("--audit-topic needs --bootstrap-servers")
+    if not reason.strip():
+        raise click.BadParameter("a reason is required", param_hint="--reason")
+    values = {}
+    for item in fields:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise click.BadParameter("expected FIELD=VALUE (a field path or rule name, '=', the value)", param_hint="--field")
+        values[k.strip()] = v
+    cp = _load_compiled(policy_file, list(routes) or None)
+    rows = lookup(cp, subject_id, values, subject_field, list(routes) or None)
+    if subject_field is None:
+        from .subjectlookup import subject_field as field_of
+        models = {m.name: m for m in cp.loaded.policy.routes}
+        unnamed = [r.name for r in cp.routes if field_of(r, models.get(r.name)) is None]
+        if unnamed:
+            click.echo(f"note: SUBJECT_ID is not used on {', '.join(unnamed)}: no subject_keys or consent field; "
+                       "name its field with --subject-field", err=True)
+    audit = _audit_sink(audit_file, audit_topic, bootstrap_servers, "stopping before printing")
+    audit(orjson.dumps({"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+                        "action": "subject", "actor": actor, "reason": reason, "policy": cp.provenance,
+                        "routes": sorted({r["route"] for r in rows}), "rules": [r["rule"] for r in rows],
+                        "inputs": sorted({r["input"] for r in rows})}))
+    click.echo(json.dumps(rows, ensure_ascii=False) if as_json else format_text(rows))
+
+
+def _json_lines(files):
+    """The JSON objects of JSON-lines ``files``, one at a time (other lines are skipped)."""
+    for f in files:
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    d = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if type(d) is dict:
+                    yield d
+
+
+@main.command()
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (read --audit-topic)")
+@click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True)
+@click.option("--audit-file", "audit_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="instead of the topic: JSON-lines audit file (repeatable; offline use)")
+@click.option("--from", "start", required=True, metavar="DATE", help="start, ISO 8601 (UTC unless an offset is given)")
+@click.option("--to", "end", required=True, metavar="DATE", help="end (exclusive; a date alone: to the end of that day)")
+@click.option("--out", "out", required=True, type=click.Path(), metavar="DIR|FILE",
+              help="a directory (report.html, report.pdf in it) or FILE.html")
+@click.option("--lang", type=click.Choice(["zh", "en", "both"]), default="both", show_default=True)
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print the PDF (needs Chromium)")
+@click.option("--json", "as_json", is_flag=True, help="print the totals per route as JSON on stdout")
+def report(bootstrap_servers, audit_topic, audit_files, start, end, out, lang, pdf, as_json) -> None:
+    """Processing-activity report (PIPL Art. 55-56) from the audit topic, as HTML and PDF.
+
+    Records consumed, protected, blocked and dead-lettered over time, by route and purpose; the
+    policy revisions in force; halts and resumes; re-identifications (dpp reveal); erasures
+    (dpp forget); subject look-ups (dpp subject). Chinese and English labels (--lang). The PDF is
+    printed by headless Chromium: without it the HTML is written and the command exits 1."""
+    import subprocess
+
+    from .report import PdfUnavailable, aggregate, parse_time, render_html, render_pdf
+    try:
+        t0, t1 = parse_time(start), parse_time(end, end=True)
+    except ValueError:
+        raise click.BadParameter("expected an ISO 8601 date or time, e.g. 2026-12-01", param_hint="--from/--to") from None
+    if t1 <= t0:
+        raise click.BadParameter("--to must be after --from", param_hint="--to")
+    if audit_files:
+        docs = _json_lines(audit_files)
+    elif bootstrap_servers:
+        from .stream.processingrecords import read_audit
+        try:
+            docs = read_audit(bootstrap_servers, audit_topic)
+        except LookupError as e:
+            raise click.ClickException(str(e)) from None
+    else:
+        raise click.UsageError("give --bootstrap-servers (the audit topic) or --audit-file")
+    rep = aggregate(docs, t0, t1)
+    target = Path(out)
+    html_file = target if target.suffix.lower() in (".html", ".htm") else target / "report.html"
+    html_file.parent.mkdir(parents=True, exist_ok=True)
+    html_file.write_text(render_html(rep, lang), encoding="utf-8")
+    click.echo(f"report written to {html_file}", err=True)
+    if as_json:
+        click.echo(json.dumps({name: {"purpose": rep.purpose_of.get(name, ""), "consumed": t.consumed,
+                                      "produced": t.produced, "blocked": t.blocked, "dead_lettered": t.dead_lettered}
+                               for name, t in sorted(rep.routes.items())}))
+    if pdf:
+        pdf_file = html_file.with_suffix(".pdf")
+        try:
+            render_pdf(html_file, pdf_file)
+        except PdfUnavailable as e:
+            click.echo(f"dpp report: {e}", err=True)
+            sys.exit(1)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            click.echo(f"dpp report: the PDF failed ({type(e).__name__}: {e}); the HTML report was written", err=True)
+            sys.exit(1)
+        click.echo(f"report written to {pdf_file}", err=True)
 
 
 def _switch(route_name: str, state: str, reason: str, policy_file: str, bootstrap_servers: str, actor: str,

@@ -17,6 +17,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
+        self.listeners: list = []
+        """Callables ``(route, stats, produced)`` given every batch :meth:`publish` adds (the records
+        of processing, :mod:`proxy.stream.processingrecords`: the same counts as the metrics)."""
         r = self.registry
         self.consumed = Counter("dpp_records_consumed", "Records consumed from a route's source topic", ["route"], registry=r)
         self.produced = Counter("dpp_records_produced", "Protected records acknowledged by the sink topic", ["route"], registry=r)
@@ -88,6 +91,8 @@ class Metrics:
         """Add a drained :class:`RouteStats` to the counters. ``produced`` overrides the count of
         sink records (the engine passes what the broker acknowledged)."""
         name = route.name
+        for listener in self.listeners:
+            listener(route, stats, produced)
         if stats.consumed:
             self.consumed.labels(name).inc(stats.consumed)
         p = stats.produced if produced is None else produced

@@ -83,6 +83,11 @@ class EngineConfig:
     on-disk store under ``consent_spill_dir`` (:class:`proxy.policy.consent.ConsentTable`)."""
     consent_spill_dir: str | None = None
     """Directory of the consent tables' on-disk stores (default: a temporary directory per table)."""
+    audit_topic: str | None = None
+    """Where the records of processing go (:mod:`proxy.stream.processingrecords`; ``dpp run``
+    default ``dpp.audit``); ``None``: none written."""
+    processing_record_interval_s: float = 60.0
+    """Seconds per processing-record window (one document per route and window, and at shutdown)."""
 
 
 _REBALANCE_COMMIT_ERRORS = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
@@ -865,6 +870,8 @@ class Engine:
         """The incident switch's :class:`proxy.stream.control.ControlReader` (``cfg.control_topic``)."""
         self.consent: dict[str, Any] = {}
         """Consent topic → its :class:`proxy.stream.consent.ConsentReader` (one per process)."""
+        self.recorder = None
+        """The :class:`proxy.stream.processingrecords.ProcessingRecorder` (``cfg.audit_topic``)."""
 
     def ready(self) -> tuple[bool, str]:
         """Readiness for ``/readyz``: policy loaded, every route joined its group, none failed."""
@@ -895,6 +902,8 @@ class Engine:
         for w in self.workers:
             w.swap(by_name[w.route.name], policy)
         self.metrics.register_policy(policy)
+        if self.recorder is not None:
+            self.recorder.set_policy(policy)
 
     def _start_consent_readers(self) -> None:
         """One :class:`proxy.stream.consent.ConsentReader` per consent topic of the routes, shared
@@ -930,6 +939,7 @@ class Engine:
         for w in self.workers:
             w.control = self.control
         self._start_consent_readers()
+        self._start_recorder()
         gc.freeze()
         threads = [threading.Thread(target=w.run, name=f"route-{w.route.name}", daemon=True) for w in self.workers]
         for t in threads:
@@ -941,5 +951,18 @@ class Engine:
             self.control.close()
         for reader in self.consent.values():
             reader.close()
+        if self.recorder is not None:  # after the routes stopped: their last batches are in the final window
+            self.recorder.close()
         failed = [w for w in self.workers if w.error is not None]
         return 1 if failed else 0
+
+    def _start_recorder(self) -> None:
+        """Records of processing (``cfg.audit_topic``): a listener of the metrics, written per window."""
+        if self.cfg.audit_topic and self.recorder is None:
+            from .processingrecords import ProcessingRecorder, default_worker_id
+            self.recorder = ProcessingRecorder(self.policy, bootstrap=self.cfg.bootstrap_servers,
+                                               topic=self.cfg.audit_topic,
+                                               interval_s=self.cfg.processing_record_interval_s,
+                                               worker=default_worker_id(self.cfg.instance_id))
+            self.metrics.listeners.append(self.recorder.on_publish)
+            self.recorder.start()
