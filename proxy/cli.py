@@ -170,7 +170,7 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
     if tests_file and len(policies) != 1:
         raise click.UsageError("--tests goes with one policy file")
     bad = False
-    everything, suites = [], []
+    everything, suites, errors = [], [], []
     for f in dict.fromkeys(str(policy_of_test_file(p)) for p in policies):
         try:
             suite = load_suite(f, tests_file, required=not skip_untested)
@@ -181,6 +181,8 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
         except PolicyError as e:
             bad = True
             _echo_problems(e)
+            click.echo(f"ERROR {f}: not run (policy or test file invalid, see the lines above on stderr)")
+            errors.append((f, str(e)))
             continue
         click.echo(f"{f}: {len(results)} case(s)")
         for r in results:
@@ -188,9 +190,9 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
                 click.echo(line)
         everything += results
         suites.append((f, results))
-    click.echo(summary_line(everything))
+    click.echo(summary_line(everything) + (f", {len(errors)} file(s) not run" if errors else ""))
     if junit_file:
-        Path(junit_file).write_text(junit_xml(suites), encoding="utf-8")
+        Path(junit_file).write_text(junit_xml(suites, errors), encoding="utf-8")
     sys.exit(1 if bad or any(not r.passed for r in everything) else 0)
 
 

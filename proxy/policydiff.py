@@ -48,6 +48,8 @@ from .policycoverage import CoverageScan
 from .policytest import _same, compile_for_tests, key_versions
 
 CLEAR, DROP, PROTECT = "clear", "drop", "protect"
+WEAKER = "weaker"
+"""Warning kind: a mask that now leaves more characters in clear (exit 1 under --fail-on warning)."""
 """Effects of a policy on one rule target."""
 
 CHANGES = {
@@ -103,6 +105,8 @@ class FieldChange:
     records: int | None = None
     leak: bool = False
     breaks_joins: bool = False
+    weaker: bool = False
+    """A mask that now leaves more characters in clear (``keep_first + keep_last`` grew)."""
 
 
 @dataclass
@@ -144,6 +148,7 @@ class DiffWarning:
 
     def line(self) -> str:
         head = ("WARNING: PERSONAL DATA LEAVES IN CLEAR" if self.kind == CLEAR
+                else "WARNING: PROTECTION WEAKENED" if self.kind == WEAKER
                 else "WARNING: DETERMINISTIC OUTPUT CHANGES, JOINS DOWNSTREAM BREAK")
         return f"{head}: route {self.route}: {self.text}"
 
@@ -297,9 +302,18 @@ def field_changes(old: Route, new: Route, old_versions: dict[str, int], new_vers
                 continue
             old_text = oe.text + (f" (key {oe.key_version})" if oe.key_version and oe.key_version != ne.key_version else "")
             new_text = ne.text + (f" (key {ne.key_version})" if ne.key_version and oe.key_version != ne.key_version else "")
+            weaker = (kind == "changed" and i < len(olds) and i < len(news)
+                      and _revealed(news[i]) > _revealed(olds[i]))
             changes.append(FieldChange(target, kind, old_text, new_text, leak=kind in ("clear", "kept"),
-                                       breaks_joins=oe.deterministic))
+                                       breaks_joins=oe.deterministic, weaker=weaker))
     return changes
+
+
+def _revealed(rule) -> int:
+    """Characters a ``mask`` rule leaves in clear (``keep_first + keep_last``); 0 for other rules."""
+    if getattr(rule, "action", None) != "mask":
+        return 0
+    return (rule.keep_first or 0) + (rule.keep_last or 0)
 
 
 def _block_text(b) -> str:
@@ -529,6 +543,9 @@ def _warn(rd: RouteDiff, old: Route | None, new: Route) -> None:
             rd.warnings.append(DiffWarning(CLEAR, rd.route, f"{fc.target} {CHANGES[fc.change]} ({fc.old} -> {fc.new}){counted}"))
         if fc.breaks_joins:
             rd.warnings.append(DiffWarning("joins", rd.route, f"{fc.target} ({fc.old} -> {fc.new}){counted}"))
+        if fc.weaker:
+            rd.warnings.append(DiffWarning(WEAKER, rd.route, f"{fc.target} leaves more characters in clear "
+                                                             f"({fc.old} -> {fc.new}){counted}"))
     for setting, a, b in rd.settings:
         if setting in ("unlisted_fields", "unlisted_headers") and b == "keep":
             what = "fields" if setting == "unlisted_fields" else "headers"

@@ -410,11 +410,19 @@ def summary_line(results: list[CaseResult]) -> str:
     return f"{len(results) - failed} passed, {failed} failed"
 
 
-def junit_xml(suites: list[tuple[str, list[CaseResult]]]) -> str:
+def junit_xml(suites: list[tuple[str, list[CaseResult]]], errors: list[tuple[str, str]] = ()) -> str:
     """JUnit XML (one ``<testsuite>`` per policy file, one ``<testcase>`` per case, ``<failure>``
-    with the failure lines) for CI test reports."""
+    with the failure lines) for CI test reports; each of ``errors`` (file, problem lines: a policy
+    or test file that did not load) is a suite with one ``<testcase>`` holding an ``<error>``, so a
+    CI report never shows an invalid file as green."""
     root = ET.Element("testsuites", name="dpp test")
     total = fails = 0
+    for name, problem in errors:
+        ts = ET.SubElement(root, "testsuite", name=name, tests="1", failures="0", errors="1", time="0")
+        tc = ET.SubElement(ts, "testcase", classname=name, name="load", time="0")
+        ee = ET.SubElement(tc, "error", message=problem.splitlines()[0][:200] if problem else "not loaded")
+        ee.text = problem
+        total += 1
     for name, results in suites:
         f = sum(not r.passed for r in results)
         total, fails = total + len(results), fails + f
@@ -427,6 +435,7 @@ def junit_xml(suites: list[tuple[str, list[CaseResult]]]) -> str:
                 fe.text = "\n".join(r.failures)
     root.set("tests", str(total))
     root.set("failures", str(fails))
+    root.set("errors", str(len(errors)))
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 

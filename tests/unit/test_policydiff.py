@@ -370,3 +370,18 @@ def test_wildcard_rules_are_counted_on_the_paths_they_select(old_rule, new_rule,
     (route,) = rep.routes
     fields = {f.target: f for f in route.fields}
     assert fields[target].change == change and fields[target].records == records
+
+
+@pytest.mark.parametrize("new_phone, weaker", [
+    ("keep_first: 3, keep_last: 7", True),     # 10 of 11 digits in clear
+    ("keep_first: 4, keep_last: 4", True),
+    ("keep_first: 3, keep_last: 2", False),    # stronger
+    ("keep_first: 2, keep_last: 5", False),    # as many characters, elsewhere
+])
+def test_a_weaker_mask_is_a_warning(new_phone, weaker):
+    d = diff(edit((PHONE, PHONE.replace("keep_first: 3, keep_last: 4", new_phone))))
+    kinds = [w.kind for w in d.warnings]
+    assert ("weaker" in kinds) == weaker, d.warnings
+    assert d.exit_code() == int(weaker) and d.exit_code("clear") == 0
+    if weaker:
+        assert any(w.line().startswith("WARNING: PROTECTION WEAKENED: route orders: phone leaves more") for w in d.warnings)

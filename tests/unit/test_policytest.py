@@ -249,3 +249,20 @@ def test_schema_format_routes_are_refused_by_name(tmp_path):
     res = CliRunner().invoke(main, ["test", str(EXAMPLES / "customer-pii-avro.yaml"), "--tests", str(tests)])
     assert res.exit_code == 1
     assert "customer-pii-avro.yaml:" in res.output and "dpp test runs json routes" in res.output
+
+
+def test_an_invalid_test_file_is_an_error_in_the_junit_report(tmp_path):
+    """A test file that does not load runs no case: the runner says so on stdout, exits 1, and the
+    JUnit report holds an <error> for it (a CI report must not look green)."""
+    pol, tests = write(tmp_path, (
+        "tests:\n"
+        "  - name: typo\n    input: {value: {name: Bob}}\n    assert: [{path: name, equal: B**}]\n"))
+    junit = tmp_path / "junit.xml"
+    res = CliRunner().invoke(main, ["test", str(pol), "--junit", str(junit)])
+    assert res.exit_code == 1
+    assert any(line.startswith("ERROR ") and "not run" in line for line in res.output.splitlines()), res.output
+    assert res.output.splitlines()[-1] == "0 passed, 0 failed, 1 file(s) not run"
+    root = ET.parse(junit).getroot()
+    assert root.get("errors") == "1" and root.get("tests") == "1"
+    (err,) = root.findall("./testsuite/testcase/error")
+    assert "equal" in err.text and "unknown key" in err.text
