@@ -72,10 +72,6 @@ def _records(n: int, offset: int = 0) -> list[dict]:
     return out
 
 
-def _subject_of_sink(source_by_key: dict, sink) -> dict[bytes, dict]:
-    return {m.key: source_by_key[m.key] for m in sink}
-
-
 def test_withdrawals_during_a_run_apply_to_every_later_record(route_setup, topic_prefix):
     rs = route_setup
     t = rs.topics

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policykit import KEYS, load_error_lines, policy_text
+from policykit import KEYS, load_error_lines, policy_text, routes_on_every_path, same_on_every_path
 from proxy.policy import consent as cs
 from proxy.policy.compiler import BLOCK, DEAD_LETTER, SINK, compile_policy
 from proxy.policy.loader import load_policy_text
@@ -135,29 +135,11 @@ def _routes(text: str, monkeypatch, table=TABLE) -> list:
     t = cs.ConsentTable()
     for s, state in table:
         t.mark_unreadable(s) if state == "bad" else t.apply(s, state)
-    out = []
-    for native in ("0", "1"):
-        monkeypatch.setenv("DPP_NATIVE", native)
-        r = compile_policy(load_policy_text(text, "consent.yaml"), environ=KEYS).route()
-        r.consent_table = t
-        if native == "0" or r.record_path == "native":
-            out.append(r)
-    return out
-
-
-def _counters(route) -> tuple:
-    s = route.stats.drain()
-    return s.consumed, s.produced, s.blocked, s.dead_lettered, s.transforms, s.unmatched
+    return routes_on_every_path(text, monkeypatch, "consent.yaml", lambda r: setattr(r, "consent_table", t))
 
 
 def _run(text, values, monkeypatch, table=TABLE) -> list:
-    ref, *batch = _routes(text, monkeypatch, table)
-    want = [ref.process(v) for v in values]
-    want_counts = _counters(ref)
-    for r in [ref] + batch:
-        assert r.process_batch(values) == want, r.record_path
-        assert _counters(r) == want_counts, r.record_path
-    return want
+    return same_on_every_path(_routes(text, monkeypatch, table), values)
 
 
 # (subject value, expected with unknown: block, expected with unknown: allow)
