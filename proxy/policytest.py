@@ -139,7 +139,7 @@ def load_suite(policy_file: str | Path, tests_file: str | Path | None = None, re
         cases += [Case(c, str(side), nearest_line(lines, ("tests", i))) for i, c in enumerate(tf.tests)]
         keys = {k: bytes.fromhex(v) for k, v in tf.keys.items()}
     if not cases and required:
-        raise PolicyError([(str(policy_file), None, "tests",
+        raise PolicyError([(str(policy_file), 1, "tests",
                             f"no test cases: add tests: to the policy or write {sidecar_path(policy_file).name}")])
     return Suite(loaded, cases, keys)
 

@@ -132,10 +132,23 @@ def _data_loc(loc: tuple, data: Any) -> tuple:
 _TAGS = {"keep", "mask", "redact", "drop", "pseudonymize", "fpe", "tokenize", "detect", "env", "file", "dir"}
 
 
+_ROUTE_KEYS = frozenset({"source", "sink", "dead_letter", "dead_letter_key", "rules", "block", "unlisted_fields",
+                         "key", "headers", "purpose", "consent", "retention", "limits", "use", "format"})
+"""Route keys that, found at the top level of a policy, mean the route's indentation was lost."""
+_RULE_KEYS = frozenset({"field", "action", "keep_first", "keep_last", "mask_char", "alphabet", "detectors"})
+
+
 def _message(err: dict) -> str:
     kind = err.get("type", "")
     msg = err.get("msg", "invalid")
     if kind == "extra_forbidden":
+        loc = err.get("loc", ())
+        if len(loc) == 1 and loc[0] in _ROUTE_KEYS:
+            return (f"unknown key at the top level; {loc[0]!r} is a route key: the likely cause is "
+                    "indentation (indent it under its route, like the route's other keys)")
+        if len(loc) == 3 and loc[0] == "routes" and loc[2] in _RULE_KEYS:
+            return (f"unknown key in a route; {loc[2]!r} is a rule key: the likely cause is indentation "
+                    "(a rule is a list item under rules:)")
         return "unknown key"
     if kind == "missing":
         return "required key is missing"

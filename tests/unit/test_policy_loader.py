@@ -326,6 +326,31 @@ def test_indentation_mistake_names_the_line_and_the_likely_cause(name):
     assert ei.value.problems == [("p.yaml", lineno, "", message)]
 
 
+# Mistakes that are still valid YAML: a route's key at the top level, a rule's key among the route's
+# (the line as written, as mistyped, the problem's path, what the message must say)
+VALID_YAML_INDENTATION_MISTAKES = {
+    "rules: moved to column 0": ("    rules:", "rules:", "rules", "'rules' is a route key: the likely cause is indentation"),
+    "a rule's keys under the route, not in a list item": (
+        "    rules:", "    field: name\n    action: mask\n    rules:", "routes[0].field", "'field' is a rule key"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALID_YAML_INDENTATION_MISTAKES))
+def test_a_dedent_that_is_valid_yaml_gets_the_indentation_hint(name):
+    line, typo, path, says = VALID_YAML_INDENTATION_MISTAKES[name]
+    assert EXAMPLE_TEXT.count(line + "\n") == 1
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(EXAMPLE_TEXT.replace(line + "\n", typo + "\n"), "p.yaml")
+    hits = [p for p in ei.value.problems if p[2] == path]
+    assert hits and says in hits[0][3], ei.value.problems
+
+
+def test_an_unknown_top_level_key_that_is_no_route_key_gets_no_hint():
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(EXAMPLE_TEXT + "colour: blue\n", "p.yaml")
+    assert [p[3] for p in ei.value.problems if p[2] == "colour"] == ["unknown key"]
+
+
 def test_other_yaml_errors_get_no_indentation_hint():
     with pytest.raises(PolicyError) as ei:
         load_policy_text("a: {b: 1\n", "p.yaml")
