@@ -31,7 +31,8 @@
 # format time, PLAIN ones in the broker's JAAS config. StandardAuthorizer, allow.everyone.if.no.acl.found=false.
 # Use: set -a; . <state>/secrets.env; set +a; dpp --kafka-config-file <state>/clients/dpp.properties run ...
 # grant-dpp gives User:dpp exactly: Read on SOURCE, Write+Describe+DescribeConfigs on SINK and DEAD_LETTER, Read on GROUP,
-# Read+Describe on the control topic (DPP_CONTROL_TOPIC, default dpp.control) and,
+# Read+Describe on the control topic (DPP_CONTROL_TOPIC, default dpp.control), Write+Describe on the audit
+# topic (DPP_AUDIT_TOPIC, default dpp.audit: the records of processing) and,
 # with TXN_ID_PREFIX (exactly_once routes: transactional ids dpp.<group>.*), Write+Describe on those
 # transactional ids (prefixed) and IdempotentWrite on the cluster.
 set -euo pipefail
@@ -325,13 +326,14 @@ grant_dpp() {  # SOURCE SINK DEAD_LETTER GROUP [TXN_ID_PREFIX]
    && java_run "${acl[@]}" --operation Write --operation Describe --operation DescribeConfigs --topic "$2" --topic "$3" >>"$base/acl.log" 2>&1 \
    && java_run "${acl[@]}" --operation Read --group "$4" >>"$base/acl.log" 2>&1 \
    && java_run "${acl[@]}" --operation Read --operation Describe --topic "${DPP_CONTROL_TOPIC:-dpp.control}" >>"$base/acl.log" 2>&1 \
+   && java_run "${acl[@]}" --operation Write --operation Describe --topic "${DPP_AUDIT_TOPIC:-dpp.audit}" >>"$base/acl.log" 2>&1 \
    && if [ $# -eq 5 ]; then
         java_run "${acl[@]}" --operation Write --operation Describe --transactional-id "$5" \
           --resource-pattern-type prefixed >>"$base/acl.log" 2>&1 \
         && java_run "${acl[@]}" --operation IdempotentWrite --cluster >>"$base/acl.log" 2>&1
       fi \
    || { log "adding the ACLs failed:"; tail -n 20 "$base/acl.log" >&2; exit 1; }
-  log "User:dpp may read $1 (group $4) and the control topic ${DPP_CONTROL_TOPIC:-dpp.control}, and write $2, $3${5:+ (transactional ids $5*)}"
+  log "User:dpp may read $1 (group $4) and the control topic ${DPP_CONTROL_TOPIC:-dpp.control}, and write $2, $3, ${DPP_AUDIT_TOPIC:-dpp.audit}${5:+ (transactional ids $5*)}"
 }
 
 case "${1:-}" in

@@ -97,8 +97,8 @@ print(next(r["Version"] for r in json.load(sys.stdin)["Require"] if r["Path"] ==
       'restoredKeyName, err := keyName, b.lm.RestorePolicy(ctx, req.Storage, keyName, backupB64, force)'
   fi
   mkdir -p "$cache/bin"
-  log "building vault $version (nice 10, -p 2)"
-  (cd "$work/src" && nice -n 10 go build -p 2 -trimpath -ldflags "-s -w" -o "$bin.tmp" .)
+  log "building vault $version (tags: ${DPP_VAULT_BUILD_TAGS-minimal}; nice 10, -p 2)"
+  (cd "$work/src" && nice -n 10 go build -p 2 -tags "${DPP_VAULT_BUILD_TAGS-minimal}" -trimpath -ldflags "-s -w" -o "$bin.tmp" .)
   mv "$bin.tmp" "$bin"
   rm -rf "$work"
   t1=$(date +%s)

@@ -61,12 +61,18 @@ print(json.dumps({"load_s": t2 - t1, "compile_s": t3 - t2,
 """
 
 
-def write_policy(path: Path, rules: int) -> None:
-    """A policy with one route of ``rules`` mask rules on fields ``f0.x`` … ``f{rules-1}.x``."""
+WILD = ("'*.f{i}'", "'**.f{i}'", "'{{a,b}}.f{i}.x'")
+"""Spellings of rule ``i`` among ``write_policy(..., wild_every=N)``'s wildcard rules."""
+
+
+def write_policy(path: Path, rules: int, wild_every: int = 0) -> None:
+    """A policy with one route of ``rules`` mask rules on fields ``f0.x`` … ``f{rules-1}.x``;
+    with ``wild_every`` N, every N-th rule is ``*.f{i}``, ``**.f{i}`` or ``{a,b}.f{i}.x`` instead."""
     with path.open("w") as f:
         f.write(HEAD)
         for i in range(rules):
-            f.write(f"      - {{field: f{i}.x, action: mask, keep_first: 1}}\n")
+            field = WILD[i // wild_every % 3].format(i=i) if wild_every and i % wild_every == 0 else f"f{i}.x"
+            f.write(f"      - {{field: {field}, action: mask, keep_first: 1}}\n")
 
 
 def measure(path: Path) -> dict:

@@ -52,7 +52,7 @@ with _instrumented():
     from proxy.formats.json import dumps_record, loads_record
     from proxy.policy.compiler import BLOCK, DEAD_LETTER, SINK, CompiledRoute, Outcome, compile_policy
     from proxy.policy.loader import load_policy_text
-    from proxy.policy.paths import compile_visit, parse_path
+    from proxy.policy.paths import KeyChoice, compile_visit, parse_path
     from proxy.transforms.mask import SEPARATOR_CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -399,8 +399,9 @@ def record_checker(policy: Path = EXAMPLE) -> Callable[[bytes], list[str]]:
     """``check(bytes) -> problems`` of the record target for ``policy``: an input whose first byte
     is odd is decoded by :func:`structured_record`, else the bytes are the record value."""
     oracle = RecordOracle(policy.read_text(), str(policy))
-    names = sorted({s for r in oracle.ref.rules for s in parse_path(r.field) if type(s) is str}
-                   | {s for b in oracle.ref._blocks for s in parse_path(b[0].field) if type(s) is str})
+    fields = [r.field for r in oracle.ref.rules] + [b[0].field for b in oracle.ref._blocks]
+    names = sorted({k for f in fields for s in parse_path(f)  # the keys of {a,b} alternations too
+                    for k in (s if type(s) is KeyChoice else (s,)) if type(k) is str})
 
     def check(data: bytes) -> list[str]:
         if data and data[0] & 1:

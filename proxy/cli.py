@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import orjson
@@ -33,6 +34,18 @@ def _schema_source():
         raise click.BadParameter(str(e), param_hint="--schema-registry-config") from None
 
 
+def _echo_problems(e: PolicyError) -> None:
+    """The ``FILE:LINE: PATH: message`` lines of ``e``, on stderr."""
+    for line in str(e).splitlines():
+        click.echo(line, err=True)
+
+
+def _exit_problems(e: PolicyError, code: int = 1) -> NoReturn:
+    """:func:`_echo_problems`, then exit with ``code``."""
+    _echo_problems(e)
+    sys.exit(code)
+
+
 def _load_compiled(policy_file: str, routes: list[str] | None = None, wait_for_kms=None):
     """Load and compile a policy; a bad policy prints its problems and exits 1. A KMS that cannot
     be reached exits 1 with one line, or, with ``wait_for_kms(error)`` (``dpp run``), waits: that
@@ -44,9 +57,7 @@ def _load_compiled(policy_file: str, routes: list[str] | None = None, wait_for_k
         try:
             return compile_policy(load_policy(policy_file), routes=routes or None, schema_source=_schema_source())
         except PolicyError as e:
-            for line in str(e).splitlines():
-                click.echo(line, err=True)
-            sys.exit(1)
+            _exit_problems(e)
         except KmsUnavailable as e:
             if wait_for_kms is None:
                 click.echo(f"dpp: the KMS cannot be reached ({e}); no key was loaded", err=True)
@@ -86,7 +97,7 @@ class _Dpp(click.Group):
     ACL) becomes one line ``dpp CMD: Kafka ...`` and exit 1, not a traceback. The line names the
     librdkafka error, never a configuration value."""
 
-    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter", "halt", "resume"})
+    ONE_SHOT = frozenset({"scan", "coverage", "reveal", "forget", "dead-letter", "halt", "resume", "report", "subject"})
 
     def invoke(self, ctx):
         # the subcommand's name: Click 8.2+ keeps it in _protected_args (protected_args is deprecated),
@@ -167,8 +178,7 @@ def check(files: tuple[str, ...]) -> None:
             lp = load_policy(f)
         except PolicyError as e:
             bad = True
-            for line in str(e).splitlines():
-                click.echo(line, err=True)
+            _echo_problems(e)
             continue
         p = lp.policy
         for loc, msg in policy_warnings(p):
@@ -183,24 +193,32 @@ def check(files: tuple[str, ...]) -> None:
 @click.option("--tests", "tests_file", default=None, type=click.Path(dir_okay=False),
               help="test file (default: FILE.tests.yaml beside each policy, when it exists); one policy only")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="write JUnit XML here")
-def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str | None) -> None:
+@click.option("--skip-untested", is_flag=True,
+              help="a policy without any test case is skipped, not an error (hooks and CI passing every policy file)")
+def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str | None, skip_untested: bool) -> None:
     """Run the test cases of policy FILES with test keys (never the policy's own key sources).
 
-    Cases come from the policy's tests: list and from FILE.tests.yaml (or --tests). Prints
-    `PASS name` / `FAIL name (FILE:LINE)` per case with the differences, then a summary line.
+    Cases come from the policy's tests: list and from FILE.tests.yaml (or --tests). A
+    FILE.tests.yaml given among FILES runs its policy FILE.yaml. Prints `PASS name` /
+    `FAIL name (FILE:LINE)` per case with the differences, then a summary line.
     Exit 0 when every case passes; 1 when one fails or a policy or test file is invalid."""
-    from .policytest import format_result, junit_xml, load_suite, run_suite, summary_line
+    from .policytest import format_result, junit_xml, load_suite, policy_of_test_file, run_suite, summary_line
     if tests_file and len(policies) != 1:
         raise click.UsageError("--tests goes with one policy file")
     bad = False
-    everything, suites = [], []
-    for f in policies:
+    everything, suites, errors = [], [], []
+    for f in dict.fromkeys(str(policy_of_test_file(p)) for p in policies):
         try:
-            results = run_suite(load_suite(f, tests_file))
+            suite = load_suite(f, tests_file, required=not skip_untested)
+            if not suite.cases:
+                click.echo(f"{f}: no test cases, skipped")
+                continue
+            results = run_suite(suite)
         except PolicyError as e:
             bad = True
-            for line in str(e).splitlines():
-                click.echo(line, err=True)
+            _echo_problems(e)
+            click.echo(f"ERROR {f}: not run (policy or test file invalid, see the lines above on stderr)")
+            errors.append((f, str(e)))
             continue
         click.echo(f"{f}: {len(results)} case(s)")
         for r in results:
@@ -208,9 +226,9 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
                 click.echo(line)
         everything += results
         suites.append((f, results))
-    click.echo(summary_line(everything))
+    click.echo(summary_line(everything) + (f", {len(errors)} file(s) not run" if errors else ""))
     if junit_file:
-        Path(junit_file).write_text(junit_xml(suites), encoding="utf-8")
+        Path(junit_file).write_text(junit_xml(suites, errors), encoding="utf-8")
     sys.exit(1 if bad or any(not r.passed for r in everything) else 0)
 
 
@@ -224,7 +242,7 @@ def test_cmd(policies: tuple[str, ...], tests_file: str | None, junit_file: str 
               help="--topic: seconds to wait for records")
 @click.option("--route", "route_name", default=None, help="route to check (required if the policy has several)")
 @click.option("--allow", "allow", multiple=True, metavar="PATH",
-              help="field path whose findings are an accepted exception (repeatable), e.g. orders[*].note")
+              help="field path whose findings are an accepted exception (repeatable), e.g. orders[*].note, *.note")
 @click.option("--region", "regions", multiple=True, metavar="CC",
               help="phone detector: national numbering plan to read (repeatable), e.g. CN, US")
 @click.option("--limit", type=click.IntRange(min=1), default=100000, show_default=True, help="records read at most")
@@ -260,9 +278,7 @@ def coverage_cmd(policy_file, sample, topic, bootstrap_servers, timeout, route_n
         cp = compile_for_tests(loaded, routes=[route_name] if route_name else None)
         route = cp.route(route_name)
     except PolicyError as e:
-        for line in str(e).splitlines():
-            click.echo(line, err=True)
-        sys.exit(1)
+        _exit_problems(e)
     except KeyError as e:
         raise click.UsageError(str(e.args[0])) from None
     if topic is not None:
@@ -278,6 +294,54 @@ def coverage_cmd(policy_file, sample, topic, bootstrap_servers, timeout, route_n
         raise click.UsageError(str(e)) from None
     click.echo(json.dumps(rep.to_dict(), ensure_ascii=False) if as_json else format_report(rep))
     sys.exit(1 if rep.leaking else 0)
+
+
+@main.command("diff")
+@click.argument("old_file", type=click.Path(dir_okay=False))
+@click.argument("new_file", type=click.Path(dir_okay=False))
+@click.option("--sample", "sample", default=None, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSON-lines file of source record values (- = stdin), run through both policies")
+@click.option("--route", "routes", multiple=True, metavar="NAME", help="compare only this route (repeatable)")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+              help="markdown: a pull-request comment; json: for tools")
+@click.option("--fail-on", "fail_on", type=click.Choice(["warning", "clear", "never"]), default="warning",
+              show_default=True, help="exit 1 on any WARNING, only when data leaves in clear, or never")
+@click.option("--region", "regions", multiple=True, metavar="CC",
+              help="phone detector: national numbering plan to read (repeatable), e.g. CN, US")
+@click.option("--limit", type=click.IntRange(min=1), default=100000, show_default=True, help="sample records read at most")
+def diff_cmd(old_file, new_file, sample, routes, fmt, fail_on, regions, limit) -> None:
+    """What changing policy OLD_FILE into NEW_FILE does, per route.
+
+    Fields that become clear, are protected differently, dropped or newly kept; block rules and
+    settings changed; keys whose version changes; with --sample, records now blocked or
+    dead-lettered and records whose output changes (counts), run with test keys (never the
+    policies' key sources), and the detectors over both protected outputs. A WARNING line (in
+    capitals) marks data leaving in clear that did not before, or a deterministic rule whose
+    output changes (joins downstream break). Exit 0 when nothing dangerous changes, 1 on a
+    warning (see --fail-on), 2 when a policy is invalid or the command is misused."""
+    from .detectors.phone import check_regions
+    from .policy.loader import load_policy
+    from .policydiff import FORMATS, diff_policies
+    from .scan import read_jsonl
+    try:
+        check_regions(regions)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--region") from None
+    try:
+        old, new = load_policy(old_file), load_policy(new_file)
+        values = None
+        if sample is not None:
+            try:
+                values = list(read_jsonl(sample, limit))
+            except OSError as e:
+                raise click.BadParameter(f"cannot read: {type(e).__name__}", param_hint="--sample") from None
+        d = diff_policies(old, new, values, routes=routes, regions=regions)
+    except PolicyError as e:
+        _exit_problems(e, 2)
+    except KeyError as e:
+        raise click.UsageError(str(e.args[0])) from None
+    click.echo(FORMATS[fmt](d))
+    sys.exit(d.exit_code(fail_on))
 
 
 @main.command()
@@ -367,9 +431,20 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
 @click.option("--control-topic", envvar="DPP_CONTROL_TOPIC", default="dpp.control", show_default=True,
               help="compacted topic of the incident switch (dpp halt / dpp resume), read to its end before "
                    "any route starts, then every 0.5 s; '' turns the switch off (env DPP_CONTROL_TOPIC)")
+@click.option("--consent-memory-subjects", type=click.IntRange(min=0), default=1_000_000, show_default=True,
+              help="data subjects a consent table keeps in memory (about 100 bytes each); more go to an "
+                   "on-disk store (RocksDB), so memory stays bounded")
+@click.option("--consent-spill-dir", type=click.Path(file_okay=False), default=None,
+              help="directory of the consent tables' on-disk stores (default: a temporary directory)")
+@click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True,
+              help="records of processing go here, per route and window (docs/operating.md); '' writes none "
+                   "(env DPP_AUDIT_TOPIC)")
+@click.option("--processing-record-interval", "record_interval", default="60s", show_default=True,
+              metavar="DURATION", help="window of the records of processing: 60s, 1m, 500ms or seconds")
 def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
         create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
-        control_topic: str) -> None:
+        control_topic: str, consent_memory_subjects: int, consent_spill_dir: str | None, audit_topic: str,
+        record_interval: str) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
@@ -380,6 +455,7 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     from .metrics import Metrics
     from .stream.engine import Engine, EngineConfig
     logs.setup(log_level)
+    interval = _duration_s(record_interval, "--processing-record-interval")
     metrics = Metrics()
     metrics.watch_kms()
     waiting = _KmsWait(metrics, metrics_port)
@@ -389,7 +465,9 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,
-                                  control_topic=control_topic or None), metrics)
+                                  control_topic=control_topic or None, consent_memory_subjects=consent_memory_subjects,
+                                  consent_spill_dir=consent_spill_dir, audit_topic=audit_topic or None,
+                                  processing_record_interval_s=interval), metrics)
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says
@@ -407,6 +485,20 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     sys.exit(code)
 
 
+def _duration_s(text: str, hint: str) -> float:
+    """Seconds of ``60s``, ``1m``, ``500ms``, ``1h`` or a plain number of seconds (> 0)."""
+    t = text.strip().lower()
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("", 1.0)):
+        if t.endswith(suffix):
+            try:
+                v = float(t[:len(t) - len(suffix)] if suffix else t) * scale
+            except ValueError:
+                continue
+            if v > 0:
+                return v
+    raise click.BadParameter(f"expected a duration such as 60s, 1m or 500ms, got {text!r}", param_hint=hint)
+
+
 def _create_route_topics(cp, bootstrap: str) -> None:
     from .stream.admin import ensure_topics, partition_count
     from .stream.subjects import TOPIC_CONFIG
@@ -415,6 +507,9 @@ def _create_route_topics(cp, bootstrap: str) -> None:
         ensure_topics(bootstrap, {r.source: n, r.sink: n, r.dead_letter: n})
         if r.subject_mode:
             ensure_topics(bootstrap, {r.subject_topic: 1}, configs={r.subject_topic: TOPIC_CONFIG})
+        if r.consent is not None:
+            from .stream.consent import CONSENT_CONFIG
+            ensure_topics(bootstrap, {r.consent.topic: 1}, configs={r.consent.topic: CONSENT_CONFIG})
 
 
 @main.command()
@@ -535,12 +630,16 @@ def _hint(reason: str) -> str:
             "key-unavailable": ": the key version that protected it is not in the keyring"}.get(reason, "")
 
 
-def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str | None):
-    """``audit(doc_bytes)``: append to a file (fsync'd) and/or produce to a topic (acknowledged)."""
+def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str | None,
+                then: str = "stopping before revealing"):
+    """``audit(doc_bytes)``: append to a file (fsync'd) and/or produce to a topic (acknowledged;
+    created with one partition when missing). An unacknowledged record exits: ``then`` says what."""
     producer = None
     if audit_topic:
         from confluent_kafka import Producer
+        from .stream.admin import ensure_topics
         from .stream.clientconfig import client_config
+        ensure_topics(bootstrap, {audit_topic: 1})
         producer = Producer({**client_config(bootstrap), "enable.idempotence": True})
 
     def audit(doc: bytes) -> None:
@@ -553,7 +652,7 @@ def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str 
             errs = []
             producer.produce(audit_topic, doc, on_delivery=lambda e, m: errs.append(e) if e else None)
             if producer.flush(30) or errs:
-                raise click.ClickException("audit record not acknowledged; stopping before revealing")
+                raise click.ClickException(f"audit record not acknowledged; {then}")
     return audit
 
 
@@ -565,7 +664,9 @@ def _audit_sink(audit_file: str | None, audit_topic: str | None, bootstrap: str 
 @click.option("--reason", required=True, help="e.g. the erasure request's reference (goes into the audit record)")
 @click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER")
 @click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append the audit record here")
-def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor, audit_file) -> None:
+@click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True,
+              help="produce the audit record to this topic too (dpp report lists the erasures); '' for none")
+def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor, audit_file, audit_topic) -> None:
     """Erase a data subject's key (crypto-shredding; PIPL Art. 47, GDPR Art. 17).
 
     Their FPE and token values can never be revealed again; running workers pick the event up
@@ -579,6 +680,7 @@ def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor
     routes = [r for r in cp.routes if r.subject_mode and (route_name is None or r.name == route_name)]
     if not routes:
         raise click.UsageError("no route of this policy uses subject_keys")
+    audit = _audit_sink(audit_file, audit_topic or None, bootstrap_servers, "stopping")
     for r in routes:
         ref = subject_ref(r.subject_kek, subject_id)
         store = KafkaSubjectKeys(bootstrap_servers, r.subject_topic, r.subject_kek, follow=False)
@@ -590,10 +692,137 @@ def forget(subject_id, policy_file, route_name, bootstrap_servers, reason, actor
         doc = {"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"), "action": "forget",
                "actor": actor, "reason": reason, "policy": cp.provenance, "route": r.name, "subject_ref": ref,
                "had_key": known}
-        if audit_file:
-            with open(audit_file, "ab") as f:
-                f.write(orjson.dumps(doc) + b"\n")
+        audit(orjson.dumps(doc))
         click.echo(f"route {r.name}: subject {ref} forgotten" + ("" if known else " (no key was stored yet)"))
+
+
+@main.command()
+@click.argument("subject_id")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="policy YAML file")
+@click.option("--route", "routes", multiple=True, metavar="NAME", help="only this route (repeatable)")
+@click.option("--field", "fields", multiple=True, metavar="F=VALUE",
+              help="another identifier of the subject: field path (or rule name) = value (repeatable), "
+                   "e.g. email=x@example.com")
+@click.option("--subject-field", default=None, metavar="PATH",
+              help="field holding SUBJECT_ID (default: the route's subject_keys.field or consent.subject_field)")
+@click.option("--reason", required=True, help="the request's reference (goes into the audit record)")
+@click.option("--actor", default=lambda: os.environ.get("USER") or "unknown", show_default="$USER")
+@click.option("--audit-file", type=click.Path(dir_okay=False), default=None, help="append the audit record here")
+@click.option("--audit-topic", default=None, help="produce the audit record to this topic (with --bootstrap-servers)")
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers, for --audit-topic")
+@click.option("--json", "as_json", is_flag=True, help="print JSON: [{route, rule, field, action, input, value}]")
+def subject(subject_id, policy_file, routes, fields, subject_field, reason, actor, audit_file, audit_topic,
+            bootstrap_servers, as_json) -> None:
+    """The pseudonyms and tokens a data subject's identifiers get, per route and rule.
+
+    For an access or erasure request: look these values up in downstream stores and delete the
+    rows (docs/operating.md, "Erasure requests"). Deterministic rules only (pseudonymize, fpe,
+    tokenize, detect with replace pseudonymize/fpe), computed with the policy's keys, as `dpp
+    run` loads them: an authorized operation, audited before anything is printed."""
+    import datetime as _dt
+
+    from .subjectlookup import format_text, lookup
+    if not audit_file and not audit_topic:
+        raise click.UsageError("a subject look-up must be audited: give --audit-file or --audit-topic")
+    if audit_topic and not bootstrap_servers:
+        raise click.UsageError("--audit-topic needs --bootstrap-servers")
+    if not reason.strip():
+        raise click.BadParameter("a reason is required", param_hint="--reason")
+    values = {}
+    for item in fields:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise click.BadParameter("expected FIELD=VALUE (a field path or rule name, '=', the value)", param_hint="--field")
+        values[k.strip()] = v
+    cp = _load_compiled(policy_file, list(routes) or None)
+    rows = lookup(cp, subject_id, values, subject_field, list(routes) or None)
+    if subject_field is None:
+        from .subjectlookup import subject_field as field_of
+        models = {m.name: m for m in cp.loaded.policy.routes}
+        unnamed = [r.name for r in cp.routes if field_of(r, models.get(r.name)) is None]
+        if unnamed:
+            click.echo(f"note: SUBJECT_ID is not used on {', '.join(unnamed)}: no subject_keys or consent field; "
+                       "name its field with --subject-field", err=True)
+    audit = _audit_sink(audit_file, audit_topic, bootstrap_servers, "stopping before printing")
+    audit(orjson.dumps({"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+                        "action": "subject", "actor": actor, "reason": reason, "policy": cp.provenance,
+                        "routes": sorted({r["route"] for r in rows}), "rules": [r["rule"] for r in rows],
+                        "inputs": sorted({r["input"] for r in rows})}))
+    click.echo(json.dumps(rows, ensure_ascii=False) if as_json else format_text(rows))
+
+
+def _json_lines(files):
+    """The JSON objects of JSON-lines ``files``, one at a time (other lines are skipped)."""
+    for f in files:
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    d = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if type(d) is dict:
+                    yield d
+
+
+@main.command()
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (read --audit-topic)")
+@click.option("--audit-topic", envvar="DPP_AUDIT_TOPIC", default="dpp.audit", show_default=True)
+@click.option("--audit-file", "audit_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="instead of the topic: JSON-lines audit file (repeatable; offline use)")
+@click.option("--from", "start", required=True, metavar="DATE", help="start, ISO 8601 (UTC unless an offset is given)")
+@click.option("--to", "end", required=True, metavar="DATE", help="end (exclusive; a date alone: to the end of that day)")
+@click.option("--out", "out", required=True, type=click.Path(), metavar="DIR|FILE",
+              help="a directory (report.html, report.pdf in it) or FILE.html")
+@click.option("--lang", type=click.Choice(["zh", "en", "both"]), default="both", show_default=True)
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print the PDF (needs Chromium)")
+@click.option("--json", "as_json", is_flag=True, help="print the totals per route as JSON on stdout")
+def report(bootstrap_servers, audit_topic, audit_files, start, end, out, lang, pdf, as_json) -> None:
+    """Processing-activity report (PIPL Art. 55-56) from the audit topic, as HTML and PDF.
+
+    Records consumed, protected, blocked and dead-lettered over time, by route and purpose; the
+    policy revisions in force; halts and resumes; re-identifications (dpp reveal); erasures
+    (dpp forget); subject look-ups (dpp subject). Chinese and English labels (--lang). The PDF is
+    printed by headless Chromium: without it the HTML is written and the command exits 1."""
+    import subprocess
+
+    from .report import PdfUnavailable, aggregate, parse_time, render_html, render_pdf
+    try:
+        t0, t1 = parse_time(start), parse_time(end, end=True)
+    except ValueError:
+        raise click.BadParameter("expected an ISO 8601 date or time, e.g. 2026-12-01", param_hint="--from/--to") from None
+    if t1 <= t0:
+        raise click.BadParameter("--to must be after --from", param_hint="--to")
+    if audit_files:
+        docs = _json_lines(audit_files)
+    elif bootstrap_servers:
+        from .stream.processingrecords import read_audit
+        try:
+            docs = read_audit(bootstrap_servers, audit_topic)
+        except LookupError as e:
+            raise click.ClickException(str(e)) from None
+    else:
+        raise click.UsageError("give --bootstrap-servers (the audit topic) or --audit-file")
+    rep = aggregate(docs, t0, t1)
+    target = Path(out)
+    html_file = target if target.suffix.lower() in (".html", ".htm") else target / "report.html"
+    html_file.parent.mkdir(parents=True, exist_ok=True)
+    html_file.write_text(render_html(rep, lang), encoding="utf-8")
+    click.echo(f"report written to {html_file}", err=True)
+    if as_json:
+        click.echo(json.dumps({name: {"purpose": rep.purpose_of.get(name, ""), "consumed": t.consumed,
+                                      "produced": t.produced, "blocked": t.blocked, "dead_lettered": t.dead_lettered}
+                               for name, t in sorted(rep.routes.items())}))
+    if pdf:
+        pdf_file = html_file.with_suffix(".pdf")
+        try:
+            render_pdf(html_file, pdf_file)
+        except PdfUnavailable as e:
+            click.echo(f"dpp report: {e}", err=True)
+            sys.exit(1)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            click.echo(f"dpp report: the PDF failed ({type(e).__name__}: {e}); the HTML report was written", err=True)
+            sys.exit(1)
+        click.echo(f"report written to {pdf_file}", err=True)
 
 
 def _switch(route_name: str, state: str, reason: str, policy_file: str, bootstrap_servers: str, actor: str,
@@ -604,9 +833,7 @@ def _switch(route_name: str, state: str, reason: str, policy_file: str, bootstra
     try:
         loaded = load_policy(policy_file)
     except PolicyError as e:
-        for line in str(e).splitlines():
-            click.echo(line, err=True)
-        sys.exit(1)
+        _exit_problems(e)
     names = [r.name for r in loaded.policy.routes]
     if route_name not in names:
         raise click.UsageError(f"no route {route_name!r} in {policy_file}; routes: {names}")
@@ -645,6 +872,66 @@ def halt(route_name, reason, policy_file, bootstrap_servers, actor, control_topi
 def resume(route_name, reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic) -> None:
     """Incident switch: let a halted ROUTE process again (audited like `dpp halt`)."""
     _switch(route_name, "running", reason, policy_file, bootstrap_servers, actor, control_topic, audit_topic)
+
+
+@main.group()
+def consent() -> None:
+    """Consent of data subjects per purpose, in a compacted consent topic (route `consent:`).
+
+    Each record holds a subject's whole state (key = subject id; value = {subject, purposes:
+    {name: granted|withdrawn}, updated_at}); `grant` and `withdraw` read the subject's current
+    state and write the new one. Running workers apply it before their next batch."""
+
+
+def _consent_options(fn):
+    for opt in reversed([
+        click.argument("subject"),
+        click.argument("purpose"),
+        click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers"),
+        click.option("--topic", required=True, help="the consent topic (a route's consent.topic)"),
+        click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="partitions of the topic when it is created (compacted)"),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _write_consent(subject, purpose, state, bootstrap_servers, topic, partitions) -> None:
+    from .stream.consent import write_consent
+    import re
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", purpose):
+        raise click.BadParameter("a purpose is a lower-case slug: a-z 0-9 . _ -", param_hint="PURPOSE")
+    try:
+        doc = write_consent(bootstrap_servers, topic, subject, purpose, state, partitions=partitions)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="SUBJECT") from None
+    except (RuntimeError, TimeoutError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(orjson.dumps(doc).decode())
+
+
+@consent.command("grant")
+@_consent_options
+def consent_grant(subject, purpose, bootstrap_servers, topic, partitions) -> None:
+    """SUBJECT grants PURPOSE."""
+    _write_consent(subject, purpose, "granted", bootstrap_servers, topic, partitions)
+
+
+@consent.command("withdraw")
+@_consent_options
+def consent_withdraw(subject, purpose, bootstrap_servers, topic, partitions) -> None:
+    """SUBJECT withdraws PURPOSE (PIPL Art. 15, GDPR Art. 7(3)): its records stop reaching that purpose's sinks."""
+    _write_consent(subject, purpose, "withdrawn", bootstrap_servers, topic, partitions)
+
+
+@consent.command("show")
+@click.argument("subject")
+@click.option("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
+@click.option("--topic", required=True, help="the consent topic")
+def consent_show(subject, bootstrap_servers, topic) -> None:
+    """Print SUBJECT's current consent state (JSON)."""
+    from .stream.consent import current_state
+    click.echo(orjson.dumps({"subject": subject, "purposes": current_state(bootstrap_servers, topic, subject)}).decode())
 
 
 @main.command("dead-letter")

@@ -74,6 +74,11 @@ class Reason(str, Enum):
     """A route with ``retention:`` cannot read the record's event time: the field is missing,
     null, found more than once, or not an ISO 8601 timestamp with an offset or an epoch number."""
     RETENTION_EXPIRED = "retention-expired"
+    CONSENT_MISSING = "consent-missing"
+    """Block reason: the route's ``consent`` has no decision for the record's subject and purpose
+    (or the subject's consent record is unreadable)."""
+    CONSENT_WITHDRAWN = "consent-withdrawn"
+    """Block reason: the record's subject withdrew the route's purpose in the consent topic."""
     """Block reason: the record's event time is older than the route's ``retention.max_age``."""
     SCHEMA_VALIDATION_FAILED = "schema-validation-failed"
     """A JSON Schema route's protected value does not validate against the derived sink schema."""

@@ -22,6 +22,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
+        self.listeners: list = []
+        """Callables ``(route, stats, produced)`` given every batch :meth:`publish` adds (the records
+        of processing, :mod:`proxy.stream.processingrecords`: the same counts as the metrics)."""
         r = self.registry
         self.consumed = Counter("dpp_records_consumed", "Records consumed from a route's source topic", ["route"], registry=r)
         self.produced = Counter("dpp_records_produced", "Protected records acknowledged by the sink topic", ["route"], registry=r)
@@ -39,6 +42,13 @@ class Metrics:
                                 "purpose empty when none is declared)", ["route", "purpose"], registry=r)
         self.halted = Gauge("dpp_route_halted", "1 while the route is halted by the incident switch (dpp halt), else 0",
                             ["route"], registry=r)
+        self.consent_subjects = Gauge("dpp_consent_subjects", "Data subjects in the consent table of a consent topic",
+                                      ["topic"], registry=r)
+        self.consent_updates = Counter("dpp_consent_updates", "Consent records read (applied, unreadable: the subject "
+                                       "counts as not consenting, ignored: no usable key)", ["topic", "outcome"], registry=r)
+        self.consent_apply_lag = Histogram("dpp_consent_apply_lag_seconds", "Seconds from a consent record's Kafka "
+                                           "timestamp to its application in the worker's consent table", ["topic"],
+                                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0), registry=r)
         self.reloads = Counter("dpp_policy_reloads", "Policy reload attempts", ["result"], registry=r)
         for result in ("success", "error"):
             self.reloads.labels(result)
@@ -103,6 +113,8 @@ class Metrics:
         """Add a drained :class:`RouteStats` to the counters. ``produced`` overrides the count of
         sink records (the engine passes what the broker acknowledged)."""
         name = route.name
+        for listener in self.listeners:
+            listener(route, stats, produced)
         if stats.consumed:
             self.consumed.labels(name).inc(stats.consumed)
         p = stats.produced if produced is None else produced

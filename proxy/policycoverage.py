@@ -4,7 +4,7 @@
 (:meth:`CompiledRoute.process_record`) with test keys (:func:`proxy.policytest.compile_for_tests`:
 the policy's key sources are never read), then runs every registered detector
 (:mod:`proxy.detectors`) over every string (and long number) of the *protected output*, through
-:func:`proxy.scan.scan_records`. A finding is a leak: a value that a validating detector accepts
+:class:`proxy.scan.RecordScan`. A finding is a leak: a value that a validating detector accepts
 (a Luhn-valid card, a resident id with its check character, a mobile number of a real range ...)
 in a field path the policy lets out, array indexes generalised to ``[*]``.
 
@@ -18,13 +18,13 @@ Reports carry paths, detector names and counts, never a value. No Kafka here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import orjson
 
-from .policy.compiler import BLOCK, SINK, CompiledRoute
-from .policy.paths import WILDCARD, PathSyntaxError, compile_visit, format_path, parse_path
-from .scan import scan_records
+from .policy.compiler import BLOCK, SINK, CompiledRoute, Outcome
+from .policy.paths import WILDCARD, PathSyntaxError, compile_visit, format_path, overlap, parse_path
+from .scan import RecordScan
 
 CIPHERTEXT_ACTIONS = ("fpe", "tokenize", "pseudonymize")
 """Rule actions whose output is keyed ciphertext (or a keyed digest), excluded from the scan."""
@@ -34,6 +34,12 @@ def general_path(text: str) -> str:
     """A field path with array indexes generalised: ``orders[0].card`` → ``orders[*].card``.
     Raises :class:`PathSyntaxError` for a path that does not parse."""
     return format_path(tuple(WILDCARD if isinstance(s, int) else s for s in parse_path(text)))
+
+
+def selects(pattern: tuple, path: tuple) -> bool:
+    """Whether a parsed field path (``[*]``, ``*``, ``**``, ``{a,b}`` allowed) selects the scanned
+    output path ``path`` (keys and ``[*]``: :func:`general_path` spelling, parsed)."""
+    return pattern == path or overlap(pattern, path)[0]
 
 
 @dataclass
@@ -76,52 +82,67 @@ class CoverageReport:
 
 
 def _blank(c: Any, k: Any) -> None:
-    c[k] = None  # scan_records skips nulls
+    c[k] = None  # the scan skips nulls
 
 
 def coverage(route: CompiledRoute, values: Iterable[bytes | None], *, regions: Iterable[str] = (),
              allow: Iterable[str] = ()) -> CoverageReport:
     """Run ``route`` over raw record ``values`` (JSON bytes) and scan the protected output with every
     detector (``regions``: the ``phone`` detector's national numbering plans, ISO 3166-1 alpha-2).
-    ``allow``: field paths (``[*]`` or indexes) whose findings are accepted exceptions.
+    ``allow``: field paths (``[*]`` or indexes, wildcards: ``*.note``) whose findings are accepted exceptions.
 
     Raises ``PathSyntaxError`` for an ``allow`` path that does not parse and ``ValueError`` for an
     unknown region; never raises for a bad record (it is counted as dead-lettered)."""
-    allowed = {general_path(a) for a in allow}
-    hide = [compile_visit(parse_path(r.field)) for r in route.rules
-            if r.field is not None and r.action in CIPHERTEXT_ACTIONS]
-    fpe_kinds: dict[str, set[str]] = {}
-    for r in route.rules:
-        if r.field is not None and r.action == "detect" and r.replace == "fpe":
-            fpe_kinds.setdefault(general_path(r.field), set()).update(r.detectors)
-    rep = CoverageReport(route=route.name)
+    scan = CoverageScan(route, regions=regions, allow=allow)
+    for v in values:
+        scan.add(route.process_record(v))
+    return scan.finish()
 
-    def outputs() -> Iterator[Any]:
-        for v in values:
-            rep.records += 1
-            out = route.process_record(v)
-            if out.kind == BLOCK:
-                rep.blocked += 1
-            elif out.kind != SINK:
-                rep.dead_letter += 1
-            elif out.value is not None:
-                rep.sink += 1
-                obj = orjson.loads(out.value)
-                if type(obj) is dict:
-                    for visit in hide:
-                        visit(obj, _blank)
-                yield obj
 
-    scan = scan_records(outputs(), regions=regions)
-    rep.detectors = scan.detectors
-    for fr in scan.fields.values():
-        for kind, ks in sorted(fr.kinds.items()):
-            if kind in fpe_kinds.get(fr.path, ()):
-                continue
-            rep.leaks.append(Leak(fr.path, kind, ks.records, ks.findings, ks.records / rep.sink if rep.sink else 0.0,
-                                  fr.path in allowed))
-    rep.leaks.sort(key=lambda lk: (lk.allowed, -lk.records, lk.path, lk.detector))
-    return rep
+class CoverageScan:
+    """:func:`coverage` one outcome at a time, for a caller that reads the outcomes too (``dpp
+    diff``): :meth:`add` each :class:`Outcome` ``route`` gave (:meth:`CompiledRoute.process_record`),
+    then :meth:`finish`. Same arguments and errors as :func:`coverage`."""
+
+    def __init__(self, route: CompiledRoute, *, regions: Iterable[str] = (), allow: Iterable[str] = ()):
+        self._allowed = [parse_path(general_path(a)) for a in allow]
+        self._hide = [compile_visit(parse_path(r.field)) for r in route.rules
+                      if r.field is not None and r.action in CIPHERTEXT_ACTIONS]
+        self._fpe_kinds = [(parse_path(general_path(r.field)), set(r.detectors)) for r in route.rules
+                           if r.field is not None and r.action == "detect" and r.replace == "fpe"]
+        self._rep = CoverageReport(route=route.name)
+        self._scan = RecordScan(regions=regions)
+
+    def add(self, out: Outcome) -> None:
+        """Count one outcome; scan its protected value when it reached the sink."""
+        rep = self._rep
+        rep.records += 1
+        if out.kind == BLOCK:
+            rep.blocked += 1
+        elif out.kind != SINK:
+            rep.dead_letter += 1
+        elif out.value is not None:
+            rep.sink += 1
+            obj = orjson.loads(out.value)
+            if type(obj) is dict:
+                for visit in self._hide:
+                    visit(obj, _blank)
+            self._scan.add(obj)
+
+    def finish(self) -> CoverageReport:
+        """The report of the outcomes added."""
+        rep, scan = self._rep, self._scan.finish()
+        rep.detectors = scan.detectors
+        for fr in scan.fields.values():
+            segs = parse_path(fr.path)
+            ciphered = {k for p, kinds in self._fpe_kinds if selects(p, segs) for k in kinds}
+            ok = any(selects(p, segs) for p in self._allowed)
+            for kind, ks in sorted(fr.kinds.items()):
+                if kind in ciphered:
+                    continue
+                rep.leaks.append(Leak(fr.path, kind, ks.records, ks.findings, ks.records / rep.sink if rep.sink else 0.0, ok))
+        rep.leaks.sort(key=lambda lk: (lk.allowed, -lk.records, lk.path, lk.detector))
+        return rep
 
 
 def format_report(rep: CoverageReport) -> str:
@@ -138,5 +159,5 @@ def format_report(rep: CoverageReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CIPHERTEXT_ACTIONS", "CoverageReport", "Leak", "coverage", "format_report", "general_path",
+__all__ = ["CIPHERTEXT_ACTIONS", "CoverageReport", "Leak", "CoverageScan", "coverage", "format_report", "general_path",
            "PathSyntaxError"]

@@ -37,7 +37,7 @@ from .errors import PolicyError, RecordError
 from .policy.compiler import BLOCK, DEAD_LETTER, SINK, CompiledPolicy, CompiledRoute, _json_equal, compile_policy
 from .policy.loader import LoadedPolicy, _render_loc, case_problems, load_policy, load_yaml_model, nearest_line
 from .policy.models import EnvKey, PolicyTestCase, _Model
-from .policy.paths import WILDCARD, parse_path
+from .policy.paths import ANY_KEY, DEEP, WILDCARD, KeyChoice, parse_path
 
 TESTS_SUFFIX = ".tests.yaml"
 
@@ -114,10 +114,22 @@ def load_test_file(path: str | Path, loaded: LoadedPolicy) -> tuple[TestFile, di
     return tf, lines
 
 
-def load_suite(policy_file: str | Path, tests_file: str | Path | None = None) -> Suite:
+def policy_of_test_file(path: str | Path) -> Path:
+    """The policy a sidecar test file belongs to: ``FILE.yaml`` (or ``FILE.yml`` when only that
+    exists) for ``FILE.tests.yaml``; any other path is returned as it is."""
+    p = Path(path)
+    if not p.name.endswith(TESTS_SUFFIX):
+        return p
+    yaml_file = p.with_name(p.name[: -len(TESTS_SUFFIX)] + ".yaml")
+    yml_file = yaml_file.with_suffix(".yml")
+    return yml_file if not yaml_file.exists() and yml_file.exists() else yaml_file
+
+
+def load_suite(policy_file: str | Path, tests_file: str | Path | None = None, required: bool = True) -> Suite:
     """The policy and every case: its ``tests:``, then those of ``tests_file`` (default: the
     sidecar :func:`sidecar_path`, when it exists). Raises :class:`PolicyError` for a bad policy,
-    a bad test file, or when there is no case at all."""
+    a bad test file, or when there is no case at all (unless ``required`` is false: then the
+    suite has no cases)."""
     loaded = load_policy(policy_file)
     cases = [Case(c, loaded.file, loaded.line_of(("tests", i))) for i, c in enumerate(loaded.policy.tests)]
     keys: dict[str, bytes] = {}
@@ -126,8 +138,8 @@ def load_suite(policy_file: str | Path, tests_file: str | Path | None = None) ->
         tf, lines = load_test_file(side, loaded)
         cases += [Case(c, str(side), nearest_line(lines, ("tests", i))) for i, c in enumerate(tf.tests)]
         keys = {k: bytes.fromhex(v) for k, v in tf.keys.items()}
-    if not cases:
-        raise PolicyError([(str(policy_file), None, "tests",
+    if not cases and required:
+        raise PolicyError([(str(policy_file), 1, "tests",
                             f"no test cases: add tests: to the policy or write {sidecar_path(policy_file).name}")])
     return Suite(loaded, cases, keys)
 
@@ -139,6 +151,13 @@ def derived_test_key(name: str, version: int) -> bytes:
     return hashlib.sha256(b"dpp test key\0" + name.encode() + b"\0" + str(version).encode()).digest()
 
 
+def key_versions(spec) -> tuple[list[int], int]:
+    """``(version numbers, current version)`` a key spec declares (``versions``, else the single
+    version; a ``dir`` key, whose versions are files: its ``current``, default 1)."""
+    numbers = sorted(getattr(spec, "versions", None) or {spec.current or 1: None})
+    return numbers, spec.current or max(numbers)
+
+
 def with_test_keys(loaded: LoadedPolicy, given: dict[str, bytes] | None = None) -> tuple[LoadedPolicy, dict[str, str]]:
     """``(policy, environ)``: ``loaded`` with every key spec replaced by environment-variable
     versions that ``environ`` (a private mapping, not ``os.environ``) holds as hex test keys.
@@ -147,8 +166,7 @@ def with_test_keys(loaded: LoadedPolicy, given: dict[str, bytes] | None = None) 
     env: dict[str, str] = {}
     specs = {}
     for n, (name, spec) in enumerate(sorted(loaded.policy.keys.items())):
-        numbers = sorted(getattr(spec, "versions", None) or {spec.current or 1: None})
-        current = spec.current or max(numbers)
+        numbers, current = key_versions(spec)
         versions = {}
         for v in numbers:
             var = f"DPP_TEST_KEY_{n}_V{v}"
@@ -189,11 +207,21 @@ def _same(a: Any, b: Any) -> bool:
 
 def select(node: Any, segs: tuple, at: tuple = ()) -> list[tuple[tuple, Any]]:
     """``[(concrete path, value)]`` of every node ``segs`` (a parsed field path) selects in ``node``
-    (``[*]`` expands to each index); a missing key, an index out of range or a node of another
+    (``[*]`` expands to each index, ``*``/``**``/``{a,b}`` to each key); a missing key, an index out of range or a node of another
     shape selects nothing."""
     if not segs:
         return [(at, node)]
     seg, rest = segs[0], segs[1:]
+    if seg is DEEP:  # this object and every object below it (proxy.policy.paths)
+        if type(node) is not dict:
+            return []
+        return select(node, rest, at) + [hit for k, v in node.items() if type(v) is dict
+                                         for hit in select(v, segs, at + (k,))]
+    if seg is ANY_KEY or type(seg) is KeyChoice:
+        if type(node) is not dict:
+            return []
+        keys = list(node) if seg is ANY_KEY else [k for k in seg if k in node]
+        return [hit for k in keys for hit in select(node[k], rest, at + (k,))]
     if seg is WILDCARD:
         if type(node) is not list:
             return []
@@ -297,10 +325,27 @@ def _diff(expected: Any, actual: Any) -> list[str]:
     return ["output differs (- expected, + actual):"] + lines[2:]
 
 
+def _case_consent(route: CompiledRoute, case: PolicyTestCase) -> None:
+    """A fresh consent table for the case: its ``consent:`` states for the input's subject (the
+    value at the route's ``consent.subject_field``, when there is one string or integer)."""
+    from .policy.consent import STATES, ConsentTable
+    table = route.consent_table = ConsentTable()
+    found: list = []
+    if case.consent is not None and type(case.input.value) is dict:
+        try:
+            route._consent_visit(case.input.value, lambda c, k: found.append(c[k]))
+        except Exception:  # noqa: BLE001 - a wrong shape: the route dead-letters the record itself
+            found = []
+    if len(found) == 1 and type(found[0]) in (str, int):
+        table.apply(str(found[0]), {p: STATES[s] for p, s in case.consent.items()})
+
+
 def run_case(route: CompiledRoute, case: PolicyTestCase) -> list[str]:
     """Run one case through ``route``'s reference path; its failures (``[]`` = pass)."""
     inp = case.input
     headers = [(k, v.encode("utf-8")) for k, v in inp.headers.items()]
+    if route.consent is not None:
+        _case_consent(route, case)
     out = route.process_record(_encode_value(inp.value), None if inp.key is None else inp.key.encode("utf-8"),
                                headers or None)
     if case.outcome is not None:
@@ -365,11 +410,19 @@ def summary_line(results: list[CaseResult]) -> str:
     return f"{len(results) - failed} passed, {failed} failed"
 
 
-def junit_xml(suites: list[tuple[str, list[CaseResult]]]) -> str:
+def junit_xml(suites: list[tuple[str, list[CaseResult]]], errors: list[tuple[str, str]] = ()) -> str:
     """JUnit XML (one ``<testsuite>`` per policy file, one ``<testcase>`` per case, ``<failure>``
-    with the failure lines) for CI test reports."""
+    with the failure lines) for CI test reports; each of ``errors`` (file, problem lines: a policy
+    or test file that did not load) is a suite with one ``<testcase>`` holding an ``<error>``, so a
+    CI report never shows an invalid file as green."""
     root = ET.Element("testsuites", name="dpp test")
     total = fails = 0
+    for name, problem in errors:
+        ts = ET.SubElement(root, "testsuite", name=name, tests="1", failures="0", errors="1", time="0")
+        tc = ET.SubElement(ts, "testcase", classname=name, name="load", time="0")
+        ee = ET.SubElement(tc, "error", message=problem.splitlines()[0][:200] if problem else "not loaded")
+        ee.text = problem
+        total += 1
     for name, results in suites:
         f = sum(not r.passed for r in results)
         total, fails = total + len(results), fails + f
@@ -382,9 +435,10 @@ def junit_xml(suites: list[tuple[str, list[CaseResult]]]) -> str:
                 fe.text = "\n".join(r.failures)
     root.set("tests", str(total))
     root.set("failures", str(fails))
+    root.set("errors", str(len(errors)))
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 __all__ = ["Case", "CaseResult", "Suite", "TestFile", "check_assert", "compile_for_tests", "derived_test_key",
-           "format_result", "junit_xml", "load_suite", "load_test_file", "run_case", "run_suite", "select",
+           "format_result", "junit_xml", "key_versions", "load_suite", "load_test_file", "policy_of_test_file", "run_case", "run_suite", "select",
            "sidecar_path", "summary_line", "with_test_keys"]

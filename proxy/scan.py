@@ -287,10 +287,25 @@ def scan_records(records: Iterable[Any], detectors: Iterable[str] | None = None,
     (default none: only numbers written with ``+`` and a country code). Raises ``KeyError`` /
     ``ValueError`` for an unknown detector / region.
     """
-    regions = tuple(regions)
-    sc = _Scanner(build_detectors(detectors, regions=regions))
-    sc.report.regions = list(regions)
+    scan = RecordScan(detectors, regions=regions)
     for rec in records:
+        scan.add(rec)
+    return scan.finish()
+
+
+class RecordScan:
+    """:func:`scan_records` one record at a time (same arguments and errors): :meth:`add` each
+    parsed record, then :meth:`finish` for the report. For a caller that scans several streams
+    side by side without holding them."""
+
+    def __init__(self, detectors: Iterable[str] | None = None, *, regions: Iterable[str] = ()):
+        regions = tuple(regions)
+        self._sc = _Scanner(build_detectors(detectors, regions=regions))
+        self._sc.report.regions = list(regions)
+
+    def add(self, rec: Any) -> None:
+        """Scan one parsed record (anything but a JSON object, or a tagged one, counts as invalid)."""
+        sc = self._sc
         if type(rec) is dict:
             sc.record(rec)
         elif type(rec) is Tagged and type(rec[0]) is dict:
@@ -298,7 +313,10 @@ def scan_records(records: Iterable[Any], detectors: Iterable[str] | None = None,
         else:
             sc.report.records += 1
             sc.report.invalid += 1
-    return sc.finish()
+
+    def finish(self) -> ScanReport:
+        """The report of the records added."""
+        return self._sc.finish()
 
 
 def parse_values(values: Iterable[bytes | str | None]) -> Iterator[Any]:

@@ -110,3 +110,15 @@ def moto_kms() -> str:
             os.environ[k] = v
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def customer_sample(tmp_path_factory) -> Path:
+    """A JSON-lines sample of 200 generated customer records (``dpp generate -n 200 --seed 7``),
+    as ``dpp coverage`` and ``dpp diff`` read them."""
+    import orjson
+
+    from proxy.generator import generate_records
+    p = tmp_path_factory.mktemp("sample") / "records.jsonl"
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in generate_records(200, seed=7)))
+    return p

@@ -150,11 +150,19 @@ def hostile_values(draw) -> bytes | None:
 # ----------------------------------------------------------------------------------- policies
 @st.composite
 def paths(draw) -> str:
-    first = draw(st.sampled_from(['a', 'b', 'c', 'card', '"a.b"']))
+    # object wildcards and alternations too (*, **, {a,b}: proxy.policy.paths), now and then
+    first = draw(st.sampled_from(['a', 'b', 'c', 'card', '"a.b"', 'a', 'card', '*', '{a,card}', '**.card', '**.a']))
     segs = [first]
     for _ in range(draw(st.integers(0, 2))):
-        kind = draw(st.sampled_from(["key", "key", "[*]", "[0]", "[1]"]))
-        segs.append("." + draw(st.sampled_from(["a", "b", "card"])) if kind == "key" else kind)
+        kind = draw(st.sampled_from(["key", "key", "key", "[*]", "[0]", "[1]", "*", "{}"]))
+        if kind == "key":
+            segs.append("." + draw(st.sampled_from(["a", "b", "card"])))
+        elif kind == "*":
+            segs.append(".*")
+        elif kind == "{}":
+            segs.append(".{b,card}")
+        else:
+            segs.append(kind)
     return "".join(segs)
 
 

@@ -49,3 +49,36 @@ def load_error_lines(text: str, file: str = "<policy>") -> list[str]:
     except PolicyError as e:
         return str(e).splitlines()
     raise AssertionError(f"{file} loaded, but a problem was expected")
+
+
+def routes_on_every_path(text: str, monkeypatch, file: str = "<policy>", prepare=None) -> list:
+    """The route of policy ``text`` compiled for the reference path (``DPP_NATIVE=0``), then for the
+    C accelerator when this build has it; ``prepare(route)`` sets each one up (a clock, a table)."""
+    from proxy.policy.compiler import compile_policy
+    out = []
+    for native in ("0", "1"):
+        monkeypatch.setenv("DPP_NATIVE", native)
+        r = compile_policy(load_policy_text(text, file), environ=KEYS).route()
+        if prepare is not None:
+            prepare(r)
+        if native == "0" or r.record_path == "native":
+            out.append(r)
+    return out
+
+
+def route_counters(route) -> tuple:
+    """The route's counters since the last drain: consumed, produced, blocked, dead-lettered, transforms, unmatched."""
+    s = route.stats.drain()
+    return s.consumed, s.produced, s.blocked, s.dead_lettered, s.transforms, s.unmatched
+
+
+def same_on_every_path(routes: list, values: list) -> list:
+    """Run ``values`` through the first route's reference path, then every route's batch path:
+    same outcomes and counters on each (``AssertionError`` naming the path otherwise); the outcomes."""
+    ref = routes[0]
+    want = [ref.process(v) for v in values]
+    want_counts = route_counters(ref)
+    for r in routes:
+        assert r.process_batch(values) == want, r.record_path
+        assert route_counters(r) == want_counts, r.record_path
+    return want

@@ -29,11 +29,12 @@ from ..formats import build_codec
 from ..formats.json import big_int_literal, dumps_wide, loads_exact, loads_record
 from ..formats.base import EVERY_ITEM, EVERY_VALUE, Codec, SchemaPlan, SchemaSource, merge_allow_trees
 from ..transforms import BuildContext, build_transform
+from . import consent as _consent
 from . import fastpath as _fastpath
 from .loader import LoadedPolicy
 from .models import DropRule, Retention, Route, duration_seconds
 from .parts import HeaderProtector, KeyProtector
-from .paths import WILDCARD, PathShapeError, compile_visit, format_path, parse_path
+from .paths import ANY_KEY, DEEP, WILDCARD, PathShapeError, compile_visit, expand_choices, format_path, has_wildcards, parse_path
 
 log = logging.getLogger("proxy.policy")
 
@@ -185,6 +186,8 @@ EPOCH_MS_FROM = 100_000_000_000
 (1e11 s is the year 5138; 1e11 ms is March 1973), a smaller one seconds."""
 
 RETENTION_EXPIRED = Outcome(BLOCK, reason=Reason.RETENTION_EXPIRED.value)
+CONSENT_MISSING = Outcome(BLOCK, reason=Reason.CONSENT_MISSING.value)
+CONSENT_WITHDRAWN = Outcome(BLOCK, reason=Reason.CONSENT_WITHDRAWN.value)
 
 
 def event_time(value: Any, epoch: str = "auto") -> float:
@@ -224,8 +227,10 @@ def _compile_retention(ret: Retention) -> tuple[Callable[[dict], list] | None, f
 
 
 def _allow_tree(paths: list[tuple]) -> dict | bool:
+    """The allow-list tree of the listed paths: nested dicts keyed by segment (``str``, ``int``,
+    :data:`WILDCARD`, :data:`ANY_KEY`, :data:`DEEP`; alternations expanded), ``True`` = kept whole."""
     tree: dict = {}
-    for segs in paths:
+    for segs in (p for path in paths for p in expand_choices(path)):
         node = tree
         for i, s in enumerate(segs):
             k = s  # WILDCARD itself, never "*": a member literally named "*" is not a wildcard
@@ -250,6 +255,8 @@ def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
     """
     if tree is True:
         return node
+    if type(node) is dict and (ANY_KEY in tree or DEEP in tree):
+        return _prune_wild(node, tree, dropped)
     if type(node) is dict:
         out = {}
         for k, sub in tree.items():
@@ -281,6 +288,39 @@ def _prune(node: Any, tree: dict | bool, dropped: set | None = None) -> Any:
 
 
 _GONE = object()
+
+
+def _prune_wild(node: dict, tree: dict, dropped: set | None) -> dict:
+    """:func:`_prune` of an object under a tree with ``*`` or ``**``: the named members first (in
+    the tree's order, as :func:`_prune`), then the others in the record's order. ``**`` (``DEEP:
+    rest``) lists ``rest`` here and in every object below; an object kept only because ``**``
+    looked inside it, and in which nothing is listed, is left out rather than kept empty."""
+    deep = tree.get(DEEP)
+    here = {k: v for k, v in tree.items() if k is not DEEP}
+    if deep is not None:
+        here = merge_allow_trees(here, deep)
+    if here is True:
+        return node
+    anyk = here.get(ANY_KEY)
+    out = {}
+    named = [k for k in here if type(k) is str and k in node]
+    for k in named + [k for k in node if k not in here]:
+        if dropped and (id(node), k) in dropped:
+            continue
+        child = node[k]
+        sub = here.get(k) if type(k) is str else None
+        if anyk is not None:
+            sub = anyk if sub is None else merge_allow_trees(sub, anyk)
+        only_deep = sub is None
+        if deep is not None and type(child) is dict:
+            sub = {DEEP: deep} if sub is None else merge_allow_trees(sub, {DEEP: deep})
+        if sub is None:
+            continue
+        v = _prune(child, sub, dropped)
+        if v is _GONE or (only_deep and v == {}):
+            continue
+        out[k] = v
+    return out
 
 
 
@@ -382,9 +422,17 @@ class CompiledRoute:
         self.uses_record_timestamp = route.retention is not None and route.retention.source == "record_timestamp"
         """Whether the engine must pass each record's Kafka timestamp (ms) to the record paths."""
         self._record_ts: int | None = None  # the Kafka timestamp of the record in process()/the batch path
+        self.consent = route.consent
+        self.consent_table: _consent.ConsentTable = _consent.ConsentTable()
+        """Consent states (:mod:`proxy.policy.consent`): the engine sets the table its reader of
+        ``consent.topic`` fills; the default is empty (every subject without a decision)."""
+        if route.consent is not None:
+            self.consent_purpose = route.consent.purpose or route.purpose
+            self._consent_visit = compile_visit(parse_path(route.consent.subject_field))
+            self._consent_allow_unknown = route.consent.unknown == "allow"
         # Rules run in policy order; drops run after the others so they never hide a sibling's path.
-        self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field else None
-                        for r in self.rules]
+        self._dotted = [r.field if "." in r.field and '"' not in r.field and "[" not in r.field
+                        and not has_wildcards(parse_path(r.field)) else None for r in self.rules]
         self._order = sorted(range(len(self.rules)), key=lambda i: isinstance(self.rules[i], DropRule))
         self._steps = [self._step(i) for i in self._order]
         self._deferred: dict[int, list] = {}
@@ -500,6 +548,10 @@ class CompiledRoute:
             expired = self.retention_check(obj)
             if expired is not None:
                 return expired
+        if self.consent is not None:
+            refused = self.consent_check(obj)
+            if refused is not None:
+                return refused
         ref = ""
         if self.subject_mode:
             ref = self.subject_ref_of(obj)
@@ -546,6 +598,36 @@ class CompiledRoute:
         except (ValueError, OverflowError):
             raise RecordError(Stage.BLOCK, Reason.BAD_EVENT_TIME, "retention") from None
         return RETENTION_EXPIRED if self.clock() - t > max_age else None
+
+    def consent_check(self, obj: dict) -> Outcome | None:
+        """The route's ``consent`` on a parsed record, after ``retention`` and before any rule
+        (both record paths call this): ``None`` when the subject granted the purpose (or has no
+        decision and ``unknown: allow``), else the ``consent-withdrawn`` or ``consent-missing``
+        block :class:`Outcome`. Raises :class:`RecordError` (stage ``block``, reason
+        ``subject-missing``, rule ``consent``) unless ``subject_field`` holds exactly one
+        non-empty string or integer of at most 256 characters."""
+        found: list = []
+        try:
+            self._consent_visit(obj, lambda c, k: found.append(c[k]))
+        except PathShapeError:
+            found = []
+        s = found[0] if len(found) == 1 else None
+        t = type(s)
+        if t is int:
+            s = str(s)
+        elif t is not str or not s:
+            raise RecordError(Stage.BLOCK, Reason.SUBJECT_MISSING, "consent")
+        if len(s) > _consent.MAX_SUBJECT_CHARS:
+            raise RecordError(Stage.BLOCK, Reason.SUBJECT_MISSING, "consent")
+        table = self.consent_table
+        st = table.state(s, table.purpose_index(self.consent_purpose))
+        if st == _consent.GRANTED:
+            return None
+        if st == _consent.WITHDRAWN:
+            return CONSENT_WITHDRAWN
+        if st == _consent.NO_DECISION and self._consent_allow_unknown:
+            return None
+        return CONSENT_MISSING
 
     def _protect_tagged(self, obj: dict, hits: list) -> None:
         """Tag rules on the record of the writer schema just decoded: each rule applies to the

@@ -8,9 +8,10 @@ stream engine uses (:meth:`CompiledRoute.protect_batch`) runs this module's func
 route's block conditions and rules are written out as straight-line code over a whole batch, so a
 rule on an object-key path (``name``, ``address.postcode``) costs a dictionary lookup and one call
 of the transform's :meth:`~proxy.transforms.base.Transform.compile_apply` closure, and a record
-that goes to the sink is its bytes (no ``Outcome``). Rules the generator does not write out
-(array paths, ``keep``, batch-encrypted FPE, crypto-shredding routes) call the same step closures
-as the reference path.
+that goes to the sink is its bytes (no ``Outcome``). An alternation of object keys
+(``{before,after}.email``) is written out as its explicit paths, counted as one rule. Rules the
+generator does not write out (array paths, ``*`` and ``**``, ``keep``, batch-encrypted FPE,
+crypto-shredding routes) call the same step closures as the reference path.
 
 When the optional C accelerator ``proxy._native`` (``proxy/_native.c``) is built, each run of
 consecutive object-key-path rules is one ``Plan`` call instead: C walks the paths and masks,
@@ -37,7 +38,7 @@ import orjson
 
 from ..errors import Reason, RecordError, Stage, TransformError
 from .models import DropRule
-from .paths import parse_path
+from .paths import KeyChoice, expand_choices, parse_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledRoute
@@ -125,6 +126,25 @@ def _native_rule(i: int, t: Any, parents: tuple, last: str, label: str) -> tuple
     return (OP_CALL, *head)
 
 
+def _alt_events(vrule: dict[int, int], alts: list[tuple[int, int]]) -> Callable[[list, int], None]:
+    """``fix(ev, g0)`` after a ``Plan`` call holding alternation rules: the misses it appended
+    from ``ev[g0]`` on under virtual indexes (``vrule``: virtual -> rule) become one ``(rule,
+    paths - misses)`` event per alternation rule (``alts``: (rule, paths)); other events stay."""
+    def fix(ev: list, g0: int) -> None:
+        tail = ev[g0:]
+        del ev[g0:]
+        missed: dict[int, int] = {}
+        for v, k in tail:
+            i = vrule.get(v)
+            if i is None:
+                ev.append((v, k))
+            else:
+                missed[i] = missed.get(i, 0) + 1
+        for i, n in alts:
+            ev.append((i, n - missed.get(i, 0)))
+    return fix
+
+
 class _Source:
     """Indented source lines plus the constants they refer to (``name -> object``)."""
 
@@ -192,14 +212,26 @@ def _walk(src: _Source, parents: tuple[str, ...], prefix: str, strict: bool, abs
     return len(parents), ("n" if parents else "o")
 
 
-def _at_key(src: _Source, i: int, kp: tuple[tuple[str, ...], str], label_const: str, found: str) -> None:
+def _choice_paths(field: str) -> list[tuple[tuple[str, ...], str]] | None:
+    """The ``(parents, last)`` of each path an alternation of object keys spells
+    (``{before,after}.email``: ``before.email``, ``after.email``), in the order the reference path
+    visits them; ``None`` for any other path (no alternation, or ``*``, ``**``, array selectors)."""
+    segs = parse_path(field)
+    if not any(type(s) is KeyChoice for s in segs) or not all(type(s) in (str, KeyChoice) for s in segs):
+        return None
+    return [(tuple(p[:-1]), p[-1]) for p in expand_choices(segs)]
+
+
+def _at_key(src: _Source, i: int, kp: tuple[tuple[str, ...], str], label_const: str, found: str,
+            tag: str = "", absent: str = "") -> None:
     """Emit rule ``i`` on an object-key path: the walk to the parent object, then ``found`` (a
     template over ``{n}``, the parent's variable, and ``{k}``, the key's constant) when the key is
-    there; a missing key or parent records the miss ``(i, 0)``."""
+    there; a missing key or parent records the miss ``(i, 0)`` (or runs ``absent``). ``tag`` tells
+    the constants of the paths of one alternation rule apart."""
     parents, last = kp
-    lk = src.const(f"L{i}", last)
-    absent = f"UN(({i}, 0))"
-    opened, n = _walk(src, parents, f"P{i}", True, absent, label_const)
+    lk = src.const(f"L{i}{tag}", last)
+    absent = absent or f"UN(({i}, 0))"
+    opened, n = _walk(src, parents, f"P{i}{tag}", True, absent, label_const)
     src.emit(f"if {lk} in {n}:")
     src.depth += 1
     src.block(found.format(n=n, k=lk))
@@ -307,6 +339,9 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     if route._retention is not None:  # retention: after the block conditions, as protect()
         e("if res is None:")
         e(f"    res = {src.const('RETAIN', route.retention_check)}(o)")
+    if route.consent is not None:  # consent: after retention, as protect()
+        e("if res is None:")
+        e(f"    res = {src.const('CONSENT', route.consent_check)}(o)")
     e("if res is None:")
     src.depth += 1
     if need_hits:
@@ -317,29 +352,67 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     run: list[tuple] = []
     labels = route.rule_labels
 
+    # An alternation rule's paths ({before,after}.email) are rules of a Plan under virtual indexes
+    # (from len(labels)); after the call their misses become one (rule, matches) event per record.
+    vrule: dict[int, int] = {}                    # virtual index -> rule index
+    run_alts: list[tuple[int, int]] = []          # (rule index, paths) of alternation rules in the run
+
+    def vlabel(v: int) -> str:
+        return labels[vrule.get(v, v)]
+
     def end_run() -> None:
         if run:
-            plan = _native.Plan(list(run), lambda i: (_ for _ in ()).throw(
-                RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, labels[i])))
-            e(f"{src.const(f'NATIVE{len(groups)}', plan)}(o, miss)")
+            g = len(groups)
+            plan = _native.Plan(list(run), lambda v: (_ for _ in ()).throw(
+                RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, vlabel(v))))
+            if run_alts:
+                e("g0 = len(ev)")
+            e(f"{src.const(f'NATIVE{g}', plan)}(o, miss)")
+            if run_alts:
+                fix = src.const(f"ALTFIX{g}", _alt_events(dict(vrule), list(run_alts)))
+                full = src.const(f"ALTFULL{g}", tuple((i, n) for i, n in run_alts))
+                e(f"if len(ev) > g0: {fix}(ev, g0)")
+                e(f"else: ev.extend({full})")
             groups.append(list(run))
             run.clear()
+            run_alts.clear()
 
     for i in route._order:
         rule, t = route.rules[i], route.transforms[i]
         label = src.const(f"LABEL{i}", route.rule_labels[i])
         kp = _key_path(rule.field)
+        alts = _choice_paths(rule.field)
         is_drop = isinstance(rule, DropRule)
-        # a value rule on an object-key path, applied one value at a time
-        direct = (kp is not None and not is_drop and rule.action != "keep" and i not in route._deferred
-                  and not route.subject_mode)
+        # a value rule on an object-key path (or an alternation of them), applied one value at a time
+        direct = ((kp is not None or alts is not None) and not is_drop and rule.action != "keep"
+                  and i not in route._deferred and not route.subject_mode)
         if not (direct and native):
             end_run()
         if is_drop and inline_drops:  # located now, deleted after every drop is located
             e(f"d{i} = None")
             _at_key(src, i, kp, label, f"d{i} = {{n}}")
+        elif direct and native and alts is not None:
+            for parents, last in alts:
+                v = len(labels) + len(vrule)
+                vrule[v] = i
+                run.append(_native_rule(v, t, parents, last, route.rule_labels[i]))
+            run_alts.append((i, len(alts)))
+            continue  # counted by its (rule, matches) events
         elif direct and native:
             run.append(_native_rule(i, t, *kp, route.rule_labels[i]))
+        elif direct and alts is not None:
+            a = src.const(f"A{i}", t.compile_apply())
+            e("c = 0")
+            for p, path in enumerate(alts):
+                _at_key(src, i, path, label, f"""
+                    try:
+                        {{n}}[{{k}}] = {a}({{n}}[{{k}}])
+                    except TransformError as e:
+                        raise RecordError(STAGE_T, e.reason, {label}) from None
+                    c += 1
+                """, tag=f"_{p}", absent="pass")
+            e(f"UN(({i}, c))")
+            continue
         elif direct:
             a = src.const(f"A{i}", t.compile_apply())
             _at_key(src, i, kp, label, f"""

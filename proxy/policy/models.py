@@ -190,8 +190,10 @@ KeySpec = Annotated[Union[EnvKey, FileKey, DirKey, VaultKey, AwsKey], Field(disc
 # --------------------------------------------------------------------------- rules
 class _Rule(_Model):
     field: FieldPath | None = Field(default=None, description=(
-        "field path: a.b, a[*].b, \"key.with.dots\" (required in value rules and rules of a json/avro/"
-        "protobuf key; omitted for a string or bytes key, where the whole key is the field)"))
+        "field path: a.b, a[*].b, \"key.with.dots\", *.b (any key at one level), **.b (zero or more "
+        "object levels), {a,b}.c (one of the keys) (required in value rules and rules of a json/avro/"
+        "protobuf key; omitted for a string or bytes key, where the whole key is the field; wildcards "
+        "and {a,b} need format: json)"))
     header: str | None = Field(default=None, min_length=1, max_length=249, pattern=r"^[\x21-\x7e]+$", description=(
         "headers: rules only: the header name, exact or a glob (x-user-*, *email*), case-sensitive"))
     select: "TagSelect | None" = Field(default=None, description=(
@@ -435,6 +437,29 @@ class SubjectKeys(_Model):
     key: str = Field(description="key (AES) wrapping subject keys")
 
 
+class Consent(_Model):
+    """Pass only records whose data subject has granted the route's purpose (PIPL Art. 13-15: a
+    stated purpose and consent; withdrawal honoured, Art. 15; GDPR Art. 6(1)(a), 7(3)).
+
+    Checked after the block conditions and ``retention``, before any rule. The subject's state
+    comes from the compacted consent ``topic`` (format: :mod:`proxy.policy.consent`), which every worker
+    reads to its end before it processes a record and follows while it runs; before each batch a
+    worker reads the topic up to its end at that moment, so a withdrawal acknowledged before a
+    record was written to the source is applied to that record. A record whose subject withdrew
+    the purpose is blocked (reason ``consent-withdrawn``); one without a decision for the purpose
+    (unknown subject, purpose not named, or an unreadable consent record) is blocked
+    ``consent-missing`` (``unknown: allow`` lets unknown subjects and undecided purposes pass; an
+    unreadable consent record still blocks). A record without a single string or integer at
+    ``subject_field`` is dead-lettered (``subject-missing``).
+    """
+
+    subject_field: FieldPath = Field(description="field path of the data subject's id (read before any rule)")
+    topic: Topic = Field(description="compacted consent topic: key = subject id, value = consent document")
+    purpose: Slug | None = Field(default=None, description="purpose whose consent is needed (default: the route's purpose)")
+    unknown: Literal["block", "allow"] = Field(default="block", description=(
+        "a subject without a decision for the purpose: block (consent-missing) or allow"))
+
+
 class Limits(_Model):
     """Limits against poison pills: a record over one goes to the dead-letter topic with the
     limit's own reason code (``limit-*``) and the worker goes on. Defaults are safe for ordinary
@@ -521,6 +546,8 @@ class Route(_Model):
         "record's full name (RecordNameStrategy), topic_record = <sink>-<full name>"))
     unlisted_fields: Literal["keep", "drop"] = "keep"
     block: list[BlockRule] = Field(default_factory=list)
+    use: list[Slug] = Field(default_factory=list, description=(
+        "names of rule_sets whose rules this route applies, before its own rules"))
     rules: list[Rule] = Field(default_factory=list)
     key: KeySection | None = Field(default=None, description="record key format and rules (default: the key passes unchanged)")
     headers: list[Rule] = Field(default_factory=list, description="rules on record headers, by name or glob")
@@ -535,11 +562,19 @@ class Route(_Model):
     retention: Retention | None = Field(default=None, description=(
         "block records whose event time is older than max_age (retention-expired); an unreadable "
         "event time dead-letters the record (bad-event-time)"))
+    consent: Consent | None = Field(default=None, description=(
+        "block records whose subject has not granted (consent-missing) or has withdrawn "
+        "(consent-withdrawn) the purpose, read from a compacted consent topic"))
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> "Route":
         if len({self.source, self.sink, self.dead_letter}) != 3:
             raise ValueError("source, sink and dead_letter must be three different topics")
+        if self.consent is not None:
+            if self.consent.purpose is None and self.purpose is None:
+                raise ValueError("consent needs a purpose: give the route a purpose: (or consent.purpose)")
+            if self.consent.topic in (self.source, self.sink, self.dead_letter):
+                raise ValueError("consent.topic must differ from the route's source, sink and dead_letter")
         return self
 
 
@@ -620,6 +655,9 @@ class PolicyTestCase(_Model):
     output: Any = Field(default=None, description="the exact protected value (JSON object)")
     assert_: list[CaseAssert] | None = Field(default=None, alias="assert", min_length=1)
     outcome: CaseOutcome | None = None
+    consent: dict[Slug, Literal["granted", "withdrawn"]] | None = Field(default=None, description=(
+        "routes with consent: the input's subject's consent state for this case (purpose -> granted | "
+        "withdrawn); without it the subject has no decision (as an unknown subject)"))
 
     @model_validator(mode="after")
     def _expectation(self) -> "PolicyTestCase":
@@ -639,6 +677,9 @@ class Policy(_Model):
     revision: str | None = Field(default=None, max_length=64, description="policy revision; default: sha256 of the file, 12 hex")
     description: str | None = None
     keys: dict[str, KeySpec] = Field(default_factory=dict)
+    rule_sets: dict[Slug, Annotated[list[Rule], Field(min_length=1)]] = Field(default_factory=dict, description=(
+        "named lists of value rules that routes apply with use: [NAME]; a set cannot use another set"),
+        json_schema_extra={"additionalProperties": False})  # set names are slugs
     routes: list[Route] = Field(min_length=1)
     tests: list[PolicyTestCase] = Field(default_factory=list, description=(
         "test cases run by `dpp test` with test keys (never the keys above)"))

@@ -132,11 +132,12 @@ class ControlReader:
             if isinstance(err, KafkaError) and err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
                 return
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                # the workers may not read it (no ACL): the routes run, and say so once (docs/operating.md)
+                # the workers may not read it (no ACL): fail closed, the routes wait until they may
+                # (a halt written there must not go unseen); --control-topic '' turns the switch off
+                if self.error != err.name():
+                    log.error("control topic not readable: routes wait (grant Read on it, or run with "
+                              "--control-topic '')", extra={"topic": self.topic, "error_class": err.name()})
                 self.error = err.name()
-                log.error("control topic not readable: halts are not seen meanwhile",
-                          extra={"topic": self.topic, "error_class": err.name()})
-                return
             raise
         deadline = time.monotonic() + self.timeout
         while self._next < hi:

@@ -78,6 +78,16 @@ class EngineConfig:
     control_topic: str | None = None
     """The incident switch's control topic (:mod:`proxy.stream.control`; ``dpp run`` default
     ``dpp.control``), read to its end before any route starts; ``None``: no switch."""
+    consent_memory_subjects: int = 1_000_000
+    """Subjects a consent table holds in memory (about 100 bytes each); further subjects go to an
+    on-disk store under ``consent_spill_dir`` (:class:`proxy.policy.consent.ConsentTable`)."""
+    consent_spill_dir: str | None = None
+    """Directory of the consent tables' on-disk stores (default: a temporary directory per table)."""
+    audit_topic: str | None = None
+    """Where the records of processing go (:mod:`proxy.stream.processingrecords`; ``dpp run``
+    default ``dpp.audit``); ``None``: none written."""
+    processing_record_interval_s: float = 60.0
+    """Seconds per processing-record window (one document per route and window, and at shutdown)."""
 
 
 _REBALANCE_COMMIT_ERRORS = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
@@ -240,6 +250,9 @@ class RouteWorker:
         self.halted = False
         """Whether the route is halted by the incident switch: its partitions paused, nothing
         produced or committed (:meth:`_halted_now`)."""
+        self.consent = None
+        """The :class:`proxy.stream.consent.ConsentReader` of the route's ``consent.topic`` (set by
+        :class:`Engine`), or ``None``."""
         if route.subject_mode:
             from .subjects import KafkaSubjectKeys
             route.subject_store = KafkaSubjectKeys(cfg.bootstrap_servers, route.subject_topic, route.subject_kek)
@@ -434,6 +447,12 @@ class RouteWorker:
                 if not self.control.wait_caught_up(self.stop_event):
                     return
                 self.waiting_for = None
+            if self.consent is not None:  # no record before every withdrawal in the topic is known
+                self.waiting_for = "consent topic"
+                if not self.consent.wait_caught_up(self.stop_event):
+                    return
+                self.waiting_for = None
+                r.consent_table = self.consent.table
             self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group,
                                               "purpose": r.purpose, "record_path": r.record_path})
@@ -441,6 +460,8 @@ class RouteWorker:
                 if self._next is not None:
                     if self._next[0].subject_mode:
                         self._next[0].subject_store = self.route.subject_store
+                    if self.consent is not None:
+                        self._next[0].consent_table = self.consent.table
                     self.route, self.policy = self._next
                     self.provenance = self.policy.provenance.encode()
                     self._next = None
@@ -687,6 +708,8 @@ class RouteWorker:
         delay = 0.2
         while True:
             try:
+                if self.consent is not None:
+                    self.consent.sync()  # every consent record written before the batch was fetched
                 out = fn(*args)
                 if self.waiting_for is not None:
                     log.info("dependency available again", extra={"route": self.route.name,
@@ -845,6 +868,10 @@ class Engine:
         self.workers = [RouteWorker(r, policy, cfg, self.metrics, self.stop_event) for r in policy.routes]
         self.control = None
         """The incident switch's :class:`proxy.stream.control.ControlReader` (``cfg.control_topic``)."""
+        self.consent: dict[str, Any] = {}
+        """Consent topic → its :class:`proxy.stream.consent.ConsentReader` (one per process)."""
+        self.recorder = None
+        """The :class:`proxy.stream.processingrecords.ProcessingRecorder` (``cfg.audit_topic``)."""
 
     def ready(self) -> tuple[bool, str]:
         """Readiness for ``/readyz``: policy loaded, every route joined its group, none failed."""
@@ -866,7 +893,7 @@ class Engine:
         the same as the running ones; raises ``ValueError`` otherwise (a restart is needed)."""
         def shape(routes):
             return {r.name: (r.source, r.sink, r.dead_letter, r.group, getattr(r, "subject_topic", None),
-                             r.exactly_once) for r in routes}
+                             r.exactly_once, r.consent.topic if r.consent is not None else None) for r in routes}
         old, new = shape(self.policy.routes), shape(policy.routes)
         if old != new:
             raise ValueError("routes, topics or consumer groups changed; restart the worker to apply")
@@ -875,6 +902,26 @@ class Engine:
         for w in self.workers:
             w.swap(by_name[w.route.name], policy)
         self.metrics.register_policy(policy)
+        if self.recorder is not None:
+            self.recorder.set_policy(policy)
+
+    def _start_consent_readers(self) -> None:
+        """One :class:`proxy.stream.consent.ConsentReader` per consent topic of the routes, shared
+        by them; each route waits until its reader has read the topic to its end."""
+        from .consent import ConsentReader
+        from ..policy.consent import ConsentTable
+        for w in self.workers:
+            c = w.route.consent
+            if c is None:
+                continue
+            if c.topic not in self.consent:
+                purposes = tuple(sorted({x.consent_purpose for x in self.policy.routes
+                                         if x.consent is not None and x.consent.topic == c.topic}))
+                table = ConsentTable(self.cfg.consent_memory_subjects, self.cfg.consent_spill_dir and
+                                     f"{self.cfg.consent_spill_dir}/{c.topic}")
+                self.consent[c.topic] = ConsentReader(self.cfg.bootstrap_servers, c.topic, table, purposes=purposes,
+                                                      metrics=self.metrics).start()
+            w.consent = self.consent[c.topic]
 
     def stop(self, *_: Any) -> None:
         """Ask every route to finish its in-flight batch, commit and stop (signal-handler safe)."""
@@ -891,6 +938,8 @@ class Engine:
             self.control = ControlReader(self.cfg.bootstrap_servers, self.cfg.control_topic).start()
         for w in self.workers:
             w.control = self.control
+        self._start_consent_readers()
+        self._start_recorder()
         gc.freeze()
         threads = [threading.Thread(target=w.run, name=f"route-{w.route.name}", daemon=True) for w in self.workers]
         for t in threads:
@@ -900,5 +949,20 @@ class Engine:
                 t.join(0.2)
         if self.control is not None:
             self.control.close()
+        for reader in self.consent.values():
+            reader.close()
+        if self.recorder is not None:  # after the routes stopped: their last batches are in the final window
+            self.recorder.close()
         failed = [w for w in self.workers if w.error is not None]
         return 1 if failed else 0
+
+    def _start_recorder(self) -> None:
+        """Records of processing (``cfg.audit_topic``): a listener of the metrics, written per window."""
+        if self.cfg.audit_topic and self.recorder is None:
+            from .processingrecords import ProcessingRecorder, default_worker_id
+            self.recorder = ProcessingRecorder(self.policy, bootstrap=self.cfg.bootstrap_servers,
+                                               topic=self.cfg.audit_topic,
+                                               interval_s=self.cfg.processing_record_interval_s,
+                                               worker=default_worker_id(self.cfg.instance_id))
+            self.metrics.listeners.append(self.recorder.on_publish)
+            self.recorder.start()

@@ -135,13 +135,16 @@ def test_no_personal_value_key_or_password_leaves_dpp_in_clear(kafka_bootstrap, 
     personal = all_secrets(cases)
     assert {s.kind for s in personal} == EVERY_KIND
     keys = key_material(env)
+    audit_topic = f"{topic_prefix}.audit"   # the records of processing, written every second
     created = [t[k] for t in topics.values() for k in ("source", "sink", "dead_letter", "subject_keys") if k in t]
+    created.append(audit_topic)
     create_topics(bootstrap, [t["source"] for t in topics.values()], partitions=1)
     try:
         for route, t in topics.items():
             produce(bootstrap, t["source"], messages(route, cases))
         # the password reaches the Kafka client as configured (env:NAME, the documented way)
-        extra = ["--log-level", "debug", "--reload-interval", "0"]
+        extra = ["--log-level", "debug", "--reload-interval", "0", "--audit-topic", audit_topic,
+                 "--processing-record-interval", "1s"]
         cmd_env = dict(env, DPP_KAFKA_CONFIG_FILE=str(_kafka_config(tmp_path)))
         with DppProcess(policy, bootstrap, tmp_path, extra=extra, env=cmd_env) as dpp:
             port = dpp.wait_ready()
@@ -170,6 +173,9 @@ def test_no_personal_value_key_or_password_leaves_dpp_in_clear(kafka_bootstrap, 
             if route != FRAUD:   # the crypto-shredding example has no block rule
                 assert blocked > 0, f"{route}: no record blocked (the corpus has consent withdrawals)"
             assert dead >= sum(c.expect == "dead-letter" for c in cases), route
+        audit_docs = read_topic(bootstrap, audit_topic)
+        processing = [orjson.loads(r.value) for r in audit_docs]
+        assert {d["route"] for d in processing if d["type"] == "processing"} == set(topics)
         keyed_stages = {r.header("dpp.stage") for r in read[KEYED]["dead_letter"]}
         assert {"key", "headers"} <= keyed_stages, f"key and header failures not dead-lettered: {keyed_stages}"
         assert read[FRAUD]["subject_keys"], "the crypto-shredding route wrote no subject key"
@@ -203,6 +209,7 @@ def test_no_personal_value_key_or_password_leaves_dpp_in_clear(kafka_bootstrap, 
                        for route in topics}
         everywhere[f"{FRAUD}/subject_keys"] = [x for r in read[FRAUD]["subject_keys"]
                                                for x in (r.key, r.value, _headers_blob(r))]
+        everywhere["records of processing (audit topic)"] = [r.value for r in audit_docs]
         everywhere |= {"worker log (stdout+stderr, debug)": [logs], "/metrics": [metrics_text],
                        "/healthz+/readyz": health}
         global_hits = search(personal, everywhere)

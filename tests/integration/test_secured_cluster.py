@@ -22,8 +22,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from proxy.stream.clientconfig import read_file
+from proxy.stream.control import AUDIT_TOPIC
 
 from .helpers import (KAFKA_PYTHON_WARNINGS, ROOT, DppProcess, committed_offsets, create_topics, delete_topics, drain,
                       end_offsets, generated_records, personal_values, policy_copy, produce, read_topic, run_dpp,
@@ -114,6 +116,8 @@ def secured_route(sec: Secured, tmp_path: Path, prefix: str, *, grant_sink: bool
     (without ``grant_sink``, Write is granted on another topic name than the route's sink)."""
     policy, t = policy_copy(tmp_path, prefix)
     create_topics(sec.bootstrap, t.all, client=sec.client())
+    if AUDIT_TOPIC not in AdminClient({"bootstrap.servers": sec.bootstrap, **sec.client()}).list_topics(timeout=30).topics:
+        create_topics(sec.bootstrap, [AUDIT_TOPIC], partitions=1, client=sec.client())  # the records of processing
     kafka_script(sec.script_env, "grant-dpp", t.source, t.sink if grant_sink else t.sink + ".other",
                  t.dead_letter, t.group)
     return policy, t

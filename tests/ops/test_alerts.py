@@ -25,7 +25,8 @@ ALERTS_TEST = PROM_DIR / "alerts_test.yml"
 OPERATING = ROOT / "docs" / "operating.md"
 
 EXPECTED_ALERTS = {"DppDeadLetters", "DppDeliveryFailures", "DppBlockedSpike", "DppConsumerLagGrowing", "DppNoThroughput",
-                   "DppPolicyReloadFailed", "DppRouteHalted", "DppWorkerDown", "DppNoWorkerUp", "DppKmsFailures"}
+                   "DppPolicyReloadFailed", "DppRouteHalted", "DppConsentSlow", "DppWorkerDown", "DppNoWorkerUp",
+                   "DppKmsFailures"}
 
 
 def _rules() -> list[dict]:
@@ -108,6 +109,7 @@ MUTATIONS = {
     "DppNoThroughput": ("(dpp_consumer_lag) > 0", "(dpp_consumer_lag) >= 0"),
     "DppPolicyReloadFailed": ('result="error"', 'result=~".+"'),
     "DppRouteHalted": ("(dpp_route_halted) > 0", "(dpp_route_halted) > 1"),
+    "DppConsentSlow": ("[10m]))) > 2", "[10m]))) > 10"),
     "DppWorkerDown": ('up{job="dpp"} == 0', 'up == 0'),
     "DppNoWorkerUp": ('absent(up{job="dpp"} == 1)', 'absent(up{job="dpp"})'),
 }

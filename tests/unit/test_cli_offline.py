@@ -82,6 +82,20 @@ BROKEN_STDERR = {
     "duplicate-yaml-key.yaml": ["14: routes[0].sink: duplicate key"],
     "yaml-syntax.yaml": ["14: <root>: YAML syntax: expected ',' or '}', but got '{'"],
     "source-is-sink.yaml": ["7: routes[0]: source, sink and dead_letter must be three different topics"],
+    "wildcard-overlap.yaml": [
+        "15: routes[0].rules[2].field: field '**.email' and 'after.payer.email' (rules[0]) can select the same value: "
+        "one value would get two rules",
+        "16: routes[0].rules[3].field: field '*.phone' and '{before,after}.phone' (rules[1]) can select the same value: "
+        "one value would get two rules",
+        "18: routes[0].rules[5].field: field '{before,after}.address.city' lies inside 'before.address', which rules[4] "
+        "already drops",
+    ],
+    "rule-set-overlap.yaml": [
+        "20: routes[0].rules[1].field: field '*.email' and '{before,after}.email' (rule_sets.contact[0], line 9) can "
+        "select the same value: one value would get two rules",
+        "21: routes[0].rules[2].field: field 'after.address.city' lies inside '{before,after}.address', which "
+        "rule_sets.contact[1], line 10 already drops",
+    ],
     "rule-inside-dropped.yaml": [
         "13: routes[0].rules[0].field: field 'address.city' lies inside 'address', which rules[1] already drops",
         "16: routes[0].rules[3].field: field 'orders[2].card' lies inside 'orders[*]', which rules[2] already drops",

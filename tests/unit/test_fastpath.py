@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hostilekit import EVENT_TIMES, RETENTION_NOW, one_route_policies
+from policykit import policy_text
 from proxy.errors import PolicyError
 from proxy.policy import fastpath
 from proxy.policy.compiler import SINK, Outcome, compile_policy
@@ -120,8 +121,30 @@ def paths(draw) -> str:
 
 
 @st.composite
-def rules(draw) -> dict:
-    field = draw(paths() | st.just('"a.b"'))
+def wild_paths(draw) -> str:
+    """Paths with object wildcards and alternations (``*``, ``**``, ``{a,b}``) among keys and
+    array selectors: ``*.a``, ``**.b[*].c``, ``{a,c}.b``, ``a.*``..."""
+    key = st.sampled_from(NAMES)
+    segs = []
+    for d in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["key", "*", "**", "{}", "[*]"] if d else ["key", "*", "**", "{}"]))
+        if kind == "[*]" and segs and segs[-1] != "**":
+            segs[-1] += "[*]"
+            continue
+        if kind == "**" and not (segs and segs[-1] == "**"):
+            segs += ["**", draw(key)]
+        elif kind == "{}":
+            segs.append("{" + ",".join(draw(st.lists(key, min_size=2, max_size=3, unique=True))) + "}")
+        elif kind == "*" and not (segs and segs[-1] == "**"):
+            segs.append("*")
+        else:
+            segs.append(draw(key))
+    return ".".join(segs)
+
+
+@st.composite
+def rules(draw, field_paths=None) -> dict:
+    field = draw(field_paths if field_paths is not None else paths() | st.just('"a.b"'))
     action = draw(st.sampled_from(["mask", "mask", "pseudonymize", "pseudonymize", "redact", "drop", "keep", "fpe"]))
     rule: dict = {"field": field, "action": action}
     if action == "mask":
@@ -143,6 +166,11 @@ def policies():
     return one_route_policies(rules(), paths(), SCALAR, max_rules=6, name="fast")
 
 
+def wild_policies():
+    """:func:`policies` whose rules and block conditions also use ``*``, ``**`` and ``{a,b}``."""
+    return one_route_policies(rules(wild_paths() | paths()), wild_paths() | paths(), SCALAR, max_rules=4, name="fast")
+
+
 def _route(text: str, native_on: bool, monkeypatch):
     monkeypatch.setenv("DPP_NATIVE", "1" if native_on else "0")
     route = compile_policy(load_policy_text(text, "fast.yaml"), environ=KEYS).route()
@@ -160,6 +188,18 @@ def _counters(route) -> tuple:
 @given(text=policies(), records=st.lists(RECORD, min_size=1, max_size=8),
        extra=st.lists(st.sampled_from([None, b"{", b"[1]", b'"s"', b"{}"]), max_size=2))
 def test_batch_path_equals_the_reference_path(text, records, extra, monkeypatch):
+    _assert_batch_equals_reference(text, records, extra, monkeypatch)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(text=wild_policies(), records=st.lists(RECORD, min_size=1, max_size=8),
+       extra=st.lists(st.sampled_from([None, b"{", b"[1]", b'"s"', b"{}"]), max_size=2))
+def test_batch_path_equals_the_reference_path_with_wildcard_rules(text, records, extra, monkeypatch):
+    _assert_batch_equals_reference(text, records, extra, monkeypatch)
+
+
+def _assert_batch_equals_reference(text, records, extra, monkeypatch):
     try:
         reference = _route(text, False, monkeypatch)
     except PolicyError:
@@ -173,6 +213,20 @@ def test_batch_path_equals_the_reference_path(text, records, extra, monkeypatch)
         assert [Outcome(SINK, g) if type(g) is bytes else g for g in got] == want, f"native={native_on}"
         assert _counters(route) == want_counts, f"native={native_on}"
         assert sum(route.stats.latency_buckets) == 0  # drained with the counters
+
+
+@pytest.mark.parametrize("native_on", [False, True] if fastpath._native is not None else [False])
+def test_alternation_rules_are_written_out_not_called(native_on, monkeypatch):
+    """``{a,b}.x`` is expanded at load into its paths (C or inline Python), ``**.x`` calls the
+    reference step; the counters stay one per rule (a record with one side: 1 match, no miss)."""
+    text = policy_text(["{field: '{a,b}.x', action: mask}", "{field: '**.y', action: redact}"], name="fast")
+    route = _route(text, native_on, monkeypatch)
+    src = route._fast.source
+    assert ("ALTFIX" in src) is native_on and "S0(" not in src and "S1(" in src
+    rec = [orjson.dumps({"a": {"x": "secret"}, "b": None}), orjson.dumps({"c": 1}), orjson.dumps({"a": {"x": "s"}, "b": {"x": "t"}})]
+    got = route.protect_batch(rec)
+    assert orjson.loads(got[0]) == {"a": {"x": "******"}, "b": None}
+    assert _counters(route)[4:] == ([3, 0], [1, 3])
 
 
 def test_generated_source_holds_no_policy_text(monkeypatch):

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from proxy.policy.paths import WILDCARD, PathSyntaxError, compile_visit, format_path, is_prefix, iter_values, parse_path
+from proxy.policy.paths import ANY_KEY, WILDCARD, PathSyntaxError, compile_visit, format_path, is_prefix, iter_values, parse_path
 
 W = WILDCARD
 
@@ -63,8 +63,9 @@ def test_non_canonical_spellings_normalize(text, canonical):
 
 def test_wildcard_is_a_distinct_segment_not_the_string_star():
     assert parse_path("a[*]")[1] is WILDCARD
-    assert parse_path("a.*") == ("a", "*")
-    assert parse_path("a.*")[1] is not WILDCARD
+    assert parse_path("a.*")[1] is ANY_KEY        # any key of an object, not an array element
+    assert parse_path('a."*"') == ("a", "*")      # a member literally named * is quoted
+    assert format_path(("a", "*")) == 'a."*"'
 
 
 @pytest.mark.parametrize(

@@ -33,10 +33,12 @@ def best_load_s(path, repeat: int = 3) -> float:
     return best
 
 
-def test_policy_load_and_compile_are_linear_in_rules(tmp_path):
+@pytest.mark.parametrize("wild_every", [0, 10], ids=["plain", "one-in-ten-wildcards"])
+def test_policy_load_and_compile_are_linear_in_rules(tmp_path, wild_every):
+    """Also with *, ** and {a,b} rules, which the overlap check meets by last segment."""
     small, big = tmp_path / "small.yaml", tmp_path / "big.yaml"
-    write_policy(small, SMALL)
-    write_policy(big, BIG)
+    write_policy(small, SMALL, wild_every)
+    write_policy(big, BIG, wild_every)
     t_small = max(best_load_s(small), 1e-3)
     t_big = best_load_s(big)
     if t_big > FACTOR * t_small:            # one more measurement before failing: a noisy neighbour

@@ -96,6 +96,30 @@ BROKEN_CASES = {
         (13, "routes[0].rules[0].field", "field 'address.city' lies inside 'address', which rules[1] already drops"),
         (16, "routes[0].rules[3].field", "field 'orders[2].card' lies inside 'orders[*]', which rules[2] already drops"),
     ],
+    "wildcard-overlap.yaml": [
+        (15, "routes[0].rules[2].field", "field '**.email' and 'after.payer.email' (rules[0]) can select the same value: "
+                                         "one value would get two rules"),
+        (16, "routes[0].rules[3].field", "field '*.phone' and '{before,after}.phone' (rules[1]) can select the same "
+                                         "value: one value would get two rules"),
+        (18, "routes[0].rules[5].field", "field '{before,after}.address.city' lies inside 'before.address', which "
+                                         "rules[4] already drops"),
+    ],
+    "rule-set-problems.yaml": [
+        (17, "routes[0].use[1]", "rule set 'contact' is used twice (use[0])"),
+        (17, "routes[0].use[2]", "unknown rule set 'billing'; declare it under rule_sets (known: contact)"),
+        (10, "rule_sets.contact[1].key", "unknown key 'nope'; declare it under keys"),
+        (19, "routes[0].rules[0].field", "field 'after.email' already has a rule (rule_sets.contact[0], line 9)"),
+    ],
+    "rule-set-overlap.yaml": [
+        (20, "routes[0].rules[1].field", "field '*.email' and '{before,after}.email' (rule_sets.contact[0], line 9) "
+                                         "can select the same value: one value would get two rules"),
+        (21, "routes[0].rules[2].field", "field 'after.address.city' lies inside '{before,after}.address', which "
+                                         "rule_sets.contact[1], line 10 already drops"),
+    ],
+    "rule-set-uses-set.yaml": [
+        (12, "rule_sets.nested[0]", "a rule set holds rules, not use: (sets cannot use sets: list both sets in the "
+                                    "route's use:)"),
+    ],
     "source-is-sink.yaml": [(7, "routes[0]", "source, sink and dead_letter must be three different topics")],
     "bad-alphabet.yaml": [
         (14, "routes[0].rules[1]",
@@ -257,6 +281,80 @@ def test_not_a_policy_document(text, problem):
     with pytest.raises(PolicyError) as ei:
         load_policy_text(text)
     assert ei.value.problems == [problem]
+
+
+EXAMPLE_TEXT = (ROOT / "policies" / "examples" / "customer-pii.yaml").read_text(encoding="utf-8")
+BLOCK_END = "the likely cause is indentation: line this up with the other keys (or '- ' items) of the block it belongs to"
+
+# Real indentation mistakes in the shipped example: (the line as written, as mistyped, the problem's
+# line number, the message). The line named is the mistyped one.
+INDENTATION_MISTAKES = {
+    "rule outdented to the route's keys": (
+        "      - {field: name, action: mask, keep_first: 1}", "    - {field: name, action: mask, keep_first: 1}", 25,
+        f"YAML syntax: expected <block end>, but found a list item; {BLOCK_END}"),
+    "block reason outdented to its list item": (
+        "        reason: consent-withdrawn", "      reason: consent-withdrawn", 21,
+        f"YAML syntax: expected <block end>, but found a key; {BLOCK_END}"),
+    "block reason indented past its when": (
+        "        reason: consent-withdrawn", "          reason: consent-withdrawn", 21,
+        f"YAML syntax: expected <block end>, but found a key indented differently; {BLOCK_END}"),
+    "route key one space short": (
+        "    sink: analytics.customers", "   sink: analytics.customers", 13,
+        f"YAML syntax: expected <block end>, but found a key indented differently; {BLOCK_END}"),
+    "route key indented deeper": (
+        "    sink: analytics.customers", "      sink: analytics.customers", 13,
+        "YAML syntax: mapping values are not allowed here; the likely cause is indentation: this key is indented "
+        "deeper than the key above it (or an unquoted value holds ': ', quote it)"),
+    "route key indented with a tab": (
+        "    sink: analytics.customers", "\tsink: analytics.customers", 13,
+        "YAML syntax: found character '\\t' that cannot start any token; YAML indents with spaces: replace the tab"),
+    "a key without ':' under a route": (
+        "    sink: analytics.customers", "    sink analytics.customers", 13,
+        "YAML syntax: could not find expected ':'; the likely cause is indentation (a line continuing the one "
+        "above must be indented deeper) or a key without ':'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INDENTATION_MISTAKES))
+def test_indentation_mistake_names_the_line_and_the_likely_cause(name):
+    line, typo, lineno, message = INDENTATION_MISTAKES[name]
+    assert EXAMPLE_TEXT.count(line + "\n") == 1
+    text = EXAMPLE_TEXT.replace(line + "\n", typo + "\n")
+    assert text.splitlines()[lineno - 1] == typo
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(text, "p.yaml")
+    assert ei.value.problems == [("p.yaml", lineno, "", message)]
+
+
+# Mistakes that are still valid YAML: a route's key at the top level, a rule's key among the route's
+# (the line as written, as mistyped, the problem's path, what the message must say)
+VALID_YAML_INDENTATION_MISTAKES = {
+    "rules: moved to column 0": ("    rules:", "rules:", "rules", "'rules' is a route key: the likely cause is indentation"),
+    "a rule's keys under the route, not in a list item": (
+        "    rules:", "    field: name\n    action: mask\n    rules:", "routes[0].field", "'field' is a rule key"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALID_YAML_INDENTATION_MISTAKES))
+def test_a_dedent_that_is_valid_yaml_gets_the_indentation_hint(name):
+    line, typo, path, says = VALID_YAML_INDENTATION_MISTAKES[name]
+    assert EXAMPLE_TEXT.count(line + "\n") == 1
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(EXAMPLE_TEXT.replace(line + "\n", typo + "\n"), "p.yaml")
+    hits = [p for p in ei.value.problems if p[2] == path]
+    assert hits and says in hits[0][3], ei.value.problems
+
+
+def test_an_unknown_top_level_key_that_is_no_route_key_gets_no_hint():
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text(EXAMPLE_TEXT + "colour: blue\n", "p.yaml")
+    assert [p[3] for p in ei.value.problems if p[2] == "colour"] == ["unknown key"]
+
+
+def test_other_yaml_errors_get_no_indentation_hint():
+    with pytest.raises(PolicyError) as ei:
+        load_policy_text("a: {b: 1\n", "p.yaml")
+    assert "indentation" not in ei.value.problems[0][3]
 
 
 def test_duplicate_key_in_flow_mapping_and_nested():

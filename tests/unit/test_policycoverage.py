@@ -25,10 +25,8 @@ NOTE_RULE = '{field: note, action: redact, value: "[redacted]"}'
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("cov") / "records.jsonl"
-    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in generate_records(200, seed=7)))
-    return p
+def sample(customer_sample) -> Path:
+    return customer_sample
 
 
 def values(n=200, seed=7, plant=None):
@@ -140,3 +138,28 @@ def test_sample_from_stdin(sample):
     res = CliRunner().invoke(main, ["coverage", "--policy", str(EXAMPLE), "--sample", "-", "--json"],
                              input=sample.read_bytes())
     assert res.exit_code == 0 and json.loads(res.output)["records"] == 200
+
+
+CDC = ROOT / "policies" / "examples" / "debezium-cdc.yaml"
+
+
+def change_events(n=120, seed=7):
+    """Generated customers as Debezium update events: the row before and after, a free-text note."""
+    for r in generate_records(n, seed=seed):
+        row = {k: r[k] for k in ("name", "email", "mobile", "id_number", "address") if k in r}
+        row["note"] = r.get("note", "")
+        yield orjson.dumps({"before": row, "after": row, "op": "u", "ts_ms": 1700000000000})
+
+
+@pytest.mark.parametrize("allow,leaking", [
+    ((), {"before.note", "after.note"}),
+    (("*.note",), set()),
+    (("{before,after}.note",), set()),
+    (("**.note",), set()),
+    (("after.note",), {"before.note"}),
+])
+def test_cdc_example_leaves_only_its_note_and_allow_takes_wildcards(allow, leaking):
+    rep = coverage(route_of(CDC.read_text(encoding="utf-8")), change_events(), regions=("CN", "US"), allow=allow)
+    assert rep.sink == 120
+    assert {lk.path for lk in rep.leaks} == {"before.note", "after.note"}  # the example has no rule for note
+    assert {lk.path for lk in rep.leaking} == leaking

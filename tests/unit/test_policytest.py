@@ -17,7 +17,7 @@ from proxy.policytest import compile_for_tests, derived_test_key, load_suite, ru
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "policies" / "examples"
-TESTED = ["customer-pii.yaml", "support-minimum-necessary.yaml", "crypto-shredding.yaml"]
+TESTED = ["customer-pii.yaml", "support-minimum-necessary.yaml", "crypto-shredding.yaml", "debezium-cdc.yaml", "consent-topic.yaml"]
 
 POLICY = """\
 version: 1
@@ -93,6 +93,12 @@ ASSERTS = [
     ({"path": "items[0].card", "decrypts_to": "5500000000000004"}, True),
     ({"path": "items[*].card", "not_equals_input": True}, True),
     ({"path": "missing", "equals": 1}, False),
+    ({"path": "{card,name}", "not_equals_input": True}, True),        # wildcard paths: every node must pass
+    ({"path": "{name,keep}", "not_equals_input": True}, False),
+    ({"path": "*", "absent": True}, False),
+    ({"path": "**.card", "length": 16}, True),                        # objects only: not items[*].card
+    ({"path": "**.street", "absent": True}, True),
+    ({"path": "**.keep", "absent": True}, False),
     ({"path": "@key", "matches": "tok_[a-z2-7]+"}, True),
     ({"path": "@key", "not_equals_input": True}, True),
     ({"path": "@key", "equals": "C42"}, False),
@@ -215,6 +221,21 @@ def test_no_cases_is_an_error(tmp_path):
     assert res.exit_code == 1 and "no test cases" in res.output
 
 
+def test_skip_untested_and_test_files_among_the_policies():
+    """What the pre-commit hook passes: every policy file and test file that changed."""
+    files = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
+    res = CliRunner().invoke(main, ["test", "--skip-untested", *files])
+    assert res.exit_code == 0, res.output
+    ran = [line.split(":")[0] for line in res.output.splitlines() if line.endswith("case(s)")]
+    assert sorted(Path(f).name for f in ran) == sorted(TESTED)  # each once, though its test file was given too
+    skipped = [line for line in res.output.splitlines() if line.endswith("no test cases, skipped")]
+    assert len(skipped) == len([f for f in files if not f.endswith(".tests.yaml")]) - len(TESTED)
+    res = CliRunner().invoke(main, ["test", str(EXAMPLES / "customer-pii.tests.yaml")])
+    assert res.exit_code == 0 and res.output.startswith(f"{EXAMPLES / 'customer-pii.yaml'}: 5 case(s)")
+    res = CliRunner().invoke(main, ["test", str(EXAMPLES / "purposes.yaml")])
+    assert res.exit_code == 1 and "no test cases" in res.output
+
+
 def test_cases_inside_the_policy_are_checked_at_load():
     bad = POLICY + "tests:\n  - name: a\n    route: zz\n    input: {value: {}}\n    output: {}\n"
     with pytest.raises(PolicyError) as e:
@@ -228,3 +249,20 @@ def test_schema_format_routes_are_refused_by_name(tmp_path):
     res = CliRunner().invoke(main, ["test", str(EXAMPLES / "customer-pii-avro.yaml"), "--tests", str(tests)])
     assert res.exit_code == 1
     assert "customer-pii-avro.yaml:" in res.output and "dpp test runs json routes" in res.output
+
+
+def test_an_invalid_test_file_is_an_error_in_the_junit_report(tmp_path):
+    """A test file that does not load runs no case: the runner says so on stdout, exits 1, and the
+    JUnit report holds an <error> for it (a CI report must not look green)."""
+    pol, tests = write(tmp_path, (
+        "tests:\n"
+        "  - name: typo\n    input: {value: {name: Bob}}\n    assert: [{path: name, equal: B**}]\n"))
+    junit = tmp_path / "junit.xml"
+    res = CliRunner().invoke(main, ["test", str(pol), "--junit", str(junit)])
+    assert res.exit_code == 1
+    assert any(line.startswith("ERROR ") and "not run" in line for line in res.output.splitlines()), res.output
+    assert res.output.splitlines()[-1] == "0 passed, 0 failed, 1 file(s) not run"
+    root = ET.parse(junit).getroot()
+    assert root.get("errors") == "1" and root.get("tests") == "1"
+    (err,) = root.findall("./testsuite/testcase/error")
+    assert "equal" in err.text and "unknown key" in err.text

@@ -512,7 +512,9 @@ def test_a_small_record_that_would_decode_to_a_huge_tree_dead_letters_fast():
     assert r.process(frame(sid, b"\x02\x02" + b"\x12\x00" * 1000)).kind == SINK  # 100,000 values: fine
     t0 = time.perf_counter()
     out = r.process(frame(sid, b"\x02\x02" + b"\x12\x00" * 50_000))
-    assert (out.kind, out.reason) == (DEAD_LETTER, "decode-failed") and time.perf_counter() - t0 < 2
+    # the tree is refused before it is built; the bound is loose for a loaded CI machine
+    # (a guard against building 5 million values, not a benchmark)
+    assert (out.kind, out.reason) == (DEAD_LETTER, "decode-failed") and time.perf_counter() - t0 < 10
 
 
 def test_dropping_a_map_of_an_ancestor_keeps_the_message_indexes():

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policykit import KEYS, load_error_lines, policy_text
-from proxy.policy import fastpath
+from policykit import KEYS, load_error_lines, policy_text, route_counters, routes_on_every_path, same_on_every_path
 from proxy.policy.compiler import BLOCK, DEAD_LETTER, SINK, Outcome, compile_policy, event_time
 from proxy.policy.loader import load_policy_text
 from proxy.policy.models import duration_seconds
@@ -30,30 +29,11 @@ def _text(max_age: str = "30d", field: str = "created_at", epoch: str = "") -> s
 
 def _routes(text: str, monkeypatch) -> list:
     """The reference route, then the batch paths this build has, each with the clock at NOW."""
-    out = []
-    for native in ("0", "1"):
-        monkeypatch.setenv("DPP_NATIVE", native)
-        r = compile_policy(load_policy_text(text, "ret.yaml"), environ=KEYS).route()
-        r.clock = lambda: NOW
-        if native == "0" or r.record_path == "native":
-            out.append(r)
-    return out
-
-
-def _counters(route) -> tuple:
-    s = route.stats.drain()
-    return s.consumed, s.produced, s.blocked, s.dead_lettered, s.transforms, s.unmatched
+    return routes_on_every_path(text, monkeypatch, "ret.yaml", lambda r: setattr(r, "clock", lambda: NOW))
 
 
 def _run(text, values, monkeypatch) -> list:
-    ref, *batch = _routes(text, monkeypatch)
-    want = [ref.process(v) for v in values]
-    want_counts = _counters(ref)
-    for r in [ref] + batch:  # the reference route's batch path too (python or native)
-        got = r.process_batch(values)
-        assert got == want, r.record_path
-        assert _counters(r) == want_counts, r.record_path
-    return want
+    return same_on_every_path(_routes(text, monkeypatch), values)
 
 
 def iso(seconds_before_now: float, offset: str = "Z") -> str:
@@ -214,11 +194,11 @@ def test_the_kafka_record_timestamp_on_every_path(ts, expected, monkeypatch):
     value = orjson.dumps({"name": "Dora", "created_at": "not read"})
     ref, *batch = _routes(TS_POLICY, monkeypatch)
     want = ref.process(value, ts)
-    want_counts = _counters(ref)
+    want_counts = route_counters(ref)
     assert want.kind == expected and (expected != DEAD_LETTER or want.reason == "bad-event-time")
     for r in [ref] + batch:
         assert r.process_batch([value, value], [ts, ts]) == [want, want], r.record_path
-        counts = _counters(r)
+        counts = route_counters(r)
         assert counts[:2] == (2 * want_counts[0], 2 * want_counts[1]), r.record_path
         assert r.process_record(value, b"k", None, ts).kind == expected
         res, _, _ = r.protect_records([value], [b"k"], [None], [ts])
@@ -232,10 +212,10 @@ def test_record_timestamps_are_per_record_in_a_batch(monkeypatch):
     ref, *batch = _routes(TS_POLICY, monkeypatch)
     want = [ref.process(value, t) for t in stamps]
     assert [o.kind for o in want] == [SINK, BLOCK, DEAD_LETTER, SINK, BLOCK]
-    want_counts = _counters(ref)
+    want_counts = route_counters(ref)
     for r in [ref] + batch:
         assert r.process_batch([value] * len(stamps), stamps) == want
-        assert _counters(r) == want_counts
+        assert route_counters(r) == want_counts
 
 
 @pytest.mark.parametrize("retention", ["{source: record_timestamp, field: created_at, max_age: 1d}",

@@ -72,6 +72,10 @@ def test_schema_rejects_structural_errors(validator, name):
         lambda d: d["routes"][0].update(sink="bad topic name"),
         lambda d: d["routes"][0]["rules"][0].update(keep_first=-1),
         lambda d: d["routes"][0]["block"][0]["when"].update(field=3),
+        lambda d: d["routes"][0].update(use="contact"),                            # use: a list of set names
+        lambda d: d.update(rule_sets={"contact": [{"use": ["other"]}]}),          # sets cannot use sets
+        lambda d: d.update(rule_sets={"Contact!": [{"field": "a", "action": "drop"}]}),
+        lambda d: d.update(rule_sets={"contact": []}),
     ],
 )
 def test_schema_rejects_mutations_of_a_valid_policy(validator, mutate):
