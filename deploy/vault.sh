@@ -2,7 +2,8 @@
 # Local HashiCorp Vault (dev server, in memory) with the Transit secrets engine, for the KMS tests and demos.
 #
 #   deploy/vault.sh fetch     download the Go module github.com/hashicorp/vault (Go module proxy) into the Go module cache
-#   deploy/vault.sh build     fetch, then build the `vault` binary into .cache/vault/bin/vault (skipped when it exists);
+#   deploy/vault.sh build     fetch, then build the `vault` binary (tags $DPP_VAULT_BUILD_TAGS, default minimal: core,
+#                             transit, approle) into .cache/vault/bin/vault (skipped when it exists);
 #                             prints the build wall time and the binary size
 #   deploy/vault.sh start     build if needed, start a dev server on 127.0.0.1:$DPP_VAULT_PORT, enable transit,
 #                             wait until healthy; prints VAULT_ADDR (never the token)
