@@ -261,7 +261,9 @@ def test_registry_outage_loses_nothing_and_lets_nothing_through(avro_route, kafk
         assert dpp.stop() == 0
         logs = dpp.stderr()
     sink = read_topic(kafka_bootstrap, t.sink)
-    assert not read_topic(kafka_bootstrap, t.dead_letter)
+    dead = read_topic(kafka_bootstrap, t.dead_letter)
+    assert not dead, f"{len(dead)} dead-lettered, reasons " \
+        f"{sorted({dict(r.headers).get('dpp.reason', b'?').decode() for r in dead})}"
     blocked = metric(m, "dpp_records_blocked_total", route=ROUTE)
     assert len(sink) + blocked == 1000
     src = {r["record_id"]: r for r in records}
