@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from ..errors import DependencyUnavailable
 from ..policy import consent as cs
 from .clientconfig import client_config
+from .follower import TopicFollower
 
 log = logging.getLogger("proxy.consent")
 
@@ -31,7 +32,7 @@ CONSENT_CONFIG = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1
 """Configuration of a consent topic created by ``dpp consent`` or ``dpp run --create-topics``."""
 
 
-class ConsentReader:
+class ConsentReader(TopicFollower):
     """Follows one consent topic into :attr:`table`. Thread-safe.
 
     :meth:`start` starts the thread (read to the end, set :attr:`caught_up`, then follow);
@@ -39,24 +40,25 @@ class ConsentReader:
     records that were not consent documents, :attr:`lag_s` the seconds between each applied
     record's Kafka timestamp and its application (the last 1,000, for metrics and tests)."""
 
+    kind = "consent"
+
     def __init__(self, bootstrap: str, topic: str, table: cs.ConsentTable | None = None, *,
                  purposes: tuple[str, ...] = (), timeout_s: float = 30.0, metrics=None):
-        self.topic, self.timeout, self.metrics = topic, timeout_s, metrics
+        super().__init__(topic, timeout_s)
+        self.metrics = metrics
         self.table = table if table is not None else cs.ConsentTable()
         for p in purposes:  # the routes' purposes always get a bit (MAX_PURPOSES)
             self.table.purpose_index(p)
         self.applied = self.unreadable = 0
         self.lag_s: list[float] = []
-        self.error: str | None = None
         self._next: dict[int, int] = {}
         self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.caught_up = threading.Event()
         conf = {**client_config(bootstrap), "group.id": "dpp-consent-reader", "enable.auto.commit": False,
                 "enable.partition.eof": True, "fetch.wait.max.ms": 50, "topic.metadata.refresh.interval.ms": 10000}
         self._consumer = Consumer(conf)
         self._query = Consumer(conf)  # end offsets for sync(), from the route threads
+        self._consumers = [self._consumer, self._query]
+        self._last_md = 0.0  # when the partitions were last looked up (time.monotonic())
         self._query_lock = threading.Lock()
         self._partitions: list[int] = []
 
@@ -162,51 +164,21 @@ class ConsentReader:
         if not self._read_to(self._ends(), time.monotonic() + self.timeout, poll=True):
             raise TimeoutError(f"consent topic {self.topic} not read to its end in {self.timeout} s")
 
-    def start(self) -> "ConsentReader":
-        self._thread = threading.Thread(target=self._follow, name=f"dpp-consent-{self.topic}", daemon=True)
-        self._thread.start()
-        return self
+    def _caught_up(self) -> None:
+        self._gauge()
+        self._last_md = time.monotonic()
+        log.info("consent topic read", extra={"topic": self.topic, "subjects": len(self.table),
+                                              "on_disk": self.table.on_disk})
 
-    def _follow(self) -> None:
-        logged = None
-        while not self._stop.is_set() and not self.caught_up.is_set():
-            try:
-                self.catch_up()
-                self.caught_up.set()
-                self._gauge()
-                log.info("consent topic read", extra={"topic": self.topic, "subjects": len(self.table),
-                                                      "on_disk": self.table.on_disk})
-            except (KafkaException, TimeoutError) as e:
-                err = e.args[0] if isinstance(e, KafkaException) and e.args else None
-                name = err.name() if isinstance(err, KafkaError) else type(e).__name__
-                if name != logged:  # fail closed: its routes wait, /readyz says "consent topic"
-                    log.error("consent topic not read to its end: its routes wait", extra={
-                        "topic": self.topic, "error_class": name})
-                    logged = name
-                self.error = name
-                self._stop.wait(1.0)
-        last_md = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                self._poll(0.2)
-                if time.monotonic() - last_md > 10:  # partitions added to the topic
-                    last_md = time.monotonic()
-                    self._assign()
-                    self._gauge()
-            except (KafkaException, RuntimeError) as e:
-                log.error("consent topic reader failed", extra={"topic": self.topic, "error_class": type(e).__name__})
-                self._stop.wait(0.5)
+    def _tick(self) -> None:
+        if time.monotonic() - self._last_md > 10:  # partitions added to the topic
+            self._last_md = time.monotonic()
+            self._assign()
+            self._gauge()
 
     def _gauge(self) -> None:
         if self.metrics is not None:
             self.metrics.consent_subjects.labels(self.topic).set(len(self.table))
-
-    def wait_caught_up(self, stop: threading.Event) -> bool:
-        """Block until the topic was read to its end (``True``) or ``stop`` is set (``False``)."""
-        while not self.caught_up.wait(0.2):
-            if stop.is_set():
-                return False
-        return True
 
     def sync(self, timeout_s: float | None = None) -> None:
         """The per-batch barrier: read the partitions' end offsets now and wait until the table
@@ -223,14 +195,7 @@ class ConsentReader:
         self._gauge()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        for c in (self._consumer, self._query):
-            try:
-                c.close()
-            except (KafkaException, RuntimeError):
-                pass
+        super().close()
         self.table.close()
 
 

@@ -25,6 +25,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from .clientconfig import client_config
+from .follower import TopicFollower
 
 log = logging.getLogger("proxy.control")
 
@@ -85,43 +86,27 @@ def write_switch(bootstrap: str, route: str, state: str, reason: str, actor: str
     return doc
 
 
-class ControlReader:
+class ControlReader(TopicFollower):
     """Follows the control topic: :meth:`halted` answers from memory. Thread-safe.
 
     ``start()`` starts a thread that reads to the end (then :attr:`caught_up` is set; routes wait
-    for it with :meth:`wait_caught_up`), then polls every ``poll_s`` seconds until :meth:`close`.
-    :attr:`changes` counts applied records."""
+    for it with :meth:`wait_caught_up`), then polls every ``poll_s`` seconds until :meth:`close`
+    (:class:`~proxy.stream.follower.TopicFollower`). :attr:`changes` counts applied records."""
+
+    kind = "control"
 
     def __init__(self, bootstrap: str, topic: str = CONTROL_TOPIC, *, poll_s: float = 0.5, timeout_s: float = 30.0):
-        self.topic, self.poll_s, self.timeout = topic, poll_s, timeout_s
+        super().__init__(topic, timeout_s)
+        self.poll_s = self.follow_poll_s = poll_s
         self.states: dict[str, dict] = {}
         self.changes = 0
-        self.error: str | None = None
-        """Error class of the last failed read (``None`` when reads succeed)."""
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._consumer = Consumer({**client_config(bootstrap), "group.id": "dpp-control-reader",
                                    "enable.auto.commit": False, "enable.partition.eof": True,
                                    "topic.metadata.refresh.interval.ms": 5000})
         self._consumer.assign([TopicPartition(topic, 0, -2)])  # OFFSET_BEGINNING; never committed
+        self._consumers = [self._consumer]
         self._next = 0
-        self.caught_up = threading.Event()
-        """Set once the topic was read to its end (or found missing) after :meth:`start`."""
-
-    def start(self) -> "ControlReader":
-        """Start the thread: it reads the topic to its end (retrying every second while the
-        broker does not answer), sets :attr:`caught_up`, then follows the topic."""
-        self._thread = threading.Thread(target=self._follow, name=f"dpp-control-{self.topic}", daemon=True)
-        self._thread.start()
-        return self
-
-    def wait_caught_up(self, stop: threading.Event) -> bool:
-        """Block until the topic was read to its end (``True``) or ``stop`` is set (``False``)."""
-        while not self.caught_up.wait(0.2):
-            if stop.is_set():
-                return False
-        return True
 
     def catch_up(self) -> None:
         """Read until the high watermark at call time (none: the topic does not exist yet)."""
@@ -169,36 +154,8 @@ class ControlReader:
                 self.states[doc["route"]] = doc
                 self.changes += 1
 
-    def _follow(self) -> None:
-        warned = False
-        while not self._stop.is_set() and not self.caught_up.is_set():
-            try:
-                self.catch_up()
-                self.caught_up.set()
-            except (KafkaException, TimeoutError) as e:
-                if not warned:  # the routes wait meanwhile (fail closed): /readyz names the control topic
-                    log.warning("control topic not read to its end yet: routes wait", extra={
-                        "topic": self.topic, "error_class": type(e).__name__})
-                    warned = True
-                self._stop.wait(1.0)
-        while not self._stop.is_set():
-            try:
-                self._poll(self.poll_s)
-            except (KafkaException, RuntimeError) as e:
-                log.error("control topic reader failed", extra={"topic": self.topic, "error_class": type(e).__name__})
-                self._stop.wait(self.poll_s)
-
     def halted(self, route: str) -> dict | None:
         """The control document halting ``route``, or ``None`` when it runs."""
         with self._lock:
             doc = self.states.get(route)
         return doc if doc is not None and doc["state"] == "halted" else None
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        try:
-            self._consumer.close()
-        except (KafkaException, RuntimeError):
-            pass
