@@ -388,7 +388,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     if need_hits:
         e("hits = []")
     # -- rules, in route._order (drops last) -------------------------------------------------------
-    groups: list[list[tuple]] = []   # runs of consecutive rules done by one proxy._native.Plan
+    groups: list[list[tuple]] = []
+    plans: list = []                 # the proxy._native.Plan objects (fn.plans: wiped on reload)   # runs of consecutive rules done by one proxy._native.Plan
     run: list[tuple] = []
     labels = route.rule_labels
 
@@ -405,6 +406,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             g = len(groups)
             plan = _native.Plan(list(run), lambda v: (_ for _ in ()).throw(
                 RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, vlabel(v))))
+            plans.append(plan)
             if run_alts:
                 e("g0 = len(ev)")
             e(f"{src.const(f'NATIVE{g}', plan)}(o, miss)")
@@ -571,4 +573,5 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     exec(code, ns)  # noqa: S102 - generated from the compiled policy; constants only (module doc)
     fn = ns["protect_batch"]
     fn.source = src.text()  # for debugging and the tests
+    fn.plans = tuple(plans)
     return fn

@@ -435,3 +435,15 @@ def test_ff1_on_object_keys_runs_in_c_not_at_the_end_of_the_batch(monkeypatch):
     out = route.protect_batch([b'{"a": "123456", "b": "x"}'])
     assert orjson.loads(out[0])["a"] == route.transforms[0].apply("123456") != "123456"
     assert "_flush_deferred" not in route._fast.source
+
+
+@native
+def test_wipe_native_cleanses_every_plan_of_a_replaced_route(monkeypatch):
+    """``CompiledRoute.wipe_native()`` (the engine calls it on the route a reload replaced) wipes
+    the route's plans: its batch path then fails closed, the reference path still protects."""
+    route = _route(_ff1_then_mask("a"), True, monkeypatch)
+    assert route._fast.plans
+    route.wipe_native()
+    out = route.protect_batch([b'{"a": "123456", "b": "x"}'])
+    assert (out[0].kind, out[0].error_class) == ("dead_letter", "RuntimeError")
+    assert route.process(b'{"a": "123456", "b": "x"}').kind == SINK
