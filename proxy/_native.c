@@ -12,6 +12,13 @@
  *           canonical form, HMAC-SHA256 (RFC 2104 over OpenSSL's SHA-256, precomputed inner and
  *           outer states), RFC 4648 base32 or hex
  *   REDACT  any value: the rule's constant
+ *   FF1     ASCII str values over an ASCII alphabet: the characters in the alphabet encrypted
+ *           together with FF1 (NIST SP 800-38G Rev.1, AES-ECB over OpenSSL EVP for the PRF), the
+ *           others kept in place, as proxy/transforms/fpe.py does; a value with a variant of an
+ *           alphabet character or outside the FF1 domain goes to the closure (which raises)
+ *   TOKEN   str values: prefix + base32(version || AES-SIV(value)) (RFC 5297: S2V with AES-CMAC,
+ *           AES-CTR), the key derived in C with HKDF-SHA256 (RFC 5869), as
+ *           proxy/transforms/tokenize.py does
  *   CALL    (and every value the above do not handle: other types, non-ASCII text, other
  *           modes) the transform's own Python closure, which raises the rule's RecordError.
  *
@@ -24,6 +31,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED  /* SHA256_Init/Update/Final: midstates are plain structs */
 #include <Python.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 /* HMAC-SHA256 (RFC 2104, FIPS 198-1) with OpenSSL's SHA-256: the inner state after
@@ -68,7 +76,383 @@ hmac_value(const Hmac *h, const unsigned char *msg, size_t len, unsigned char ou
     OPENSSL_cleanse(&c, sizeof(c));
 }
 
-enum { OP_CALL = 0, OP_MASK = 1, OP_PSEUDO = 2, OP_REDACT = 3 };
+/* AES-ECB over OpenSSL EVP: one context per key, built at plan creation (the key schedule lives
+ * in OpenSSL's memory only; EVP_CIPHER_CTX_free cleanses it). Whole blocks, no padding. */
+static EVP_CIPHER_CTX *
+aes_ecb_new(const unsigned char *key, Py_ssize_t klen)
+{
+    const EVP_CIPHER *c = klen == 16 ? EVP_aes_128_ecb() : klen == 24 ? EVP_aes_192_ecb()
+                        : klen == 32 ? EVP_aes_256_ecb() : NULL;
+    if (c == NULL) {
+        PyErr_SetString(PyExc_ValueError, "AES keys are 16, 24 or 32 bytes");
+        return NULL;
+    }
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_EncryptInit_ex(ctx, c, NULL, key, NULL) != 1 || EVP_CIPHER_CTX_set_padding(ctx, 0) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL AES setup failed");
+        return NULL;
+    }
+    return ctx;
+}
+
+/* out = AES_K(in) block by block, len a multiple of 16; 0 (and a RuntimeError) on failure */
+static int
+aes_ecb(EVP_CIPHER_CTX *ctx, const unsigned char *in, unsigned char *out, Py_ssize_t len)
+{
+    int n = 0;
+    if (len > INT_MAX || EVP_EncryptUpdate(ctx, out, &n, in, (int)len) != 1 || n != (int)len) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL AES failed");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- FF1 (NIST SP 800-38G Rev.1, section 5.1, Algorithm 7) --------------------------------
+ * The numeral halves A (u numerals) and B (v numerals) are integers below radix**v <= 2**96
+ * (the length limit of proxy/crypto/ff1.py, max_length: 2 * floor(log_radix(2**96))), so they and
+ * y = NUM(S) (d <= 16 bytes) are unsigned 128-bit integers. As in ff1.py, the CBC-MAC of
+ * P || Q is chained once per length n over P and the blocks of Q that hold only tweak and
+ * padding (x[n] below); Q's last block is then x[n] ^ ([i] || [NUM(B)]^b) at its end, so each
+ * round costs one AES block. */
+typedef unsigned __int128 u128;
+#define FF1_KEEP 255   /* digit[]: an ASCII character outside the alphabet, kept in place */
+#define FF1_OTHER 254  /* digit[]: a variant of an alphabet character (fpe.is_variant): the closure */
+
+typedef struct Ff1 {
+    EVP_CIPHER_CTX *ecb;
+    int radix, minlen, maxlen;
+    unsigned char digit[128];  /* ASCII code -> numeral, FF1_KEEP or FF1_OTHER */
+    char sym[128];             /* numeral -> ASCII character */
+    u128 pow[97];              /* radix**k for k <= maxlen - maxlen / 2 */
+    unsigned char (*x)[16];    /* x[n - minlen]: CBC-MAC state before Q's last block ^ its constant bytes */
+} Ff1;
+
+static int
+ff1_b(const Ff1 *f, int v)  /* step 3: bytes holding radix**v - 1 */
+{
+    u128 m = f->pow[v] - 1;
+    int bits = 0;
+    while (m) {
+        bits++;
+        m >>= 1;
+    }
+    return (bits + 7) / 8;
+}
+
+static void
+ff1_free(Ff1 *f)
+{
+    if (f == NULL)
+        return;
+    EVP_CIPHER_CTX_free(f->ecb);
+    if (f->x != NULL) {
+        OPENSSL_cleanse(f->x, (size_t)(f->maxlen - f->minlen + 1) * 16);
+        PyMem_Free(f->x);
+    }
+    OPENSSL_cleanse(f, sizeof(*f));
+    PyMem_Free(f);
+}
+
+/* key, tweak, digit table (128 bytes), alphabet (ASCII, in numeral order), minlen, maxlen */
+static Ff1 *
+ff1_new(const Py_buffer *key, const Py_buffer *tweak, const Py_buffer *table, PyObject *alphabet, int minlen, int maxlen)
+{
+    Py_ssize_t radix = PyUnicode_GET_LENGTH(alphabet);
+    if (!PyUnicode_IS_ASCII(alphabet) || radix < 2 || table->len != 128 || minlen < 1 || maxlen < minlen
+        || maxlen - maxlen / 2 > 96 || tweak->len > 0xffffffffL) {
+        PyErr_SetString(PyExc_ValueError, "ff1: an ASCII alphabet, a 128-byte table and lengths within 2**96");
+        return NULL;
+    }
+    Ff1 *f = PyMem_Malloc(sizeof(Ff1));
+    if (f == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memset(f, 0, sizeof(*f));
+    f->radix = (int)radix;
+    f->minlen = minlen;
+    f->maxlen = maxlen;
+    memcpy(f->digit, table->buf, 128);
+    memcpy(f->sym, PyUnicode_1BYTE_DATA(alphabet), (size_t)radix);
+    f->pow[0] = 1;
+    for (int k = 1; k <= maxlen - maxlen / 2; k++) {
+        f->pow[k] = f->pow[k - 1] * (u128)radix;
+        if (f->pow[k] > ((u128)1 << 96)) {
+            PyErr_SetString(PyExc_ValueError, "ff1: maxlen beyond radix**v <= 2**96");
+            goto fail;
+        }
+    }
+    f->ecb = aes_ecb_new(key->buf, key->len);
+    if (f->ecb == NULL)
+        goto fail;
+    f->x = PyMem_Malloc((size_t)(maxlen - minlen + 1) * 16);
+    Py_ssize_t t = tweak->len;
+    unsigned char *q = PyMem_Malloc((size_t)t + 16);
+    if (f->x == NULL || q == NULL) {
+        PyMem_Free(q);
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (int n = minlen; n <= maxlen; n++) {
+        int u = n / 2, v = n - u, b = ff1_b(f, v);
+        /* step 5: P = [1]^1 [2]^1 [1]^1 [radix]^3 [10]^1 [u mod 256]^1 [n]^4 [t]^4 */
+        unsigned char p[16] = {1, 2, 1, (unsigned char)(radix >> 16), (unsigned char)(radix >> 8), (unsigned char)radix,
+                               10, (unsigned char)(u % 256), (unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                               (unsigned char)(n >> 8), (unsigned char)n, (unsigned char)(t >> 24),
+                               (unsigned char)(t >> 16), (unsigned char)(t >> 8), (unsigned char)t};
+        unsigned char *state = f->x[n - minlen];
+        if (!aes_ecb(f->ecb, p, state, 16))
+            goto fail_q;
+        /* step 6.i: Q = T || [0]^((-t-b-1) mod 16) || [i]^1 || [NUM(B)]^b; its last block holds
+         * the last 15 - b bytes of T || padding, then [i] and NUM(B) */
+        Py_ssize_t pad = ((-t - b - 1) % 16 + 16) % 16, len = t + pad, full = len / 16;
+        memcpy(q, tweak->buf, (size_t)t);
+        memset(q + t, 0, (size_t)pad);
+        for (Py_ssize_t j = 0; j < full; j++) {
+            for (int k = 0; k < 16; k++)
+                state[k] ^= q[16 * j + k];
+            if (!aes_ecb(f->ecb, state, state, 16))
+                goto fail_q;
+        }
+        for (Py_ssize_t k = 0; k < len - 16 * full; k++)  /* 15 - b bytes */
+            state[k] ^= q[16 * full + k];
+    }
+    OPENSSL_cleanse(q, (size_t)t + 16);
+    PyMem_Free(q);
+    return f;
+fail_q:
+    PyMem_Free(q);
+fail:
+    ff1_free(f);
+    return NULL;
+}
+
+/* steps 6.i-6.iv for one round: y = NUM(first d bytes of PRF(P || Q)); 0 and an error set on failure */
+static int
+ff1_y(const Ff1 *f, const unsigned char *x, int i, int b, int d, u128 num, u128 *y)
+{
+    unsigned char blk[16], r[16];
+    memcpy(blk, x, 16);
+    blk[15 - b] ^= (unsigned char)i;
+    for (int k = 0; k < b; k++)
+        blk[15 - k] ^= (unsigned char)(num >> (8 * k));
+    if (!aes_ecb(f->ecb, blk, r, 16))
+        return 0;
+    u128 acc = 0;
+    for (int k = 0; k < d; k++)
+        acc = (acc << 8) | r[k];
+    *y = acc;
+    OPENSSL_cleanse(r, sizeof(r));
+    return 1;
+}
+
+/* FF1.Encrypt of the numerals num[0..n) in place (minlen <= n <= maxlen); 0 on failure */
+static int
+ff1_encrypt(const Ff1 *f, unsigned char *num, int n)
+{
+    int u = n / 2, v = n - u, b = ff1_b(f, v), d = 4 * ((b + 3) / 4) + 4;
+    const unsigned char *x = f->x[n - f->minlen];
+    u128 mu = f->pow[u], mv = f->pow[v], a = 0, c = 0, y;
+    for (int k = 0; k < u; k++)            /* step 2: A = X[1..u], B = X[u+1..n] */
+        a = a * (u128)f->radix + num[k];
+    for (int k = u; k < n; k++)
+        c = c * (u128)f->radix + num[k];
+    for (int i = 0; i < 10; i += 2) {     /* step 6, rounds paired: A mod radix**u, then B mod radix**v */
+        if (!ff1_y(f, x, i, b, d, c, &y))
+            return 0;
+        a = (a + y % mu) % mu;
+        if (!ff1_y(f, x, i + 1, b, d, a, &y))
+            return 0;
+        c = (c + y % mv) % mv;
+    }
+    for (int k = u - 1; k >= 0; k--, a /= (u128)f->radix)  /* step 7: STR_u(A) || STR_v(B) */
+        num[k] = (unsigned char)(a % (u128)f->radix);
+    for (int k = n - 1; k >= u; k--, c /= (u128)f->radix)
+        num[k] = (unsigned char)(c % (u128)f->radix);
+    return 1;
+}
+
+/* ---- AES-SIV (RFC 5297) --------------------------------------------------------------------
+ * S2V over AES-CMAC (RFC 4493) with K1 (the key's first half), AES-CTR with K2 (second half),
+ * one associated-data string (the rule's binding): D after it, and dbl(D), are computed once per
+ * rule, so a value costs the CMAC of its blocks and the CTR keystream (one ECB call). */
+typedef struct Siv {
+    EVP_CIPHER_CTX *mac, *ctr;
+    unsigned char sub1[16], sub2[16];  /* CMAC subkeys (RFC 4493, 2.3) */
+    unsigned char d[16], dd[16];       /* S2V: D after the associated data, and dbl(D) */
+    unsigned char version;
+    PyObject *prefix;                  /* ASCII str */
+} Siv;
+
+static void
+dbl(unsigned char s[16])  /* multiplication by x in GF(2^128) (RFC 5297, 2.3) */
+{
+    int carry = s[0] >> 7;
+    for (int k = 0; k < 15; k++)
+        s[k] = (unsigned char)((s[k] << 1) | (s[k + 1] >> 7));
+    s[15] = (unsigned char)((s[15] << 1) ^ (carry ? 0x87 : 0));
+}
+
+/* AES-CMAC (RFC 4493) of m[0..len); 0 on failure */
+static int
+cmac(const Siv *s, const unsigned char *m, Py_ssize_t len, unsigned char out[16])
+{
+    unsigned char x[16] = {0}, last[16];
+    Py_ssize_t nb = len ? (len + 15) / 16 : 1, rem = len - 16 * (nb - 1);
+    for (Py_ssize_t j = 0; j < nb - 1; j++) {
+        for (int k = 0; k < 16; k++)
+            x[k] ^= m[16 * j + k];
+        if (!aes_ecb(s->mac, x, x, 16))
+            return 0;
+    }
+    memset(last, 0, 16);
+    memcpy(last, m + 16 * (nb - 1), (size_t)rem);
+    if (rem == 16) {
+        for (int k = 0; k < 16; k++)
+            last[k] ^= s->sub1[k];
+    }
+    else {
+        last[rem] = 0x80;
+        for (int k = 0; k < 16; k++)
+            last[k] ^= s->sub2[k];
+    }
+    for (int k = 0; k < 16; k++)
+        x[k] ^= last[k];
+    int ok = aes_ecb(s->mac, x, out, 16);
+    OPENSSL_cleanse(last, sizeof(last));
+    return ok;
+}
+
+static void
+siv_free(Siv *s)
+{
+    if (s == NULL)
+        return;
+    EVP_CIPHER_CTX_free(s->mac);
+    EVP_CIPHER_CTX_free(s->ctr);
+    Py_XDECREF(s->prefix);
+    OPENSSL_cleanse(s, sizeof(*s));
+    PyMem_Free(s);
+}
+
+/* HKDF-SHA256 (RFC 5869), no salt (HashLen zero bytes), 64 bytes of output */
+static void
+hkdf64(const unsigned char *ikm, size_t len, const unsigned char *info, size_t ilen, unsigned char okm[64])
+{
+    Hmac h;
+    unsigned char prk[SHA256_DIGEST_LENGTH], msg[SHA256_DIGEST_LENGTH + 256 + 1];
+    hmac_init(&h, (const unsigned char *)"", 0, (const unsigned char *)"", 0);  /* zero salt = empty key */
+    hmac_value(&h, ikm, len, prk);
+    hmac_init(&h, prk, sizeof(prk), (const unsigned char *)"", 0);
+    memcpy(msg, info, ilen);                                   /* T(1) = HMAC(PRK, info || 0x01) */
+    msg[ilen] = 1;
+    hmac_value(&h, msg, ilen + 1, okm);
+    memcpy(msg, okm, SHA256_DIGEST_LENGTH);                    /* T(2) = HMAC(PRK, T(1) || info || 0x02) */
+    memcpy(msg + SHA256_DIGEST_LENGTH, info, ilen);
+    msg[SHA256_DIGEST_LENGTH + ilen] = 2;
+    hmac_value(&h, msg, SHA256_DIGEST_LENGTH + ilen + 1, okm + SHA256_DIGEST_LENGTH);
+    OPENSSL_cleanse(&h, sizeof(h));
+    OPENSSL_cleanse(prk, sizeof(prk));
+    OPENSSL_cleanse(msg, sizeof(msg));
+}
+
+#define SIV_INFO "dpp-token-aes-siv-v1"
+
+/* key: the policy key (derive: HKDF-SHA256 to 64 bytes, info SIV_INFO, as tokenize.py) or the
+ * AES-SIV key itself (32, 48 or 64 bytes: AES-128/192/256); ad: the associated data */
+static Siv *
+siv_new(const Py_buffer *key, int derive, const Py_buffer *ad, PyObject *prefix, int version)
+{
+    unsigned char k[64], zero[16] = {0};
+    Py_ssize_t klen = 64;
+    if (!PyUnicode_IS_ASCII(prefix) || version < 0 || version > 255 || (!derive && key->len != 32 && key->len != 48 && key->len != 64)) {
+        PyErr_SetString(PyExc_ValueError, "token: an ASCII prefix, a version byte, a 32/48/64-byte AES-SIV key");
+        return NULL;
+    }
+    if (derive)
+        hkdf64(key->buf, (size_t)key->len, (const unsigned char *)SIV_INFO, sizeof(SIV_INFO) - 1, k);
+    else {
+        klen = key->len;
+        memcpy(k, key->buf, (size_t)klen);
+    }
+    Siv *s = PyMem_Malloc(sizeof(Siv));
+    if (s == NULL) {
+        OPENSSL_cleanse(k, sizeof(k));
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memset(s, 0, sizeof(*s));
+    s->mac = aes_ecb_new(k, klen / 2);
+    s->ctr = s->mac == NULL ? NULL : aes_ecb_new(k + klen / 2, klen / 2);
+    OPENSSL_cleanse(k, sizeof(k));
+    if (s->ctr == NULL)
+        goto fail;
+    if (!aes_ecb(s->mac, zero, s->sub1, 16))  /* L = AES(K1, 0); K1' = dbl(L), K2' = dbl(K1') */
+        goto fail;
+    dbl(s->sub1);
+    memcpy(s->sub2, s->sub1, 16);
+    dbl(s->sub2);
+    unsigned char m[16];
+    if (!cmac(s, zero, 16, s->d) || !cmac(s, ad->buf, ad->len, m))  /* D = CMAC(<zero>); D = dbl(D) ^ CMAC(AD) */
+        goto fail;
+    dbl(s->d);
+    for (int j = 0; j < 16; j++)
+        s->d[j] ^= m[j];
+    memcpy(s->dd, s->d, 16);
+    dbl(s->dd);
+    s->version = (unsigned char)version;
+    Py_INCREF(prefix);
+    s->prefix = prefix;
+    return s;
+fail:
+    siv_free(s);
+    return NULL;
+}
+
+/* out = V || C of AES-SIV(p[0..len)); out has 16 + len bytes; 0 on failure */
+static int
+siv_encrypt(const Siv *s, const unsigned char *p, Py_ssize_t len, unsigned char *out, unsigned char *work)
+{
+    /* work: 2 * 16 * ceil(len / 16) bytes (at least 32) */
+    unsigned char *v = out, *c = out + 16;
+    Py_ssize_t nb = (len + 15) / 16;
+    if (len >= 16) {                       /* T = Sn xorend D */
+        memcpy(work, p, (size_t)len);
+        for (int k = 0; k < 16; k++)
+            work[len - 16 + k] ^= s->d[k];
+        if (!cmac(s, work, len, v))
+            return 0;
+    }
+    else {                                 /* T = dbl(D) xor pad(Sn) */
+        unsigned char t[16] = {0};
+        memcpy(t, p, (size_t)len);
+        t[len] = 0x80;
+        for (int k = 0; k < 16; k++)
+            t[k] ^= s->dd[k];
+        if (!cmac(s, t, 16, v))
+            return 0;
+    }
+    if (len == 0)
+        return 1;
+    unsigned char q[16];                   /* Q = V & 1^64 || 0 1^31 || 0 1^31 */
+    memcpy(q, v, 16);
+    q[8] &= 0x7f;
+    q[12] &= 0x7f;
+    unsigned char *ctr = work, *ks = work + 16 * nb;
+    for (Py_ssize_t j = 0; j < nb; j++) {  /* counters Q, Q + 1, ... (mod 2**128) */
+        memcpy(ctr + 16 * j, q, 16);
+        for (int k = 15; k >= 0 && ++q[k] == 0; k--)
+            ;
+    }
+    if (!aes_ecb(s->ctr, ctr, ks, 16 * nb))
+        return 0;
+    for (Py_ssize_t j = 0; j < len; j++)
+        c[j] = p[j] ^ ks[j];
+    return 1;
+}
+
+enum { OP_CALL = 0, OP_MASK = 1, OP_PSEUDO = 2, OP_REDACT = 3, OP_FF1 = 4, OP_TOKEN = 5 };
 enum { NORM_NONE = 0, NORM_STRING = 1, NORM_EMAIL = 2 };
 enum { ENC_BASE32 = 0, ENC_HEX = 1 };
 
@@ -89,6 +473,9 @@ typedef struct {
     Py_ssize_t length;    /* 0: whole digest */
     /* REDACT */
     PyObject *value;
+    /* FF1, TOKEN: keyed at plan creation, wiped on dealloc or Plan.wipe() */
+    struct Ff1 *ff1;
+    struct Siv *siv;
 } Rule;
 
 typedef struct {
@@ -244,6 +631,102 @@ pseudonym_ascii(Rule *r, PyObject *s)
     return out;
 }
 
+/* proxy.transforms.fpe (FF1) on an ASCII str: Py_None when the closure must do it (a variant of
+ * an alphabet character, a length outside the FF1 domain), NULL on error */
+static PyObject *
+ff1_ascii(const Ff1 *f, PyObject *s)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    const Py_UCS1 *src = PyUnicode_1BYTE_DATA(s);
+    unsigned char stack[256], *num = len <= 256 ? stack : PyMem_Malloc((size_t)len);
+    PyObject *out = NULL;
+    if (num == NULL)
+        return PyErr_NoMemory();
+    int n = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char dg = f->digit[src[i]];
+        if (dg == FF1_OTHER || (dg != FF1_KEEP && n >= f->maxlen)) {
+            out = Py_None;  /* fails closed in the closure (variant characters, domain too large) */
+            goto done;
+        }
+        if (dg != FF1_KEEP)
+            num[n++] = dg;
+    }
+    if (n < f->minlen) {
+        out = Py_None;      /* domain too small: the closure raises */
+        goto done;
+    }
+    if (!ff1_encrypt(f, num, n))
+        goto done;
+    out = PyUnicode_New(len, 127);
+    if (out == NULL)
+        goto done;
+    Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
+    for (Py_ssize_t i = 0, k = 0; i < len; i++)  /* fpe.join: numerals back at their positions */
+        dst[i] = f->digit[src[i]] == FF1_KEEP ? src[i] : (Py_UCS1)f->sym[num[k++]];
+done:
+    OPENSSL_cleanse(num, (size_t)(len <= 256 ? 256 : len));
+    if (num != stack)
+        PyMem_Free(num);
+    if (out == Py_None)
+        Py_INCREF(out);
+    return out;
+}
+
+/* proxy.transforms.tokenize on a str: prefix + lower-case unpadded base32 of version || V || C */
+static PyObject *
+token_str(const Siv *s, PyObject *text)
+{
+    PyObject *encoded = NULL, *out = NULL;
+    const unsigned char *p;
+    Py_ssize_t len;
+    if (PyUnicode_IS_ASCII(text)) {
+        p = PyUnicode_1BYTE_DATA(text);
+        len = PyUnicode_GET_LENGTH(text);
+    }
+    else {  /* text.encode("utf-8", "surrogatepass") */
+        encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass");
+        if (encoded == NULL)
+            return NULL;
+        p = (const unsigned char *)PyBytes_AS_STRING(encoded);
+        len = PyBytes_GET_SIZE(encoded);
+    }
+    Py_ssize_t nb = (len + 15) / 16, raw_len = 17 + len, wlen = 32 * (nb ? nb : 1);
+    Py_ssize_t need = raw_len + wlen;
+    unsigned char stack[1024], *buf = need <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)need);
+    if (buf == NULL) {
+        Py_XDECREF(encoded);
+        return PyErr_NoMemory();
+    }
+    buf[0] = s->version;
+    if (siv_encrypt(s, p, len, buf + 1, buf + raw_len)) {
+        Py_ssize_t plen = PyUnicode_GET_LENGTH(s->prefix), n = (raw_len * 8 + 4) / 5;
+        out = PyUnicode_New(plen + n, 127);
+        if (out != NULL) {
+            Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
+            memcpy(dst, PyUnicode_1BYTE_DATA(s->prefix), (size_t)plen);
+            dst += plen;
+            unsigned acc = 0;
+            int bits = 0;
+            for (Py_ssize_t i = 0; i < raw_len; i++) {  /* RFC 4648 base32, 5 bits at a time */
+                acc = (acc << 8) | buf[i];
+                bits += 8;
+                while (bits >= 5) {
+                    bits -= 5;
+                    *dst++ = (Py_UCS1)B32[(acc >> bits) & 31];
+                }
+            }
+            if (bits > 0)
+                *dst++ = (Py_UCS1)B32[(acc << (5 - bits)) & 31];
+        }
+    }
+    OPENSSL_cleanse(buf, (size_t)need);
+    if (buf != stack)
+        PyMem_Free(buf);
+    Py_XDECREF(encoded);
+    return out;
+}
+
 static PyObject *
 apply_rule(Rule *r, PyObject *v)
 {
@@ -253,14 +736,35 @@ apply_rule(Rule *r, PyObject *v)
             return mask_str(r, v);
         break;
     case OP_PSEUDO:
+        if (r->mac == NULL)
+            goto wiped;
         if (PyUnicode_CheckExact(v) && PyUnicode_IS_ASCII(v) && r->normalize >= 0 && r->encoding >= 0)
             return pseudonym_ascii(r, v);
         break;
     case OP_REDACT:
         Py_INCREF(r->value);
         return r->value;
+    case OP_FF1:
+        if (r->ff1 == NULL)
+            goto wiped;
+        if (PyUnicode_CheckExact(v) && PyUnicode_IS_ASCII(v)) {
+            PyObject *out = ff1_ascii(r->ff1, v);
+            if (out != Py_None)
+                return out;
+            Py_DECREF(out);
+        }
+        break;
+    case OP_TOKEN:
+        if (r->siv == NULL)
+            goto wiped;
+        if (PyUnicode_CheckExact(v))
+            return token_str(r->siv, v);
+        break;
     }
     return PyObject_CallOneArg(r->fallback, v);
+wiped:
+    PyErr_SetString(PyExc_RuntimeError, "proxy._native.Plan: called after wipe()");
+    return NULL;
 }
 
 static PyObject *
@@ -321,19 +825,41 @@ Plan_call(Plan *self, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+/* the key schedules and key-derived state of the plan's rules, cleansed and freed */
+static void
+plan_wipe(Plan *self)
+{
+    for (Py_ssize_t k = 0; k < self->n; k++) {
+        Rule *r = &self->rules[k];
+        if (r->mac != NULL) {
+            OPENSSL_cleanse(r->mac, sizeof(Hmac));
+            PyMem_Free(r->mac);
+            r->mac = NULL;
+        }
+        ff1_free(r->ff1);
+        r->ff1 = NULL;
+        siv_free(r->siv);
+        r->siv = NULL;
+    }
+}
+
+static PyObject *
+Plan_wipe(Plan *self, PyObject *unused)
+{
+    plan_wipe(self);
+    Py_RETURN_NONE;
+}
+
 static void
 Plan_dealloc(Plan *self)
 {
+    plan_wipe(self);
     for (Py_ssize_t k = 0; k < self->n; k++) {
         Rule *r = &self->rules[k];
         Py_XDECREF(r->index);
         Py_XDECREF(r->parents);
         Py_XDECREF(r->last);
         Py_XDECREF(r->fallback);
-        if (r->mac != NULL) {
-            OPENSSL_cleanse(r->mac, sizeof(Hmac));
-            PyMem_Free(r->mac);
-        }
         Py_XDECREF(r->prefix);
         Py_XDECREF(r->value);
     }
@@ -348,6 +874,10 @@ Plan_dealloc(Plan *self)
  *   PSEUDO: params = (key, message prefix, prefix, normalize, encoding, length)
  *           normalize/encoding -1: the fallback closure for every value
  *   REDACT: params = (value,)
+ *   FF1:    params = (AES key, tweak, digit table, alphabet, minlen, maxlen): the table maps each
+ *           ASCII code to its numeral, FF1_KEEP (kept in place) or FF1_OTHER (the closure)
+ *   TOKEN:  params = (key, derive, associated data, prefix, version): derive true: key is the
+ *           policy key (HKDF-SHA256 in C); false: the AES-SIV key itself
  *   CALL:   params = ()
  */
 static PyObject *
@@ -429,6 +959,31 @@ Plan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             Py_INCREF(value);
             r->value = value;
         }
+        else if (r->op == OP_FF1) {
+            Py_buffer key, tweak, table;
+            PyObject *alphabet;
+            int minlen, maxlen;
+            if (!PyArg_ParseTuple(params, "y*y*y*Uii:ff1", &key, &tweak, &table, &alphabet, &minlen, &maxlen))
+                goto fail;
+            r->ff1 = ff1_new(&key, &tweak, &table, alphabet, minlen, maxlen);
+            PyBuffer_Release(&key);
+            PyBuffer_Release(&tweak);
+            PyBuffer_Release(&table);
+            if (r->ff1 == NULL)
+                goto fail;
+        }
+        else if (r->op == OP_TOKEN) {
+            Py_buffer key, ad;
+            PyObject *prefix;
+            int version, derive;
+            if (!PyArg_ParseTuple(params, "y*py*Ui:token", &key, &derive, &ad, &prefix, &version))
+                goto fail;
+            r->siv = siv_new(&key, derive, &ad, prefix, version);
+            PyBuffer_Release(&key);
+            PyBuffer_Release(&ad);
+            if (r->siv == NULL)
+                goto fail;
+        }
         else if (r->op != OP_CALL) {
             PyErr_SetString(PyExc_ValueError, "unknown op");
             goto fail;
@@ -441,6 +996,12 @@ fail:
     return NULL;
 }
 
+static PyMethodDef Plan_methods[] = {
+    {"wipe", (PyCFunction)Plan_wipe, METH_NOARGS,
+     "wipe(): cleanse and free the rules' key schedules now (a replaced policy); the plan then raises"},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyTypeObject PlanType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "proxy._native.Plan",
@@ -451,6 +1012,7 @@ static PyTypeObject PlanType = {
     .tp_new = Plan_new,
     .tp_dealloc = (destructor)Plan_dealloc,
     .tp_call = (ternaryfunc)Plan_call,
+    .tp_methods = Plan_methods,
 };
 
 static PyObject *
@@ -483,6 +1045,32 @@ native_hmac(PyObject *mod, PyObject *args)
     PyBuffer_Release(&key);
     PyBuffer_Release(&msg);
     return PyBytes_FromStringAndSize((const char *)out, sizeof(out));
+}
+
+static PyObject *
+native_aes_siv(PyObject *mod, PyObject *args)
+{
+    Py_buffer key, ad, msg;
+    PyObject *out = NULL, *empty = PyUnicode_FromString("");
+    if (empty == NULL || !PyArg_ParseTuple(args, "y*y*y*:aes_siv", &key, &ad, &msg)) {
+        Py_XDECREF(empty);
+        return NULL;
+    }
+    Siv *s = siv_new(&key, 0, &ad, empty, 0);
+    Py_ssize_t nb = (msg.len + 15) / 16;
+    unsigned char *work = s == NULL ? NULL : PyMem_Malloc((size_t)(32 * (nb ? nb : 1)));
+    out = work == NULL ? NULL : PyBytes_FromStringAndSize(NULL, 16 + msg.len);
+    if (out != NULL && !siv_encrypt(s, msg.buf, msg.len, (unsigned char *)PyBytes_AS_STRING(out), work))
+        Py_CLEAR(out);
+    if (s != NULL && work == NULL)
+        PyErr_NoMemory();
+    PyMem_Free(work);
+    siv_free(s);
+    Py_DECREF(empty);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&ad);
+    PyBuffer_Release(&msg);
+    return out;
 }
 
 static PyObject *
@@ -643,6 +1231,8 @@ static PyMethodDef methods[] = {
      "set_separators(bitmap): the characters mask leaves in place (proxy.transforms.mask.separator_bitmap())"},
     {"hmac_sha256", native_hmac, METH_VARARGS,
      "hmac_sha256(key, message) -> 32-byte HMAC-SHA256 (RFC 2104), the pseudonym path's construction"},
+    {"aes_siv", native_aes_siv, METH_VARARGS,
+     "aes_siv(key, ad, plaintext) -> V || C: AES-SIV (RFC 5297) with one associated-data string, the token path's construction"},
     {"mask", native_mask, METH_VARARGS,
      "mask(text, keep_first, keep_last, mask_char, mask_separators) -> str (the mask action on text)"},
     {"big_int_literal", native_big_int_literal, METH_O,
@@ -666,7 +1256,7 @@ PyInit__native(void)
     if (m == NULL)
         return NULL;
     /* bumped with every change of the Plan tuples or semantics; proxy/policy/fastpath.py checks it */
-    if (PyModule_AddIntConstant(m, "ABI", 4) < 0) {
+    if (PyModule_AddIntConstant(m, "ABI", 5) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -455,6 +455,14 @@ class CompiledRoute:
         values in a schema format: decoded and encoded by the route's codec)."""
         self._over_limits = _fastpath.over_limits if self.record_path == "native" else _fastpath.over_limits_py
 
+    def wipe_native(self) -> None:
+        """Cleanse and free the C accelerator's keyed state (AES key schedules, HMAC midstates) of
+        this route's batch path now, not when the collector frees it: the engine calls it on the
+        route a hot reload replaced. The batch path must not run afterwards (it raises; the
+        reference path :meth:`process` still works)."""
+        for plan in getattr(self._fast, "plans", ()):
+            plan.wipe()
+
     def _all_transforms(self) -> list:
         return (self.transforms + (self._key.transforms if self._key else [])
                 + (self._headers.transforms if self._headers else []))

@@ -15,7 +15,9 @@ crypto-shredding routes) call the same step closures as the reference path.
 
 When the optional C accelerator ``proxy._native`` (``proxy/_native.c``) is built, each run of
 consecutive object-key-path rules is one ``Plan`` call instead: C walks the paths and masks,
-pseudonymizes (HMAC-SHA256 over OpenSSL's SHA-256) and redacts in place, and hands every value it
+pseudonymizes (HMAC-SHA256 over OpenSSL's SHA-256), redacts, FF1-encrypts (AES over OpenSSL EVP;
+value by value, so such a rule is not deferred to the end of the batch) and tokenizes (AES-SIV)
+in place, and hands every value it
 does not handle (other types, non-ASCII text for pseudonyms, other transforms) to the transform's
 ``compile_apply`` closure, so results and errors are the reference path's. Without it (no C
 compiler at install, a stale build, ``DPP_NATIVE=0``) the rules are written out in Python.
@@ -43,7 +45,7 @@ from .paths import KeyChoice, expand_choices, parse_path
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledRoute
 
-NATIVE_ABI = 4
+NATIVE_ABI = 5
 """``proxy._native.ABI`` this module speaks; a stale build (the C source changed since ``pip
 install``) is not used: the pure-Python path runs, and a warning says to reinstall."""
 
@@ -74,7 +76,8 @@ def over_limits_py(values: list, max_bytes: int, max_depth: int) -> list[int]:
 over_limits = _native.over_limits if _native is not None else over_limits_py
 """The batch path's screen for records to hand to the reference path (route ``limits``)."""
 
-OP_CALL, OP_MASK, OP_PSEUDO, OP_REDACT = 0, 1, 2, 3
+OP_CALL, OP_MASK, OP_PSEUDO, OP_REDACT, OP_FF1, OP_TOKEN = 0, 1, 2, 3, 4, 5
+FF1_KEEP, FF1_OTHER = 255, 254  # _native.c: an ASCII character kept in place / left to the closure
 _NORMALIZE = {"none": 0, "string": 1, "email": 2}   # others (phone): the Python closure
 _ENCODING = {"base32": 0, "hex": 1}                  # others (base64url): the Python closure
 
@@ -107,6 +110,36 @@ def _raising(apply: Callable[[Any], Any], label: str) -> Callable[[Any], Any]:
     return fallback
 
 
+def ff1_table(alphabet: str, variant: Callable[[str], bool]) -> bytes | None:
+    """The digit table of ``_native.c``'s FF1 for an ASCII alphabet: per ASCII code, its
+    numeral, :data:`FF1_KEEP` (outside the alphabet: stays in place) or :data:`FF1_OTHER` (a
+    variant of an alphabet character, ``variant(c)``: the closure fails the value closed).
+    ``None`` for an alphabet with other characters (every value goes to the closure)."""
+    if not alphabet.isascii():
+        return None
+    index = {c: k for k, c in enumerate(alphabet)}
+    return bytes(index[c] if c in index else FF1_OTHER if variant(c) else FF1_KEEP
+                 for c in map(chr, range(128)))
+
+
+def native_op(t: Any) -> tuple[int, tuple] | None:
+    """``(op, params)`` of a keyed transform ``proxy._native`` runs (FF1 ``fpe``, ``tokenize``),
+    else ``None``. The parameters hold the :class:`SecretKey`'s bytes only while the plan is
+    built: C keys its AES contexts with them (and derives the token key itself)."""
+    from ..transforms.fpe import Fpe
+    from ..transforms.tokenize import Tokenize
+
+    if type(t) is Fpe and t.native_ff1 is not None:
+        table = ff1_table(t.alphabet, t._variant)
+        if table is None:
+            return None
+        key, tweak = t.native_ff1
+        return OP_FF1, (key.material, tweak, table, t.alphabet, t.min_len, t.max_len)
+    if type(t) is Tokenize:
+        return OP_TOKEN, (t.native_key.material, True, t._ad[0], t.prefix, t._current)
+    return None
+
+
 def _native_rule(i: int, t: Any, parents: tuple, last: str, label: str) -> tuple:
     """One rule tuple of ``proxy._native.Plan`` (see ``_native.c``): the operation done in C
     for the values it handles, and the transform's own closure for every other value."""
@@ -123,6 +156,9 @@ def _native_rule(i: int, t: Any, parents: tuple, last: str, label: str) -> tuple
                                    _ENCODING.get(t.encoding, -1), t.length or 0))
     if type(t) is Redact:
         return (OP_REDACT, *head, (t.value,))
+    keyed = native_op(t)
+    if keyed is not None:
+        return (keyed[0], *head, keyed[1])
     return (OP_CALL, *head)
 
 
@@ -263,7 +299,12 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
                                     error_class="TypeError"),
               TF_REASON=Reason.TRANSFORM_FAILED.value, TF_STAGE=Stage.TRANSFORM.value,
               SER_REASON=Reason.SERIALIZE_FAILED.value, SER_STAGE=Stage.SERIALIZE.value)
-    defer = bool(route._deferred)
+    native = native_available() and not route.subject_mode
+    # FF1 rules on object-key paths run in C, value by value, when the accelerator is there; the
+    # others (array paths, pure-Python path) are encrypted per batch (route._deferred)
+    in_c = {i for i in route._deferred if native and native_op(route.transforms[i]) is not None
+            and (_key_path(route.rules[i].field) is not None or _choice_paths(route.rules[i].field) is not None)}
+    defer = bool(set(route._deferred) - in_c)
     drops = [i for i in route._order if isinstance(route.rules[i], DropRule)]
     # Drops on object-key paths delete object members at once: that shifts no array index, so it
     # is safe before the batch's FF1 write-back too (which addresses array elements by index).
@@ -295,7 +336,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     src.depth = 2
     if route.uses_record_timestamp:  # retention on the Kafka timestamp: what process() is given
         e("route._record_ts = timestamps[j] if timestamps is not None else None")
-    if any(_key_path(route.rules[i].field) is None for i in route._deferred):
+    if any(_key_path(route.rules[i].field) is None for i in route._deferred if i not in in_c):
         e("route._record_index = j")  # FF1 step closures (array paths) queue values under it
     src.block("""
         if v is None:
@@ -347,8 +388,8 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     if need_hits:
         e("hits = []")
     # -- rules, in route._order (drops last) -------------------------------------------------------
-    native = native_available() and not route.subject_mode
-    groups: list[list[tuple]] = []   # runs of consecutive rules done by one proxy._native.Plan
+    groups: list[list[tuple]] = []
+    plans: list = []                 # the proxy._native.Plan objects (fn.plans: wiped on reload)   # runs of consecutive rules done by one proxy._native.Plan
     run: list[tuple] = []
     labels = route.rule_labels
 
@@ -365,6 +406,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
             g = len(groups)
             plan = _native.Plan(list(run), lambda v: (_ for _ in ()).throw(
                 RecordError(Stage.TRANSFORM, Reason.UNEXPECTED_SHAPE, vlabel(v))))
+            plans.append(plan)
             if run_alts:
                 e("g0 = len(ev)")
             e(f"{src.const(f'NATIVE{g}', plan)}(o, miss)")
@@ -385,7 +427,7 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
         is_drop = isinstance(rule, DropRule)
         # a value rule on an object-key path (or an alternation of them), applied one value at a time
         direct = ((kp is not None or alts is not None) and not is_drop and rule.action != "keep"
-                  and i not in route._deferred and not route.subject_mode)
+                  and (i not in route._deferred or i in in_c) and not route.subject_mode)
         if not (direct and native):
             end_run()
         if is_drop and inline_drops:  # located now, deleted after every drop is located
@@ -531,4 +573,5 @@ def build(route: "CompiledRoute") -> Callable[[list], list]:
     exec(code, ns)  # noqa: S102 - generated from the compiled policy; constants only (module doc)
     fn = ns["protect_batch"]
     fn.source = src.text()  # for debugging and the tests
+    fn.plans = tuple(plans)
     return fn

@@ -462,9 +462,12 @@ class RouteWorker:
                         self._next[0].subject_store = self.route.subject_store
                     if self.consent is not None:
                         self._next[0].consent_table = self.consent.table
+                    replaced = self.route
                     self.route, self.policy = self._next
                     self.provenance = self.policy.provenance.encode()
                     self._next = None
+                    if replaced is not self.route:
+                        replaced.wipe_native()  # its keys' AES/HMAC state, cleansed now
                     log.info("policy swapped", extra={"route": r.name, "policy": self.policy.provenance})
                 if self.broker_down:
                     self._check_broker()

@@ -58,6 +58,8 @@ class Fpe(TextTransform):
         self.key_name = rule.key
         self.current = ring.current
         self._dec_by_version = {}
+        self.native_ff1 = None
+        """``(key, tweak)`` of the current version for proxy._native's FF1 (ff1 only; never printed)."""
         for v, key in ring.versions.items():
             if rule.algorithm == "ff1":
                 tweak = ctx.binding(rule).encode()
@@ -75,6 +77,7 @@ class Fpe(TextTransform):
                 self._enc = enc
                 if rule.algorithm == "ff1":
                     self.encrypt_batch = (lambda c, t: (lambda xs: c.encrypt_many(xs, t)))(cipher, tweak)
+                    self.native_ff1 = (key, tweak)
 
     def split(self, value) -> tuple[str, list[int] | None, str] | None:
         """Validate a value and extract its numerals: ``(text, positions or None, numerals)``.

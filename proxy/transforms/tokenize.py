@@ -44,6 +44,9 @@ class Tokenize(TextTransform):
         self._current = ring.current
         self._enc = self._sivs[ring.current]
         self._vbyte = bytes((ring.current,))
+        self.native_key = ring.versions[ring.current]
+        """The current policy key (a :class:`SecretKey`): proxy._native derives the same AES-SIV
+        key from it in C (HKDF-SHA256, ``dpp-token-aes-siv-v1``), so that key never is a Python object."""
 
     def apply_text(self, text: str) -> str:
         ct = self._enc.encrypt(text.encode("utf-8", "surrogatepass"), self._ad)

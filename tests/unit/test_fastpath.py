@@ -26,6 +26,7 @@ from proxy.policy.compiler import SINK, Outcome, compile_policy
 from proxy.policy.loader import load_policy_text
 from proxy.transforms.mask import masker
 from proxy.transforms.pseudonymize import Pseudonymize
+from test_ff1 import VECTORS
 
 KEYS = {"K": "11" * 32, "DLQ": "22" * 32}
 native = pytest.mark.skipif(fastpath._native is None, reason="proxy._native not built (no C compiler)")
@@ -71,13 +72,33 @@ def test_native_hmac_sha256_equals_hashlib(key, msg):
     assert fastpath._native.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
 
 
-def _pseudonymize(normalize: str, encoding: str, length: int | None, prefix: str) -> Pseudonymize:
+def _built(cls, rule_cls, key: bytes = b"\x07" * 32, **fields):
+    """Transform ``cls`` built from a ``rule_cls`` rule on field ``f`` with key ``k`` = ``key``."""
     from proxy.crypto.keys import SecretKey
-    from proxy.policy.models import PseudonymizeRule
     from proxy.transforms.base import BuildContext
-    rule = PseudonymizeRule(field="f", action="pseudonymize", key="k", normalize=normalize, encoding=encoding,
-                            length=length, prefix=prefix)
-    return Pseudonymize(rule, BuildContext("p", "r", {"k": SecretKey("k", b"\x07" * 32)}))
+    rule = rule_cls(field="f", key="k", **fields)
+    return cls(rule, BuildContext("p", "r", {"k": SecretKey("k", key)}))
+
+
+def _pseudonymize(normalize: str, encoding: str, length: int | None, prefix: str) -> Pseudonymize:
+    from proxy.policy.models import PseudonymizeRule
+    return _built(Pseudonymize, PseudonymizeRule, action="pseudonymize", normalize=normalize, encoding=encoding,
+                  length=length, prefix=prefix)
+
+
+def _assert_plan_equals_apply(t, value):
+    """A one-rule ``Plan`` of transform ``t`` gives ``t.apply(value)``, or fails with its reason."""
+    plan = fastpath._native.Plan([fastpath._native_rule(0, t, (), "f", "label")], lambda i: None)
+    rec = {"f": value}
+    try:
+        want = t.apply(value)
+    except Exception as e:  # noqa: BLE001 - the native path must fail the same way
+        with pytest.raises(Exception) as got:
+            plan(rec, lambda i, o: None)
+        assert type(got.value).__name__ == "RecordError" and got.value.reason == e.reason
+        return
+    plan(rec, lambda i, o: None)
+    assert rec["f"] == want and type(rec["f"]) is type(want)
 
 
 @native
@@ -87,24 +108,95 @@ def _pseudonymize(normalize: str, encoding: str, length: int | None, prefix: str
        encoding=st.sampled_from(["hex", "base32", "base64url"]),
        length=st.none() | st.integers(8, 128), prefix=st.sampled_from(["", "p_", "é-"]))
 def test_native_pseudonym_equals_the_python_transform(text, normalize, encoding, length, prefix):
-    t = _pseudonymize(normalize, encoding, length, prefix)
+    _assert_plan_equals_apply(_pseudonymize(normalize, encoding, length, prefix), text)
+
+
+# FF1 (fpe) and AES-SIV (tokenize) in C: the published vectors, then the Python transforms
+ALPHABETS = {"digits": "0123456789", "hex": "0123456789abcdef", "upper": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+             "alnum": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "bits": "01",
+             "han": "零一二三四五六七八九"}  # a non-ASCII alphabet: every value goes to the closure
+
+
+@native
+@pytest.mark.parametrize("vec", VECTORS, ids=lambda v: f"sample{v['sample']}")
+def test_native_ff1_nist_sp800_38g_vectors(vec):
+    from proxy.crypto.ff1 import max_length, min_length
+    radix = len(vec["alphabet"])
+    table = fastpath.ff1_table(vec["alphabet"], lambda c: False)
+    plan = fastpath._native.Plan([(fastpath.OP_FF1, 0, (), "f", None, (
+        bytes.fromhex(vec["key_hex"]), bytes.fromhex(vec["tweak_hex"]), table, vec["alphabet"],
+        min_length(radix), max_length(radix)))], None)
+    rec = {"f": vec["plaintext"]}
+    plan(rec, None)  # no fallback (None): C did it
+    assert rec["f"] == vec["ciphertext"]
+
+
+@native
+@pytest.mark.parametrize("key, ad, plaintext, out", [  # RFC 5297, A.1 (deterministic authenticated encryption)
+    ("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff", "101112131415161718191a1b1c1d1e1f2021222324252627",
+     "112233445566778899aabbccddee", "85632d07c6e8f37f950acd320a2ecc9340c02b9690c4dc04daef7f6afe5c"),
+])
+def test_native_aes_siv_rfc5297(key, ad, plaintext, out):
+    assert fastpath._native.aes_siv(bytes.fromhex(key), bytes.fromhex(ad), bytes.fromhex(plaintext)).hex() == out
+
+
+@native
+@given(key=st.binary(min_size=32, max_size=32) | st.binary(min_size=48, max_size=48) | st.binary(min_size=64, max_size=64),
+       ad=st.binary(max_size=70), msg=st.binary(max_size=120))
+def test_native_aes_siv_equals_cryptography(key, ad, msg):
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    assert fastpath._native.aes_siv(key, ad, msg) == AESSIV(key).encrypt(msg, [ad])
+
+
+@st.composite
+def fpe_values(draw):
+    """An alphabet name and a value: its characters, separators, variants (other case, full width)."""
+    name = draw(st.sampled_from(sorted(ALPHABETS)))
+    chars = ALPHABETS[name]
+    text = draw(st.lists(st.sampled_from(chars) | st.sampled_from(["-", " ", "/", "é"])
+                         | st.sampled_from(["Z", "a", "１", "x"]), max_size=70).map("".join))
+    return name, draw(st.just(text) | TEXT | st.integers(0, 10**12) | st.none() | st.booleans())
+
+
+@native
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(case=fpe_values(), key=st.sampled_from([b"\x07" * 16, b"\x08" * 24, b"\x09" * 32]),
+       domain=st.none() | st.just("cards"))
+def test_native_ff1_equals_the_python_transform(case, key, domain):
+    from proxy.policy.models import FpeRule
+    from proxy.transforms.fpe import Fpe
+    name, value = case
+    fields = {"alphabet": name} if name not in ("bits", "han") else {"alphabet_chars": ALPHABETS[name]}
+    _assert_plan_equals_apply(_built(Fpe, FpeRule, key, action="fpe", domain=domain, **fields), value)
+
+
+@native
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(value=TEXT | st.text(max_size=60) | st.text(st.characters(max_codepoint=127), min_size=14, max_size=40)
+       | st.just("\ud800x") | st.integers() | st.none() | st.booleans(),
+       prefix=st.sampled_from(["", "tok_", "t.1:"]), domain=st.none() | st.just("people"))
+def test_native_token_equals_the_python_transform(value, prefix, domain):
+    from proxy.policy.models import TokenizeRule
+    from proxy.transforms.tokenize import Tokenize
+    _assert_plan_equals_apply(_built(Tokenize, TokenizeRule, action="tokenize", prefix=prefix, domain=domain), value)
+
+
+@native
+def test_a_wiped_plan_fails_closed():
+    """``Plan.wipe()`` (a replaced policy) frees the keyed state at once; the plan then raises."""
+    from proxy.policy.models import TokenizeRule
+    from proxy.transforms.tokenize import Tokenize
+    t = _built(Tokenize, TokenizeRule, action="tokenize")
     plan = fastpath._native.Plan([fastpath._native_rule(0, t, (), "f", "label")], lambda i: None)
-    rec = {"f": text}
-    try:
-        want = t.apply(text)
-    except Exception as e:  # noqa: BLE001 - the native path must fail the same way
-        with pytest.raises(Exception) as got:
-            plan(rec, lambda i, o: None)
-        assert type(got.value).__name__ == "RecordError" and got.value.reason == e.reason
-        return
-    plan(rec, lambda i, o: None)
-    assert rec["f"] == want
+    plan.wipe()
+    with pytest.raises(RuntimeError, match="wipe"):
+        plan({"f": "x"}, lambda i, o: None)
 
 
 # ------------------------------------------------------------------------ routes, end to end
 NAMES = ["a", "b", "c"]
 SCALAR = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
-          | TEXT | EVENT_TIMES)
+          | TEXT | EVENT_TIMES | st.sampled_from(["4111-1111-1111-1111", "A1234567", "11010519491231002X", "ABCD-efgh"]))
 JSON = st.recursive(SCALAR, lambda kids: st.lists(kids, max_size=3)
                     | st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), kids, max_size=4), max_leaves=12)
 RECORD = st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), JSON | EVENT_TIMES, max_size=5)
@@ -145,7 +237,8 @@ def wild_paths(draw) -> str:
 @st.composite
 def rules(draw, field_paths=None) -> dict:
     field = draw(field_paths if field_paths is not None else paths() | st.just('"a.b"'))
-    action = draw(st.sampled_from(["mask", "mask", "pseudonymize", "pseudonymize", "redact", "drop", "keep", "fpe"]))
+    action = draw(st.sampled_from(["mask", "mask", "pseudonymize", "pseudonymize", "redact", "drop", "keep", "fpe",
+                                   "fpe", "tokenize"]))
     rule: dict = {"field": field, "action": action}
     if action == "mask":
         rule.update(keep_first=draw(st.integers(0, 4)), keep_last=draw(st.integers(0, 4)),
@@ -158,6 +251,10 @@ def rules(draw, field_paths=None) -> dict:
         rule["value"] = draw(st.sampled_from([None, "[x]", 0, False]))
     elif action == "fpe":
         rule["key"] = "k"
+        name = draw(st.sampled_from(["digits", "digits", "alnum", "upper", "han"]))
+        rule.update({"alphabet": name} if name != "han" else {"alphabet_chars": ALPHABETS[name]})
+    elif action == "tokenize":
+        rule.update(key="k", prefix=draw(st.sampled_from(["", "tok_"])))
     return rule
 
 
@@ -305,21 +402,48 @@ def test_a_stale_native_build_is_not_used(monkeypatch, caplog):
         importlib.reload(fastpath)
 
 
-def test_a_failed_batch_encryption_keeps_an_earlier_dead_letter_cause(monkeypatch):
-    """FF1 values are encrypted at the end of the batch; if that fails for a record that a later
-    rule already dead-lettered, the record keeps that first cause (as ``process`` reports it)."""
-    text = yaml.safe_dump({"version": 1, "name": "f", "keys": {"k": {"source": "env", "name": "K"},
+def _ff1_then_mask(fpe_field: str) -> str:
+    return yaml.safe_dump({"version": 1, "name": "f", "keys": {"k": {"source": "env", "name": "K"},
                                                                "dlq": {"source": "env", "name": "DLQ"}},
                            "routes": [{"name": "r", "source": "in.t", "sink": "out.t", "dead_letter": "dlq.t",
                                        "dead_letter_key": "dlq",
-                                       "rules": [{"field": "a", "action": "fpe", "key": "k"},
+                                       "rules": [{"field": fpe_field, "action": "fpe", "key": "k"},
                                                  {"field": "b", "action": "mask"}]}]})
-    for native_on in (False, True):
-        route = _route(text, native_on, monkeypatch)
 
-        def broken(values):
-            raise RuntimeError("AES unavailable")
-        monkeypatch.setattr(route.transforms[0], "encrypt_batch", broken)
-        out = route.protect_batch([b'{"a": "123456", "b": [1]}', b'{"a": "123456", "b": "x"}'])
-        assert (out[0].reason, out[0].rule) == ("unsupported-type", route.rule_labels[1])
-        assert (out[1].reason, out[1].error_class) == ("transform-failed", "RuntimeError")
+
+@pytest.mark.parametrize("native_on, field, a", [(False, "a", '"123456"'), (True, "a[*]", '["123456"]')])
+def test_a_failed_batch_encryption_keeps_an_earlier_dead_letter_cause(native_on, field, a, monkeypatch):
+    """FF1 values are encrypted at the end of the batch (with the accelerator: those on array
+    paths; it encrypts those on object keys value by value); if that fails for a record that a
+    later rule already dead-lettered, the record keeps that first cause (as ``process`` reports it)."""
+    route = _route(_ff1_then_mask(field), native_on, monkeypatch)
+
+    def broken(values):
+        raise RuntimeError("AES unavailable")
+    monkeypatch.setattr(route.transforms[0], "encrypt_batch", broken)
+    out = route.protect_batch([b'{"a": %s, "b": [1]}' % a.encode(), b'{"a": %s, "b": "x"}' % a.encode()])
+    assert (out[0].reason, out[0].rule) == ("unsupported-type", route.rule_labels[1])
+    assert (out[1].reason, out[1].error_class) == ("transform-failed", "RuntimeError")
+
+
+@native
+def test_ff1_on_object_keys_runs_in_c_not_at_the_end_of_the_batch(monkeypatch):
+    """With the accelerator, an FF1 rule on an object-key path is an ``OP_FF1`` of the route's
+    plan: the batch's deferred encryption (``encrypt_batch``) is not used for it."""
+    route = _route(_ff1_then_mask("a"), True, monkeypatch)
+    monkeypatch.setattr(route.transforms[0], "encrypt_batch", None)  # would raise if called
+    out = route.protect_batch([b'{"a": "123456", "b": "x"}'])
+    assert orjson.loads(out[0])["a"] == route.transforms[0].apply("123456") != "123456"
+    assert "_flush_deferred" not in route._fast.source
+
+
+@native
+def test_wipe_native_cleanses_every_plan_of_a_replaced_route(monkeypatch):
+    """``CompiledRoute.wipe_native()`` (the engine calls it on the route a reload replaced) wipes
+    the route's plans: its batch path then fails closed, the reference path still protects."""
+    route = _route(_ff1_then_mask("a"), True, monkeypatch)
+    assert route._fast.plans
+    route.wipe_native()
+    out = route.protect_batch([b'{"a": "123456", "b": "x"}'])
+    assert (out[0].kind, out[0].error_class) == ("dead_letter", "RuntimeError")
+    assert route.process(b'{"a": "123456", "b": "x"}').kind == SINK
