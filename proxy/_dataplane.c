@@ -254,8 +254,9 @@ dataplane_run(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "ssss|iddL", kwlist, &bootstrap, &source, &sink, &group,
                                      &batch_size, &timeout_s, &linger_s, &max_records))
         return NULL;
-    if (batch_size < 1 || timeout_s < 0 || linger_s < 0) {
-        PyErr_SetString(PyExc_ValueError, "batch_size >= 1, timeout_s >= 0 and linger_s >= 0");
+    if (batch_size < 1 || batch_size > 1000000 || !(timeout_s >= 0 && timeout_s <= 3600) ||
+        !(linger_s >= 0 && linger_s <= 3600)) {
+        PyErr_SetString(PyExc_ValueError, "1 <= batch_size <= 1000000, 0 <= timeout_s, linger_s <= 3600");
         return NULL;
     }
     char errstr[512], qmax[32];
@@ -303,8 +304,17 @@ dataplane_run(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_Format(PyExc_RuntimeError, "kafka: producer: %s", errstr);
         return NULL;
     }
-    rd_kafka_poll_set_consumer(lp.consumer);
+    rd_kafka_resp_err_t qe = rd_kafka_poll_set_consumer(lp.consumer);
     lp.queue = rd_kafka_queue_get_consumer(lp.consumer);
+    if (qe != RD_KAFKA_RESP_ERR_NO_ERROR || lp.queue == NULL) {  /* e.g. an empty group.id: no group */
+        if (lp.queue != NULL)
+            rd_kafka_queue_destroy(lp.queue);
+        rd_kafka_destroy(lp.consumer);
+        rd_kafka_destroy(lp.producer);
+        PyErr_Format(PyExc_ValueError, "kafka: no consumer group queue (%s): group must be a non-empty group id",
+                     rd_kafka_err2name(qe != RD_KAFKA_RESP_ERR_NO_ERROR ? qe : RD_KAFKA_RESP_ERR__INVALID_ARG));
+        return NULL;
+    }
     lp.sink = rd_kafka_topic_new(lp.producer, sink, NULL);
     lp.msgs = malloc(sizeof(rd_kafka_message_t *) * batch_size);
     Err err;
