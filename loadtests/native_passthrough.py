@@ -24,6 +24,8 @@ import json
 import signal
 import sys
 
+from .passthrough import loop_arguments
+
 
 class Stop(Exception):
     """Raised by the SIGTERM/SIGINT handler; the native loop returns between batches."""
@@ -51,12 +53,8 @@ def runner(impl: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.native_passthrough", description=__doc__.split("\n")[0])
-    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--sink", required=True)
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--batch-size", type=int, default=1000)
+    ap = loop_arguments(argparse.ArgumentParser(prog="python -m loadtests.native_passthrough",
+                                                description=__doc__.split("\n")[0]))
     ap.add_argument("--max-records", type=int, default=0, help="return after this many records (0: until SIGTERM)")
     ap.add_argument("--impl", choices=["c", "rust"], default="c")
     a = ap.parse_args(argv)
