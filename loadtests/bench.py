@@ -9,6 +9,8 @@ topic with a consumer group of its own and writes a sink topic of its own):
 
 * (a) a raw confluent-kafka consume → produce pass-through loop (:mod:`loadtests.passthrough`),
   the same client settings and guarantees as ``dpp run``: **the limit**;
+* (a') the same pass-through through the native data plane, no rules (:mod:`loadtests.native_passthrough`,
+  ``proxy._dataplane``): the new limit (n/a where the extension is not built);
 * (b) ``dpp run`` with the example policy's rules without the FPE rules (``loadtests/policies/b-no-fpe.yaml``);
 * (c) (b) plus two FF1 fields, ``id_number`` and ``bank_card`` (``c-two-ff1.yaml``);
 * (d) (b) with ``detect`` on the note instead of ``redact`` (``d-detect.yaml``), on records whose
@@ -48,7 +50,8 @@ import orjson
 
 from .common import (DEFAULT_BOOTSTRAP, DETECT_NOTE_CHARS, POLICIES, RESULTS, SIZES, Dataset, Machine,
                      delete_topics, ensure_key_env, load_average)
-from .harness import FAUST, RAW, Contender, dpp_contender, fill_source, measure_latency, measure_throughput
+from .harness import (FAUST, NATIVE, RAW, Contender, dpp_contender, fill_source, measure_latency, measure_throughput,
+                      native_available)
 
 TARGETS = {"b_records_per_cpu_s": 100_000, "b_ratio_to_a": 1 / 3, "c_records_per_cpu_s": 30_000,
            "added_p99_ms": 50.0}
@@ -157,12 +160,12 @@ def chart(path: Path, rows: list[dict], latency: dict | None, title: str) -> Non
     ax = axes[0][0]
     labels = [f"({r['key']})" for r in ok]
     vals = [r["records_per_cpu_s"] or 0 for r in ok]
-    colors = ["#888888" if r["kind"] == "raw" else "#d08c1f" if r["kind"] == "faust" else "#2a6fb0" for r in ok]
+    colors = ["#888888" if r["kind"] in ("raw", "native") else "#d08c1f" if r["kind"] == "faust" else "#2a6fb0" for r in ok]
     bars = ax.bar(labels, vals, color=colors)
     for bar, r in zip(bars, ok):
         ratio = r.get("ratio_to_a")
         ref = f"({REFERENCE.get(r['key'], 'a')})"
-        txt = f"{r['records_per_cpu_s']:,}" + (f"\n{ratio:.2f}× {ref}" if ratio is not None and r["kind"] != "raw" else "")
+        txt = f"{r['records_per_cpu_s']:,}" + (f"\n{ratio:.2f}× {ref}" if ratio is not None and r["kind"] not in ("raw", "native") else "")
         ax.annotate(txt, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
     ax.axhline(TARGETS["b_records_per_cpu_s"], color="#c0392b", linestyle="--", linewidth=1)
     ax.annotate("target (b) 100k", (0, TARGETS["b_records_per_cpu_s"]), color="#c0392b", fontsize=8,
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap (default %(default)s)")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000, help="dpp --batch-size and the raw loop's batch")
-    ap.add_argument("--only", default="a,b,c,d,e,f,g,h", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--only", default="a,a',b,c,d,e,f,g,h", help="rows to run, comma-separated (default %(default)s)")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="a checkout of an earlier version: adds row (b0), (b)'s policy run by that code, "
                          "right after (b) on the same data")
@@ -228,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         topics.append(src)
         expected_dpp = data.consenting(a.records)
         plan: list[tuple[Contender, str, int, int]] = []   # contender, source, bytes, expected sink
-        for c in (RAW, ROWS_B, ROWS_H, ROWS_C):
-            if c.key in only:
+        for c in (RAW, NATIVE, ROWS_B, ROWS_H, ROWS_C):
+            if c is NATIVE and c.key in only and native_available(c) is not None:
+                rows.append({"key": c.key, "label": c.label, "kind": c.kind, "ok": False, "na": native_available(c)})
+            elif c.key in only:
                 plan.append((c, src, nbytes, expected_dpp if c.blocks else a.records))
             if c is ROWS_B and a.baseline_src is not None:
                 b0 = Contender("b0", f"(b) run by {a.baseline_src.name} (baseline code)", "dpp",

@@ -51,8 +51,9 @@ READY_MARKER = "partitions assigned"
 class Contender:
     """One row of the benchmark.
 
-    ``kind``: ``raw`` (:mod:`loadtests.passthrough`), ``dpp`` (``dpp run`` with ``policy``) or
-    ``faust`` (:mod:`loadtests.faust_passthrough`). ``blocks``: the policy withholds records whose
+    ``kind``: ``raw`` (:mod:`loadtests.passthrough`), ``native`` / ``native-rust`` (the same loop
+    in native code, :mod:`loadtests.native_passthrough`: ``proxy._dataplane`` in C / prototype (R)
+    in Rust), ``dpp`` (``dpp run`` with ``policy``) or ``faust`` (:mod:`loadtests.faust_passthrough`). ``blocks``: the policy withholds records whose
     analytics consent is withdrawn (the sink then expects fewer records than the source).
     """
 
@@ -70,6 +71,8 @@ class Contender:
 
 
 RAW = Contender("a", "raw confluent-kafka pass-through (the limit)", "raw")
+NATIVE = Contender("a'", "pass-through through the native data plane, no rules", "native")
+NATIVE_RUST = Contender("a'r", "native pass-through, prototype (R): Rust, rdkafka crate", "native-rust")
 FAUST = Contender("e", "faust-streaming pass-through agent", "faust")
 
 
@@ -98,11 +101,15 @@ def start(c: Contender, bootstrap: str, source: str, sink: str, dead_letter: str
     name = name or f"{c.key}-{c.kind}"
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(env)
+    loop_args = ["--bootstrap", bootstrap, "--source", source, "--sink", sink, "--group", group,
+                 "--batch-size", str(batch_size)]
     if c.kind == "raw":
-        argv = python_command() + ["-m", "loadtests.passthrough", "--bootstrap", bootstrap, "--source", source,
-                                   "--sink", sink, "--group", group, "--batch-size", str(batch_size)]
+        argv = python_command() + ["-m", "loadtests.passthrough", *loop_args]
         if not engine_batches_naturally():
             argv.append("--blocking")  # take batches the way this engine version takes them
+    elif c.kind in ("native", "native-rust"):
+        argv = python_command() + ["-m", "loadtests.native_passthrough", *loop_args,
+                                   "--impl", "rust" if c.kind == "native-rust" else "c"]
     elif c.kind == "dpp":
         assert c.policy is not None
         pol = policy_copy(c.policy, workdir / f"{name}.policy.yaml", source, sink, dead_letter, group)
@@ -118,6 +125,22 @@ def start(c: Contender, bootstrap: str, source: str, sink: str, dead_letter: str
         raise ValueError(f"unknown contender kind {c.kind!r}")
     src = (c.src or os.environ.get("LT_DPP_SRC")) if c.kind == "dpp" else None
     return Child(argv, env, workdir / f"{name}.log", READY_MARKER, cwd=Path(src) if src else None)
+
+
+def topic_safe(name: str) -> str:
+    """``name`` with the row key's prime (row (a')) spelled ``p``: Kafka topic names are
+    ``[a-zA-Z0-9._-]``."""
+    return name.replace("'", "p")
+
+
+def native_available(c: Contender) -> str | None:
+    """``None`` when native contender ``c`` can run, else why not (not built)."""
+    from .native_passthrough import runner
+    try:
+        runner("rust" if c.kind == "native-rust" else "c")
+    except RuntimeError as e:
+        return str(e)
+    return None
 
 
 def engine_batches_naturally() -> bool:
@@ -145,7 +168,7 @@ def measure_throughput(c: Contender, bootstrap: str, source: str, partitions: in
     """Drain the pre-filled ``source`` (``records`` records, ``source_bytes`` bytes of keys and
     values) through contender ``c`` until its sink holds ``expected`` records. See the module doc
     for what is measured. Returns a dict of figures (``ok`` False with ``error`` on failure)."""
-    pre = unique_prefix(f"lt{c.key}")
+    pre = unique_prefix(topic_safe(f"lt{c.key}"))
     sink, dlq, group = f"{pre}.sink", f"{pre}.dlq", f"{pre}.group"
     create_topics(bootstrap, {sink: partitions, dlq: partitions})
     child = start(c, bootstrap, source, sink, dlq, group, workdir, env, batch_size)
@@ -223,7 +246,7 @@ def measure_latency(c: Contender, bootstrap: str, size: str, rate: float, second
     Returns ``{"p50", "p95", "p99", "max", "n", "rate_achieved", "proxy_cpu_util", "proxy_runqueue_wait", …}``
     (latencies in ms; ``proxy_runqueue_wait``: seconds per second the proxy's threads waited for a CPU)."""
     import subprocess
-    pre = unique_prefix(f"ll{c.key}")
+    pre = unique_prefix(topic_safe(f"ll{c.key}"))
     src, sink, dlq, group = f"{pre}.source", f"{pre}.sink", f"{pre}.dlq", f"{pre}.group"
     create_topics(bootstrap, {src: partitions, sink: partitions, dlq: partitions})
     child = start(c, bootstrap, src, sink, dlq, group, workdir, env, batch_size, name=f"{c.key}-{c.kind}-latency")
@@ -317,7 +340,7 @@ def fill_source(bootstrap: str, data: Dataset, records: int, partitions: int, pr
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loadtests.harness", description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP)
-    ap.add_argument("--contender", choices=["dpp", "raw", "faust"], default="dpp")
+    ap.add_argument("--contender", choices=["dpp", "raw", "native", "native-rust", "faust"], default="dpp")
     ap.add_argument("--policy", type=Path, default=POLICIES / "b-no-fpe.yaml", help="for --contender dpp")
     ap.add_argument("--size", choices=sorted(SIZES), default="0.5k")
     ap.add_argument("--note-chars", type=int, default=None, help="override the size preset's note length")
@@ -332,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.contender == "dpp":
         c = dpp_contender("b", f"dpp {a.policy.name}", a.policy)
     else:
-        c = RAW if a.contender == "raw" else FAUST
+        c = {"raw": RAW, "native": NATIVE, "native-rust": NATIVE_RUST, "faust": FAUST}[a.contender]
     workdir = RESULTS / "logs" / time.strftime("harness-%Y%m%d-%H%M%S")
     if a.rate:
         res = measure_latency(c, a.bootstrap, a.size, a.rate, a.seconds, workdir, env, a.partitions, a.batch_size,

@@ -118,13 +118,19 @@ def run(bootstrap: str, source: str, sink: str, group: str, batch_size: int = 10
     return total
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.passthrough", description=__doc__.split("\n")[0])
+def loop_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options every pass-through loop takes (also :mod:`loadtests.native_passthrough`)."""
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
     ap.add_argument("--source", required=True)
     ap.add_argument("--sink", required=True)
     ap.add_argument("--group", required=True)
     ap.add_argument("--batch-size", type=int, default=1000)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = loop_arguments(argparse.ArgumentParser(prog="python -m loadtests.passthrough",
+                                                description=__doc__.split("\n")[0]))
     ap.add_argument("--blocking", action="store_true", help="consume(batch, 0.5 s): wait for full batches")
     a = ap.parse_args(argv)
     stop = threading.Event()
