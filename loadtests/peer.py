@@ -30,8 +30,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import ROOT, Dataset, TopicWatch, create_topics, delete_topics, peak_rss_bytes, produce_payloads, \
-    unique_prefix
+from .common import (
+    ROOT,
+    Dataset,
+    TopicWatch,
+    create_topics,
+    delete_topics,
+    peak_rss_bytes,
+    produce_payloads,
+    unique_prefix,
+)
 
 SCRIPT = ROOT / "deploy" / "kroxylicious.sh"
 DEFAULT_PORT = int(os.environ.get("DPP_BENCH_KROXYLICIOUS_PORT", "9192"))
@@ -84,7 +92,7 @@ def script_env(peer: Peer, port: int, target: str) -> dict:
 def available() -> str | None:
     """``None`` when Kroxylicious's jars are there or can be resolved (``deploy/kroxylicious.sh fetch``),
     else why not (the end of what the script said)."""
-    out = subprocess.run(["bash", str(SCRIPT), "fetch"], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(["bash", str(SCRIPT), "fetch"], capture_output=True, text=True, timeout=900, check=False)
     if out.returncode != 0:
         return "deploy/kroxylicious.sh fetch failed: " + " ".join(out.stderr.split())[-300:]
     return None
@@ -114,7 +122,7 @@ def measure_peer(peer: Peer, broker: str, data: Dataset, records: int, partition
     workdir.mkdir(parents=True, exist_ok=True)
     started = False
     try:
-        out = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300, check=False)
         (workdir / f"{peer.key}-kroxylicious-start.log").write_text(out.stderr)
         if out.returncode != 0:
             raise RuntimeError(f"deploy/kroxylicious.sh start failed: {' '.join(out.stderr.split())[-400:]}")
@@ -146,6 +154,6 @@ def measure_peer(peer: Peer, broker: str, data: Dataset, records: int, partition
         res["error"] = f"{type(e).__name__}: {e}"
     finally:
         if started:
-            subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+            subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120, check=False)
         delete_topics(broker, [warm_topic, topic])
     return res

@@ -12,8 +12,9 @@ median. The flat fields ``records_per_cpu_s``, ``us_per_record``, ``ratio_to_a``
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
