@@ -2,7 +2,7 @@
 
 ::
 
-    python -m loadtests.bench [--records 200000] [--size 0.5k|2k]
+    python -m loadtests.bench [--records 200000] [--size 0.5k|2k] [--rounds 3] [--only a,b,c,k0,ke]
 
 One run, one broker, the same pre-produced data for every row (each row reads the same source
 topic with a consumer group of its own and writes a sink topic of its own):
@@ -23,18 +23,28 @@ topic with a consumer group of its own and writes a sink topic of its own):
   per batch holding its sink records, dead-letter records and consumed offsets), right after (b);
 * (g) (b) plus key and header rules (``g-key-headers.yaml``: the mobile-number key and the
   ``x-user-email`` header pseudonymized), on the same records keyed by mobile number with that
-  header, with (ak), the raw pass-through on that data (its ratio is to (ak)).
+  header, with (ak), the raw pass-through on that data (its ratio is to (ak));
+* (k0) Kroxylicious 0.12 without a filter and (ke) with its RecordEncryption filter (in-memory KMS,
+  every value encrypted whole), measured as its users deploy it: a producer writing the same records
+  through the proxy, its JVM's CPU counted (:mod:`loadtests.peer`; ``deploy/kroxylicious.sh``).
+  The work differs (whole-value AES-GCM on the produce path vs dpp's field-level rules between two
+  topics): both are shown side by side.
 
 Rows (f)/(aa) need a schema registry: ``--schema-registry URL``, else ``deploy/registry.sh start``.
 
 Every row runs as its own process, measured by :mod:`loadtests.harness` (CPU from the
-"partitions assigned" line to the last record acknowledged in the sink). Then the latency phase:
+"partitions assigned" line to the last record acknowledged in the sink). ``--rounds N`` (default 3)
+repeats the throughput runs interleaved (round 1: a, b, c, ..., k0, ke; round 2: the same, ...) and
+the table gives min / median / max over the rounds of records per proxy CPU-second and CPU µs per
+record, and the ratio to (a) taken within each round, then its median (:mod:`loadtests.rounds`).
+Then the latency phase (once, at half of (b)'s median throughput):
 (a) and (b) on fresh topics while the generator produces at half of (b)'s measured throughput;
 end-to-end latency (produce stamp → read at the sink by a separate consumer), and the latency
 dpp adds = (b) − (a) at each percentile.
 
 Prints a table of records per proxy CPU-second and each row's ratio to (a), checks the issue's
-targets, and writes ``loadtests/results/bench-<size>-<time>.json`` and ``….png`` (git-ignored).
+targets, and writes ``loadtests/results/bench-<size>-<time>.json`` (every round's run under each
+row's ``runs``) and ``….png`` (medians, min–max whiskers) (git-ignored).
 The machine's load average is printed before and after: on a shared machine, rerun when it is idle.
 """
 from __future__ import annotations
@@ -52,6 +62,10 @@ from .common import (DEFAULT_BOOTSTRAP, DETECT_NOTE_CHARS, POLICIES, RESULTS, SI
                      delete_topics, ensure_key_env, load_average)
 from .harness import (FAUST, NATIVE, RAW, Contender, dpp_contender, fill_source, measure_latency, measure_throughput,
                       native_available)
+from .peer import DEFAULT_PORT as KROXYLICIOUS_PORT
+from .peer import PEERS, WORK_NOTE, measure_peer
+from .peer import available as kroxylicious_available
+from .rounds import interleave, summarize
 
 TARGETS = {"b_records_per_cpu_s": 100_000, "b_ratio_to_a": 1 / 3, "c_records_per_cpu_s": 30_000,
            "added_p99_ms": 50.0}
@@ -110,24 +124,38 @@ def _fmt(v, spec: str, na: str = "n/a") -> str:
     return na if v is None else format(v, spec)
 
 
+def _spread_s(sp: dict | None, spec: str) -> str:
+    """``min / median / max`` of a spread dict, or ``n/a``."""
+    if not sp:
+        return "n/a"
+    return " / ".join(format(sp[k], spec) for k in ("min", "median", "max"))
+
+
 def table(rows: list[dict], ref: dict[str, dict]) -> str:
-    """The results table (text)."""
-    head = (f"{'row':<5} {'contender':<52} {'rec/s':>8} {'MB/s':>6} {'CPU-s/100k':>10} {'rec/CPU-s':>10} "
-            f"{'ratio to (a)':>12} {'RSS MB':>7}")
+    """The results table (text): per row, over the rounds, min / median / max of records per proxy
+    CPU-second and of CPU µs per record, the median ratio to the row's reference (per round), and the
+    median records/s and MB/s."""
+    head = (f"{'row':<5} {'contender':<46} {'rec/s':>8} {'MB/s':>6} {'rec/CPU-s min / med / max':>27} "
+            f"{'µs/rec min / med / max':>22} {'ratio to (a)':>17} {'RSS MB':>7}")
     out = [head, "-" * len(head)]
     for r in rows:
         if not r.get("ok"):
             why = r.get("na") or r.get("error", "failed")
-            out.append(f"{r['key']:<5} {r['label'][:52]:<52} n/a: {why}")
+            out.append(f"{r['key']:<5} {r['label'][:46]:<46} n/a: {why}")
             continue
         base = ref.get(r["key"])
-        ratio = r.get("ratio_to_a")
-        ratio_s = "1.00 (limit)" if r["key"] in ("a", *REFERENCE.values()) else _fmt(ratio, ".2f")
+        ratio, rs = r.get("ratio_to_a"), r.get("ratio_to_a_spread")
+        if r["key"] in ("a", *REFERENCE.values()):
+            ratio_s = "1.00 (limit)"
+        else:
+            ratio_s = _fmt(ratio, ".2f") + (f" ({rs['min']:.2f}-{rs['max']:.2f})" if rs and rs["n"] > 1 else "")
         if r["key"] in REFERENCE and base is not None:
             ratio_s += f" vs {REFERENCE[r['key']]}"
-        out.append(f"{r['key']:<5} {r['label'][:52]:<52} {r['records_per_s']:>8,} {r['mb_per_s']:>6.1f} "
-                   f"{r['cpu_s_per_100k']:>10.3f} {_fmt(r['records_per_cpu_s'], ',d'):>10} {ratio_s:>12} "
-                   f"{r['peak_rss_mb']:>7.0f}")
+        rounds = f" [{r['rounds'] - len(r.get('failed_rounds', ()))}/{r['rounds']} rounds]" if r.get("failed_rounds") else ""
+        out.append(f"{r['key']:<5} {r['label'][:46]:<46} {_fmt(r['records_per_s'], ',.0f'):>8} {r['mb_per_s']:>6.1f} "
+                   f"{_spread_s(r.get('records_per_cpu_s_spread'), ',.0f'):>27} "
+                   f"{_spread_s(r.get('us_per_record_spread'), '.2f'):>22} {ratio_s:>17} "
+                   f"{_fmt(r.get('peak_rss_mb'), '.0f'):>7}{rounds}")
     return "\n".join(out)
 
 
@@ -148,30 +176,39 @@ def check_targets(rows: dict[str, dict], latency: dict | None) -> list[tuple[str
     return out
 
 
+COLORS = {"raw": "#888888", "native": "#888888", "faust": "#d08c1f", "kroxylicious": "#3a9d5d"}
+
+
 def chart(path: Path, rows: list[dict], latency: dict | None, title: str) -> None:
-    """PNG: records per proxy CPU-second per row (ratio to (a) on the bars) and, when measured,
-    the latency percentiles of (a) and (b)."""
+    """PNG: median records per proxy CPU-second per row with min–max whiskers over the rounds
+    (median ratio to (a) on the bars) and, when measured, the latency percentiles of (a) and (b)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ok = [r for r in rows if r.get("ok")]
     ncols = 2 if latency and latency.get("a", {}).get("ok") and latency.get("b", {}).get("ok") else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(max(7, 0.9 * len(ok) + 2) + 7 * (ncols - 1), 5.2), squeeze=False)
     ax = axes[0][0]
     labels = [f"({r['key']})" for r in ok]
     vals = [r["records_per_cpu_s"] or 0 for r in ok]
-    colors = ["#888888" if r["kind"] in ("raw", "native") else "#d08c1f" if r["kind"] == "faust" else "#2a6fb0" for r in ok]
-    bars = ax.bar(labels, vals, color=colors)
-    for bar, r in zip(bars, ok):
+    spreads = [r.get("records_per_cpu_s_spread") or {"min": v, "max": v} for r, v in zip(ok, vals)]
+    err = [[v - sp["min"] for v, sp in zip(vals, spreads)], [sp["max"] - v for v, sp in zip(vals, spreads)]]
+    colors = [COLORS.get(r["kind"], "#2a6fb0") for r in ok]
+    bars = ax.bar(labels, vals, color=colors, yerr=err, capsize=4, ecolor="#333333")
+    for bar, r, sp in zip(bars, ok, spreads):
         ratio = r.get("ratio_to_a")
         ref = f"({REFERENCE.get(r['key'], 'a')})"
         txt = f"{r['records_per_cpu_s']:,}" + (f"\n{ratio:.2f}× {ref}" if ratio is not None and r["kind"] not in ("raw", "native") else "")
-        ax.annotate(txt, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+        ax.annotate(txt, (bar.get_x() + bar.get_width() / 2, sp["max"]), ha="center", va="bottom", fontsize=8)
     ax.axhline(TARGETS["b_records_per_cpu_s"], color="#c0392b", linestyle="--", linewidth=1)
     ax.annotate("target (b) 100k", (0, TARGETS["b_records_per_cpu_s"]), color="#c0392b", fontsize=8,
                 va="bottom")
+    n_rounds = max((r.get("rounds", 1) for r in ok), default=1)
     ax.set_ylabel("records per proxy CPU-second")
-    ax.set_title("throughput per CPU (higher is better)", fontsize=10)
+    ax.set_title(f"throughput per CPU, median of {n_rounds} rounds, min–max whiskers (higher is better)", fontsize=9)
+    if any(r["kind"] == "kroxylicious" for r in ok):
+        ax.text(0.01, -0.13, "green: Kroxylicious (produce path only; ke seals whole values) - "
+                "blue: dpp (consume, field-level rules, produce)", transform=ax.transAxes, fontsize=7, va="top")
     ax.margins(y=0.2)
     if ncols == 2:
         ax2 = axes[0][1]
@@ -197,7 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap (default %(default)s)")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000, help="dpp --batch-size and the raw loop's batch")
-    ap.add_argument("--only", default="a,a',b,c,d,e,f,g,h", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--only", default="a,a',b,c,d,e,f,g,h,k0,ke", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="throughput runs per row, interleaved across the rows (default %(default)s)")
+    ap.add_argument("--kroxylicious-port", type=int, default=KROXYLICIOUS_PORT,
+                    help="bootstrap port of the Kroxylicious rows' proxy (it uses PORT..PORT+4; default %(default)s)")
+    ap.add_argument("--warmup-records", type=int, default=None,
+                    help="records of the Kroxylicious rows' discarded warm-up run (default: --records)")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="a checkout of an earlier version: adds row (b0), (b)'s policy run by that code, "
                          "right after (b) on the same data")
@@ -209,10 +252,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="records for row (e), the first of the same source topic (default %(default)s: faust is slow)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON and PNG (default %(default)s)")
     a = ap.parse_args(argv)
+    if a.rounds < 1:
+        ap.error("--rounds must be at least 1")
     only = set(a.only.split(","))
     machine = Machine()
     print(f"loadtests.bench: {a.records:,} records of ~{a.size} per row, {a.partitions} partitions, "
-          f"broker {a.bootstrap}; {machine.cpus} CPUs, load average {machine.load_before[0]:.2f} "
+          f"broker {a.bootstrap}, {a.rounds} round(s); {machine.cpus} CPUs, load average {machine.load_before[0]:.2f} "
           f"{machine.load_before[1]:.2f} {machine.load_before[2]:.2f}", flush=True)
     if machine.load_before[0] > 1.0:
         print("  note: the machine is busy (1-minute load > 1): figures will be noisy; rerun when idle.", flush=True)
@@ -222,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     data = Dataset.for_size(a.size)
     d_na = detect_available(env) if "d" in only else "not selected (--only)"
     e_na = faust_available() if "e" in only else "not selected (--only)"
+    peers = [p for p in PEERS if p.key in only]
+    k_na = kroxylicious_available() if peers else None
     t_start = time.perf_counter()
     topics: list[str] = []
     rows: list[dict] = []
@@ -230,10 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         src, nbytes = fill_source(a.bootstrap, data, a.records, a.partitions)
         topics.append(src)
         expected_dpp = data.consenting(a.records)
-        plan: list[tuple[Contender, str, int, int]] = []   # contender, source, bytes, expected sink
+        native_na = None
+        plan: list[tuple] = []   # contender, source, bytes, expected sink (records: a.records unless a 5th item)
         for c in (RAW, NATIVE, ROWS_B, ROWS_H, ROWS_C):
             if c is NATIVE and c.key in only and native_available(c) is not None:
-                rows.append({"key": c.key, "label": c.label, "kind": c.kind, "ok": False, "na": native_available(c)})
+                native_na = native_available(c)
             elif c.key in only:
                 plan.append((c, src, nbytes, expected_dpp if c.blocks else a.records))
             if c is ROWS_B and a.baseline_src is not None:
@@ -265,30 +313,40 @@ def main(argv: list[str] | None = None) -> int:
             topics.append(src_g)
             plan.append((RAW_G, src_g, nbytes_g, a.records))
             plan.append((ROWS_G, src_g, nbytes_g, data_g.consenting(a.records)))
-        # each raw reference runs right before its dpp row (same data, minutes apart at most)
-        for c, source, nb, expected in plan:
-            print(f"  running ({c.key}) {c.label} …", flush=True)
-            rows.append(measure_throughput(c, a.bootstrap, source, a.partitions, a.records, nb, expected, workdir,
-                                           env, a.batch_size))
-        if "d" in only and d_na is not None:
-            rows.append({"key": "d", "label": ROWS_D.label, "kind": "dpp", "ok": False, "na": d_na})
         if e_na is None:
             n_e = min(a.faust_records or a.records, a.records)
-            print(f"  running (e) {FAUST.label} …", flush=True)
-            rows.append(measure_throughput(FAUST, a.bootstrap, src, a.partitions, n_e, int(nbytes * n_e / a.records),
-                                           n_e, workdir, env, a.batch_size))
-        elif "e" in only:
+            plan.append((FAUST, src, int(nbytes * n_e / a.records), n_e, n_e))
+        if k_na is None:
+            for p in peers:  # the same records as (a), written through the proxy
+                plan.append((p, None, nbytes, a.records))
+        # each raw reference runs right before its dpp row (same data, minutes apart at most); the rounds
+        # interleave: every row once, then every row again
+        runs: list[dict] = []
+        for rnd, (c, source, nb, expected, *n) in interleave(plan, a.rounds):
+            n_rec = n[0] if n else a.records
+            print(f"  round {rnd}/{a.rounds}: ({c.key}) {c.label} …", flush=True)
+            if c.kind == "kroxylicious":
+                res = measure_peer(c, a.bootstrap, data, n_rec, a.partitions, nb, workdir / f"round-{rnd}",
+                                   a.kroxylicious_port, a.warmup_records)
+            else:
+                res = measure_throughput(c, a.bootstrap, source, a.partitions, n_rec, nb, expected, workdir / f"round-{rnd}",
+                                         env, a.batch_size)
+            res["round"] = rnd
+            runs.append(res)
+        rows = summarize(runs, REFERENCE)
+        if native_na is not None:
+            rows.insert(min(1, len(rows)), {"key": NATIVE.key, "label": NATIVE.label, "kind": NATIVE.kind, "ok": False,
+                                            "na": native_na})
+        if "d" in only and d_na is not None:
+            rows.append({"key": "d", "label": ROWS_D.label, "kind": "dpp", "ok": False, "na": d_na})
+        if "e" in only and e_na is not None:
             rows.append({"key": "e", "label": FAUST.label, "kind": "faust", "ok": False, "na": e_na})
+        if k_na is not None:
+            rows.extend({"key": p.key, "label": p.label, "kind": p.kind, "ok": False, "na": k_na} for p in peers)
         by = {r["key"]: r for r in rows}
-        for r in rows:
-            if not r.get("ok"):
-                continue
-            ref = by.get(REFERENCE.get(r["key"], "a"))
-            if ref and ref.get("ok") and r.get("records_per_cpu_s") and ref.get("records_per_cpu_s"):
-                r["ratio_to_a"] = round(r["records_per_cpu_s"] / ref["records_per_cpu_s"], 3)
         b = by.get("b", {})
         if a.latency_seconds > 0 and b.get("ok") and "a" in only:
-            rate = max(1000, round(b["records_per_s"] / 2, -2))
+            rate = max(1000, round(b["records_per_s"] / 2, -2))  # (b)'s median over the rounds
             latency = {"rate": int(rate), "seconds": a.latency_seconds}
             for c in (RAW, ROWS_B):
                 print(f"  latency ({c.key}) at {int(rate):,} records/s for {a.latency_seconds:g} s …", flush=True)
@@ -306,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     by = {r["key"]: r for r in rows}
     print()
     print(table(rows, {k: by.get(v, {}) for k, v in REFERENCE.items()}))
+    if any(r.get("kind") == "kroxylicious" and r.get("ok") for r in rows):
+        print(WORK_NOTE)
     if latency:
         print()
         print(f"end-to-end latency at {latency['rate']:,} records/s (half of (b)'s {b['records_per_s']:,}/s), "
@@ -335,13 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     json_path, png_path = a.out / f"bench-{a.size}-{stamp}.json", a.out / f"bench-{a.size}-{stamp}.png"
     doc = {"command": "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
            "records": a.records, "size": a.size, "mean_record_bytes": round(data.mean_bytes()),
-           "partitions": a.partitions, "batch_size": a.batch_size, "machine": machine.as_dict(), "rows": rows,
+           "partitions": a.partitions, "batch_size": a.batch_size, "rounds": a.rounds, "machine": machine.as_dict(),
+           "rows": rows,
            "latency": latency, "targets": [{"target": n, "met": m, "value": d} for n, m, d in targets],
            "elapsed_s": round(elapsed, 1)}
     json_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     try:
         chart(png_path, rows, latency,
-              f"dpp benchmark, {a.records:,} records of ~{a.size}, {machine.cpus} CPUs, load {machine.load_before[0]:.1f}")
+              f"dpp benchmark, {a.records:,} records of ~{a.size}, {a.rounds} rounds, {machine.cpus} CPUs, "
+              f"load {machine.load_before[0]:.1f}")
         print(f"wrote {json_path} and {png_path}")
     except ImportError:
         print(f"wrote {json_path} (no chart: pip install matplotlib)")

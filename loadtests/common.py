@@ -264,13 +264,14 @@ class GroupWatch:
 
 
 def produce_payloads(bootstrap: str, topic: str, items: Iterator[tuple] | Sequence,
-                     total: int | None = None, desc: str | None = None) -> int:
+                     total: int | None = None, desc: str | None = None, config: dict | None = None) -> int:
     """Produce ``(key, value)`` pairs (or ``(key, value, headers)``) as fast as possible (idempotent, acks=all) and wait for every
-    acknowledgement; returns the count. Raises ``RuntimeError`` on a failed delivery."""
+    acknowledgement; returns the count. ``config``: producer settings that override these. Raises ``RuntimeError`` on a
+    failed delivery."""
     from confluent_kafka import Producer
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                   "linger.ms": 20, "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
-                  "queue.buffering.max.kbytes": 1048576, "compression.type": "none"})
+                  "queue.buffering.max.kbytes": 1048576, "compression.type": "none", **(config or {})})
     errors: list = []
 
     def on_delivery(err, _msg):
