@@ -23,14 +23,14 @@ N = 100
 @pytest.fixture
 def encrypting_proxy(kafka_bootstrap):
     """Bootstrap address of Kroxylicious with RecordEncryption in front of ``kafka_bootstrap``
-    (port ``DPP_TEST_KROXYLICIOUS_PORT``, default 19192), stopped afterwards."""
+    (port ``DPP_TEST_KROXYLICIOUS_PORT``, default 19492: the fault broker has 19192), stopped afterwards."""
     fetch = subprocess.run(["bash", str(SCRIPT), "fetch"], capture_output=True, text=True, timeout=900, check=False)
     if fetch.returncode != 0:
         if not os.environ.get("DPP_REQUIRE_KROXYLICIOUS"):
             pytest.skip(f"Kroxylicious's jars cannot be resolved (DPP_REQUIRE_KROXYLICIOUS=1 makes this a failure): "
                         f"{fetch.stderr[-300:]}")
         pytest.fail(f"deploy/kroxylicious.sh fetch failed:\n{fetch.stderr}")
-    env = dict(os.environ, DPP_KROXYLICIOUS_PORT=os.environ.get("DPP_TEST_KROXYLICIOUS_PORT", "19192"),
+    env = dict(os.environ, DPP_KROXYLICIOUS_PORT=os.environ.get("DPP_TEST_KROXYLICIOUS_PORT", "19492"),
                DPP_KROXYLICIOUS_TARGET=kafka_bootstrap.split(",")[0], DPP_KROXYLICIOUS_FILTER="record-encryption")
     out = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, f"deploy/kroxylicious.sh start failed:\n{out.stderr}"
