@@ -104,3 +104,24 @@ def test_jvm_cpu_seconds_of_this_process_grows():
     for i in range(3_000_000):
         x += i * i
     assert jvm_cpu_seconds(os.getpid()) > before
+
+
+def _row(v):
+    return {"ok": True, "records_per_cpu_s": v}
+
+
+@pytest.mark.parametrize("rows, target, met", [
+    ({"b": _row(300_000), "ke": _row(250_000)}, "(b) >= Kroxylicious with RecordEncryption (ke)", True),
+    ({"b": _row(200_000), "ke": _row(250_000)}, "(b) >= Kroxylicious with RecordEncryption (ke)", False),
+    ({"b": _row(200_000)}, "(b) >= Kroxylicious with RecordEncryption (ke)", None),
+    ({"b": _row(300_000), "a'": _row(500_000)}, "(b) >= 0.6 of (a'), the native pass-through", True),
+    ({"b": _row(290_000), "a'": _row(500_000)}, "(b) >= 0.6 of (a'), the native pass-through", False),
+    ({"b": _row(100_000), "c": _row(59_000)}, "(c) >= 0.6 of (b)", False),
+    ({"b": _row(250_000), "b0": _row(100_000)}, "(b) >= 2.5x the baseline code's (b0, --baseline-src)", True),
+    ({"b": _row(240_000), "b0": {"ok": False}}, "(b) >= 2.5x the baseline code's (b0, --baseline-src)", None),
+    ({"b": _row(100_000), "d": _row(50_000)}, "(d) >= 0.5 of (b)", True),
+])
+def test_issue_targets_are_ratios_within_the_run(rows, target, met):
+    from loadtests.bench import check_targets
+    got = {name: ok for name, ok, _ in check_targets(rows, None)}
+    assert got[target] is met
