@@ -48,7 +48,7 @@ import orjson
 
 from .common import (DEFAULT_BOOTSTRAP, DETECT_NOTE_CHARS, POLICIES, RESULTS, SIZES, Dataset, Machine,
                      delete_topics, ensure_key_env, load_average)
-from .harness import FAUST, RAW, Contender, dpp_contender, fill_source, measure_latency, measure_throughput
+from .harness import FAUST, RAW, Contender, added_latency, dpp_contender, fill_source, measure_throughput
 
 TARGETS = {"b_records_per_cpu_s": 100_000, "b_ratio_to_a": 1 / 3, "c_records_per_cpu_s": 30_000,
            "added_p99_ms": 50.0}
@@ -284,17 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         b = by.get("b", {})
         if a.latency_seconds > 0 and b.get("ok") and "a" in only:
             rate = max(1000, round(b["records_per_s"] / 2, -2))
-            latency = {"rate": int(rate), "seconds": a.latency_seconds}
-            for c in (RAW, ROWS_B):
-                print(f"  latency ({c.key}) at {int(rate):,} records/s for {a.latency_seconds:g} s …", flush=True)
-                latency[c.key] = measure_latency(c, a.bootstrap, a.size, rate, a.latency_seconds, workdir, env,
-                                                 a.partitions, a.batch_size)
-            la, lb = latency["a"], latency["b"]
-            if la.get("ok") and lb.get("ok"):
-                for q in ("p50", "p95", "p99"):
-                    latency[f"added_{q}_ms"] = round(lb[q] - la[q], 2)
-                if la.get("p99_median_second") is not None and lb.get("p99_median_second") is not None:
-                    latency["added_p99_median_second_ms"] = round(lb["p99_median_second"] - la["p99_median_second"], 2)
+            latency = added_latency(RAW, ROWS_B, a.bootstrap, a.size, rate, a.latency_seconds, workdir, env,
+                                    a.partitions, a.batch_size)
     finally:
         delete_topics(a.bootstrap, topics)
     elapsed = time.perf_counter() - t_start
