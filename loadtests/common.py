@@ -403,7 +403,15 @@ class Child:
             self.samples.append((time.perf_counter(), rss, cpu))
 
     def cpu(self) -> float:
-        return cpu_seconds(self.ps)
+        """CPU seconds of the process and of its live descendants (the workers of ``dpp run --workers N``)."""
+        import psutil
+        total = cpu_seconds(self.ps)
+        for child in self.ps.children(recursive=True):
+            try:
+                total += cpu_seconds(child)
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def runqueue_wait(self) -> float:
         """Seconds the process's threads have spent runnable but waiting for a CPU (Linux
