@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.rate is None:
         print(f"  (b) maximum throughput over {a.records:,} records …", flush=True)
         b_max = max_rate(a.bootstrap, a.size, a.records, a.partitions, a.batch_size, env, workdir)
-    rate = a.rate or max(1000, round(b_max / 2, -2))
+    rate = a.rate or int(max(1000, round(b_max / 2, -2)))
     runs = []
     for i in range(a.runs):
         print(f"run {i + 1}/{a.runs}", flush=True)
