@@ -462,6 +462,11 @@ class Child:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout_s} s; log: {self.log_path}\n{self.tail()}")
 
+    def text(self) -> str:
+        """Everything the process has written so far (its log file, flushed first)."""
+        self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
     def tail(self, n: int = 15) -> str:
         self._log.flush()
         try:

@@ -33,10 +33,10 @@ from .common import (DEFAULT_BOOTSTRAP, POLICIES, RESULTS, SIZES, Dataset, Topic
 from .harness import dpp_contender, start
 
 
-def _assigned_workers(log_path: Path) -> set:
+def _assigned_workers(text: str) -> set:
     """Workers (the ``worker`` field; ``None`` for a single process) that logged "partitions assigned"."""
     out = set()
-    for line in log_path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         if '"partitions assigned"' in line and line.startswith("{"):
             out.add(orjson.loads(line).get("worker"))
     return out
@@ -62,7 +62,7 @@ def run_workers(n: int, policy: Path, bootstrap: str, data: Dataset, records: in
     try:
         proc.wait_ready(120)
         deadline = time.monotonic() + 120
-        while len(_assigned_workers(proc.log_path)) < n:  # every worker has partitions
+        while len(_assigned_workers(proc.text())) < n:  # every worker has partitions
             if time.monotonic() > deadline or not proc.alive():
                 raise RuntimeError(f"{n} workers did not all get partitions:\n{proc.tail()}")
             time.sleep(0.2)
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
           "CPU-second")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"scaleout-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_bytes(orjson.dumps({"results": results, "summary": summary, "load_before": list(load0), "load_after": list(load_average())},
+    out.write_bytes(orjson.dumps({"results": results, "summary": {str(k): v for k, v in summary.items()},
+                                  "load_before": list(load0), "load_after": list(load_average())},
                                  option=orjson.OPT_INDENT_2))
     print(f"wrote {out}")
     return 0
