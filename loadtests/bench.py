@@ -60,8 +60,8 @@ import orjson
 
 from .common import (DEFAULT_BOOTSTRAP, DETECT_NOTE_CHARS, POLICIES, RESULTS, SIZES, Dataset, Machine,
                      delete_topics, ensure_key_env, load_average)
-from .harness import (FAUST, NATIVE, RAW, Contender, dpp_contender, fill_source, measure_latency, measure_throughput,
-                      native_available)
+from .harness import (FAUST, NATIVE, RAW, Contender, dpp_contender, fill_source, measure_throughput, native_available,
+                      added_latency)
 from .peer import DEFAULT_PORT as KROXYLICIOUS_PORT
 from .peer import PEERS, WORK_NOTE, measure_peer
 from .peer import available as kroxylicious_available
@@ -358,17 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         b = by.get("b", {})
         if a.latency_seconds > 0 and b.get("ok") and "a" in only:
             rate = max(1000, round(b["records_per_s"] / 2, -2))  # (b)'s median over the rounds
-            latency = {"rate": int(rate), "seconds": a.latency_seconds}
-            for c in (RAW, ROWS_B):
-                print(f"  latency ({c.key}) at {int(rate):,} records/s for {a.latency_seconds:g} s …", flush=True)
-                latency[c.key] = measure_latency(c, a.bootstrap, a.size, rate, a.latency_seconds, workdir, env,
-                                                 a.partitions, a.batch_size)
-            la, lb = latency["a"], latency["b"]
-            if la.get("ok") and lb.get("ok"):
-                for q in ("p50", "p95", "p99"):
-                    latency[f"added_{q}_ms"] = round(lb[q] - la[q], 2)
-                if la.get("p99_median_second") is not None and lb.get("p99_median_second") is not None:
-                    latency["added_p99_median_second_ms"] = round(lb["p99_median_second"] - la["p99_median_second"], 2)
+            latency = added_latency(RAW, ROWS_B, a.bootstrap, a.size, rate, a.latency_seconds, workdir, env,
+                                    a.partitions, a.batch_size)
     finally:
         delete_topics(a.bootstrap, topics)
     elapsed = time.perf_counter() - t_start

@@ -404,7 +404,15 @@ class Child:
             self.samples.append((time.perf_counter(), rss, cpu))
 
     def cpu(self) -> float:
-        return cpu_seconds(self.ps)
+        """CPU seconds of the process and of its live descendants (the workers of ``dpp run --workers N``)."""
+        import psutil
+        total = cpu_seconds(self.ps)
+        for child in self.ps.children(recursive=True):
+            try:
+                total += cpu_seconds(child)
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def runqueue_wait(self) -> float:
         """Seconds the process's threads have spent runnable but waiting for a CPU (Linux
@@ -454,6 +462,11 @@ class Child:
                                    f"log: {self.log_path}\n{self.tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout_s} s; log: {self.log_path}\n{self.tail()}")
+
+    def text(self) -> str:
+        """Everything the process has written so far (its log file, flushed first)."""
+        self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def tail(self, n: int = 15) -> str:
         self._log.flush()

@@ -324,6 +324,25 @@ def latency_timeline(stamps: list[int], lats: list[int], t0_ns: int, step_s: flo
     return out
 
 
+def added_latency(raw: Contender, proxy: Contender, bootstrap: str, size: str, rate: float, seconds: float,
+                  workdir: Path, env: dict, partitions: int = 3, batch_size: int = 1000) -> dict:
+    """:func:`measure_latency` of ``raw`` and then ``proxy`` at the same ``rate``; returns
+    ``{"rate", "seconds", raw.key: {...}, proxy.key: {...}, "added_p50_ms", "added_p95_ms",
+    "added_p99_ms", "added_p99_median_second_ms"}`` (what ``proxy`` adds over ``raw``, ms; absent
+    when a row failed)."""
+    out: dict = {"rate": int(rate), "seconds": seconds}
+    for c in (raw, proxy):
+        print(f"  latency ({c.key}) at {int(rate):,} records/s for {seconds:g} s …", flush=True)
+        out[c.key] = measure_latency(c, bootstrap, size, rate, seconds, workdir, env, partitions, batch_size)
+    la, lb = out[raw.key], out[proxy.key]
+    if la.get("ok") and lb.get("ok"):
+        for q in ("p50", "p95", "p99"):
+            out[f"added_{q}_ms"] = round(lb[q] - la[q], 2)
+        if la.get("p99_median_second") is not None and lb.get("p99_median_second") is not None:
+            out["added_p99_median_second_ms"] = round(lb["p99_median_second"] - la["p99_median_second"], 2)
+    return out
+
+
 def fill_source(bootstrap: str, data: Dataset, records: int, partitions: int, progress: bool = True,
                 name: str | None = None) -> tuple[str, int]:
     """Create a source topic and produce records ``0..records-1`` of ``data`` into it (no

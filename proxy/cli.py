@@ -441,20 +441,98 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
                    "(env DPP_AUDIT_TOPIC)")
 @click.option("--processing-record-interval", "record_interval", default="60s", show_default=True,
               metavar="DURATION", help="window of the records of processing: 60s, 1m, 500ms or seconds")
-def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...], batch_size: int,
-        create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
+@click.option("--workers", type=int, default=1, show_default=True, envvar="DPP_WORKERS",
+              help="worker processes in the routes' consumer groups (1-64), under a supervisor that serves "
+                   "every worker's metrics on --metrics-port (worker i also on --metrics-port + 1 + i), "
+                   "restarts a worker that dies, and stops them all on SIGTERM (env DPP_WORKERS)")
+@click.pass_context
+def run(ctx: click.Context, policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...],
+        batch_size: int, create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
         control_topic: str, consent_memory_subjects: int, consent_spill_dir: str | None, audit_topic: str,
-        record_interval: str) -> None:
+        record_interval: str, workers: int) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
 
-    SIGTERM or Ctrl-C finishes the in-flight batch, commits and exits 0.
+    SIGTERM or Ctrl-C finishes the in-flight batch, commits and exits 0 (with --workers N: in every
+    worker; docs/operating.md "Scaling").
     """
+    from .supervisor import check_workers
+    problem = check_workers(workers, metrics_port)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--workers")
+    params = {k: v for k, v in ctx.params.items() if k != "workers"}
+    if workers > 1:
+        _supervise(workers, params)
+    _run_engine(**params)
+
+
+def _supervise(n: int, params: dict) -> NoReturn:
+    """``dpp run --workers n``: the supervisor of :mod:`proxy.supervisor`; exits with its code."""
+    import multiprocessing
+    from . import logs
+    from .httpserver import serve
+    from .metrics import SupervisorMetrics
+    from .policy.loader import load_policy
+    from .stream.clientconfig import extra
+    from .supervisor import Supervisor, WorkersCollector, worker_instance_id, worker_ports, workers_ready
+    logs.setup(params["log_level"])
+    try:  # a bad policy fails here, once, not in n workers
+        loaded = load_policy(params["policy_file"])
+    except PolicyError as e:
+        _exit_problems(e)
+    ports = worker_ports(params["metrics_port"], n)
+    sm = SupervisorMetrics(n)
+    sm.registry.register(WorkersCollector(ports))
+    server = serve(sm.registry, lambda: workers_ready(ports), params["metrics_port"])
+    startup = logging.getLogger("proxy.cli")
+    startup.setLevel(logging.INFO)
+    startup.info("dpp running", extra={"role": "supervisor", "workers": n, "metrics_port": server.server_port,
+                                       "worker_metrics_ports": ports,
+                                       "routes": [r.name for r in loaded.policy.routes]})
+    spawn = multiprocessing.get_context("spawn")
+    shared = {"registry": dict(_REGISTRY), "kafka": extra()}
+
+    def make(i: int):
+        spill = params["consent_spill_dir"]
+        mine = {**params, "metrics_port": ports[i], "instance_id": worker_instance_id(params["instance_id"], i),
+                "consent_spill_dir": spill and str(Path(spill) / f"worker-{i}")}
+        return spawn.Process(target=_worker_main, args=(i, mine, shared), name=f"dpp-worker-{i}")
+
+    sup = Supervisor(n, make, restarts=lambda i: sm.restarts.labels(str(i)).inc(), running=sm.running.set)
+    signal.signal(signal.SIGTERM, sup.stop)
+    signal.signal(signal.SIGINT, sup.stop)
+    code = sup.run()
+    server.shutdown()
+    startup.info("dpp stopped", extra={"role": "supervisor", "exit_code": code})
+    sys.exit(code)
+
+
+def _worker_main(index: int, params: dict, shared: dict) -> None:
+    """A worker process of ``dpp run --workers N`` (spawned): the ``dpp run`` body with the
+    supervisor's global options, its own metrics port and instance id; every log line carries
+    ``"worker": index``."""
+    from .supervisor import die_with_parent
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which sends SIGTERM
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until the engine runs: nothing consumed yet
+    _REGISTRY.update(shared["registry"])
+    if shared["kafka"]:
+        from .stream.clientconfig import set_extra
+        set_extra(shared["kafka"])
+    _run_engine(**params, log_fields={"worker": index})
+
+
+def _run_engine(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...],
+                batch_size: int, create_topics: bool, reload_interval: float, log_level: str,
+                instance_id: str | None, control_topic: str, consent_memory_subjects: int,
+                consent_spill_dir: str | None, audit_topic: str, record_interval: str,
+                log_fields: dict | None = None) -> NoReturn:
+    """The ``dpp run`` body in this process (one worker)."""
     from . import logs
     from .metrics import Metrics
     from .stream.engine import Engine, EngineConfig
-    logs.setup(log_level)
+    logs.setup(log_level, fields=log_fields)
     interval = _duration_s(record_interval, "--processing-record-interval")
     metrics = Metrics()
     metrics.watch_kms()
@@ -473,12 +551,12 @@ def run(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tup
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says
     startup.info("dpp running", extra={
         "policy": cp.provenance, "routes": [r.name for r in cp.routes], "metrics_port": server.server_port})
+    signal.signal(signal.SIGTERM, eng.stop)
+    signal.signal(signal.SIGINT, eng.stop)
     watcher = None
     if reload_interval > 0:
         from .stream.reload import PolicyWatcher
         watcher = PolicyWatcher(eng, policy_file, list(routes) or None, reload_interval).start()
-    signal.signal(signal.SIGTERM, eng.stop)
-    signal.signal(signal.SIGINT, eng.stop)
     code = eng.run()
     if watcher:
         watcher.stop()

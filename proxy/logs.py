@@ -17,7 +17,12 @@ _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", 
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a ``LogRecord`` as a JSON line (see module doc)."""
+    """Format a ``LogRecord`` as a JSON line (see module doc); ``fields`` are added to every line
+    (``{"worker": 1}`` in a worker process of ``dpp run --workers N``)."""
+
+    def __init__(self, fields: dict | None = None):
+        super().__init__()
+        self.fields = dict(fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {
@@ -25,6 +30,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **self.fields,
         }
         for k, v in vars(record).items():
             if k not in _STD and not k.startswith("_"):
@@ -34,10 +40,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
-def setup(level: str = "INFO", stream=None) -> None:
-    """Route the ``proxy`` loggers to ``stream`` (default stderr) as JSON lines."""
+def setup(level: str = "INFO", stream=None, fields: dict | None = None) -> None:
+    """Route the ``proxy`` loggers to ``stream`` (default stderr) as JSON lines (plus ``fields``)."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(fields))
     root = logging.getLogger("proxy")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -151,3 +151,19 @@ class Metrics:
         (``.server_port``, ``.shutdown()``)."""
         from .httpserver import serve
         return serve(self.registry, ready or (lambda: (True, "ok")), port, addr)
+
+
+class SupervisorMetrics:
+    """The metrics of the ``dpp run --workers N`` supervisor (:mod:`proxy.supervisor`), served with
+    the workers' own (each labelled ``worker``)."""
+
+    def __init__(self, workers: int, registry: CollectorRegistry | None = None):
+        self.registry = r = registry or CollectorRegistry()
+        self.running = Gauge("dpp_workers_running", "Worker processes of this supervisor that are running", registry=r)
+        self.configured = Gauge("dpp_workers_configured", "Worker processes this supervisor keeps running (--workers)",
+                                registry=r)
+        self.configured.set(workers)
+        self.restarts = Counter("dpp_worker_restarts", "Worker processes restarted after they exited unexpectedly",
+                                ["worker"], registry=r)
+        for i in range(workers):
+            self.restarts.labels(str(i))

@@ -66,6 +66,11 @@ def set_extra(config: Mapping[str, str]) -> None:
     _EXTRA.update(config)
 
 
+def extra() -> dict[str, str]:
+    """A copy of the properties :func:`set_extra` installed (handed to ``dpp run``'s worker processes)."""
+    return dict(_EXTRA)
+
+
 def set_one_shot(on: bool) -> None:
     """Clients made from now on log nothing themselves and note authentication/TLS errors (see ``_ONE_SHOT``)."""
     _ONE_SHOT.update(on=on, error=None)

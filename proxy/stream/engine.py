@@ -64,8 +64,12 @@ class EngineConfig:
     batch_size: int = 1000
     poll_timeout_s: float = 0.5
     batch_linger_s: float = 0.005
-    """After a wait for the first record of a batch: how long to gather more before processing
-    (amortizes the per-batch flush, commit and metrics under light load; see ``_next_batch``)."""
+    """After a wait for the first record of a batch: at most how long to gather more before
+    processing (amortizes the per-batch flush, commit and metrics); the wait adapts to the arrival
+    rate (:class:`AdaptiveLinger`), so light load gets no wait at all."""
+    linger_min_gain: int = 16
+    """:class:`AdaptiveLinger`: wait for more records only when at least this many are expected
+    within ``batch_linger_s`` at the measured arrival rate."""
     max_produce_attempts: int = 5
     instance_id: str | None = None
     """Exactly-once routes: this worker's stable name among the route's live workers (default: the
@@ -199,6 +203,41 @@ class _AccessNoise(logging.Filter):
 _RDKAFKA_LOG.addFilter(_AccessNoise())
 
 
+class AdaptiveLinger:
+    """How long a batch whose first record just arrived waits for more (the rule of
+    ``RouteWorker._next_batch``).
+
+    ``observe(n, now)`` after each fetch keeps an estimate of the arrival rate (records/s): an
+    exponentially weighted mean (weight ``alpha`` for the newest fetch) of ``n / (now - previous
+    fetch)``. ``wait_s(have)`` is then
+
+    * 0 when fewer than ``min_gain`` records are expected within ``max_s`` at that rate (light
+      load: the batch leaves at once; its per-batch cost is affordable on an idle worker);
+    * else the time the rest of the batch needs at that rate, ``(batch_size - have) / rate``, at
+      most ``max_s`` (heavy load: full batches, and no wait beyond the moment the batch is full).
+
+    Under a sustained heavy load librdkafka's queue already holds a full batch, which is taken
+    without any wait. Seconds; a rate of 0 (nothing seen yet) gives 0."""
+
+    def __init__(self, batch_size: int, max_s: float, min_gain: int = 16, alpha: float = 0.2):
+        self.batch_size, self.max_s, self.min_gain, self.alpha = batch_size, max_s, min_gain, alpha
+        self.rate = 0.0
+        self._at: float | None = None
+
+    def observe(self, n: int, now: float) -> None:
+        """``n`` records fetched at ``now`` (monotonic seconds)."""
+        if self._at is not None and now > self._at:
+            self.rate += self.alpha * (n / (now - self._at) - self.rate)
+        self._at = now
+
+    def wait_s(self, have: int) -> float:
+        """Seconds to wait for more records, given ``have`` records in the batch so far."""
+        need = self.batch_size - have
+        if need <= 0 or self.rate * self.max_s < self.min_gain:
+            return 0.0
+        return min(self.max_s, need / self.rate)
+
+
 class RouteWorker:
     """Runs one route: its own consumer (group ``route.group``) and producer, on one thread."""
 
@@ -212,6 +251,7 @@ class RouteWorker:
         self.batches = 0
         self._next: tuple[CompiledRoute, CompiledPolicy] | None = None
         self._lag_at = 0.0
+        self._linger = AdaptiveLinger(cfg.batch_size, cfg.batch_linger_s, cfg.linger_min_gain)
         self.consumer = Consumer({
             **client_config(cfg.bootstrap_servers),
             "group.id": route.group,
@@ -550,14 +590,14 @@ class RouteWorker:
         the first record, then up to ``batch_linger_s`` for more. (``consume(n, timeout)`` alone
         waits for ``n`` records or the whole timeout, which adds up to ``poll_timeout_s`` of
         latency whenever traffic is below ``batch_size`` per ``poll_timeout_s``.) Under load the
-        batches stay full; under light load records leave within a few milliseconds."""
+        batches stay full; under light load records leave at once (:class:`AdaptiveLinger`)."""
         c, n = self.consumer, self.cfg.batch_size
         msgs = c.consume(n, 0)
-        if msgs:
-            return msgs
-        msgs = c.consume(1, self.cfg.poll_timeout_s)
-        if msgs and n > 1:
-            msgs += c.consume(n - 1, self.cfg.batch_linger_s)
+        if not msgs:
+            msgs = c.consume(1, self.cfg.poll_timeout_s)
+            if msgs and n > 1:
+                msgs += c.consume(n - 1, self._linger.wait_s(len(msgs)))
+        self._linger.observe(len(msgs), time.monotonic())
         return msgs
 
     def _update_lag(self) -> None:

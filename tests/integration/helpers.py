@@ -415,6 +415,56 @@ class DppProcess:
         return seen[0]  # type: ignore[return-value]
 
 
+class Assignment:
+    """A worker's current partitions, followed from its JSON log lines (``worker``: only the lines
+    of that worker process of ``dpp run --workers N``, from its latest start on)."""
+
+    def __init__(self, dpp: DppProcess, worker: int | None = None):
+        self.dpp, self.worker = dpp, worker
+        self.ever: set[int] = set()
+
+    def current(self) -> set[int]:
+        parts: set[int] = set()
+        for line in self.dpp.stderr().splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if self.worker is not None and doc.get("worker") != self.worker:
+                continue
+            if doc.get("msg") == "worker started":  # the supervisor (re)started this worker: nothing assigned yet
+                parts = set()
+            elif doc.get("msg") == "partitions assigned":
+                parts |= set(doc.get("partitions", ()))
+                self.ever |= set(doc.get("partitions", ()))
+            elif doc.get("msg") == "partitions revoked":
+                parts -= set(doc.get("partitions", ()))
+        return parts
+
+
+def consenting_ids(records: list[dict]) -> set[bytes]:
+    """Record ids (the source keys) of the generated records the example route lets through."""
+    return {r["record_id"].encode() for r in records if r["consent"]["analytics"] is not False}
+
+
+def assert_each_once(sink: list[Rec], expected: set[bytes]) -> int:
+    """Every key of ``expected`` is in ``sink`` and nothing else is; a key found twice has byte-identical
+    copies (at-least-once). Returns the number of duplicate copies."""
+    by_key: dict[bytes | None, list[Rec]] = {}
+    for rec in sink:
+        by_key.setdefault(rec.key, []).append(rec)
+    missing = expected - set(by_key)
+    unexpected = set(by_key) - expected
+    assert not missing, f"{len(missing)} consenting records missing from the sink (lost)"
+    assert not unexpected, f"{len(unexpected)} unexpected keys in the sink"
+    dups = {k: v for k, v in by_key.items() if len(v) > 1}
+    differing = [k for k, v in dups.items() if len({r.value for r in v}) != 1]
+    assert not differing, f"{len(differing)} records duplicated with different bytes"
+    return sum(len(v) - 1 for v in dups.values())
+
+
 def wait_until(cond: Callable[[], bool], timeout_s: float, what: str,
                detail: Callable[[], str] | None = None, interval_s: float = 0.2) -> None:
     """Call ``cond`` until it returns true; ``AssertionError`` naming ``what`` after ``timeout_s``."""

@@ -24,7 +24,8 @@ import time
 import orjson
 import pytest
 
-from .helpers import (KAFKA_PYTHON_WARNINGS, DppProcess, committed_offsets, create_topics, delete_topics,
+from .helpers import (KAFKA_PYTHON_WARNINGS, Assignment, DppProcess, assert_each_once, committed_offsets, consenting_ids,
+                      create_topics, delete_topics,
                       end_offsets, generated_records, group_lag, metric, policy_copy, produce, read_topic,
                       wait_until)
 
@@ -35,30 +36,6 @@ N_RECORDS = 9_000
 FIRST_PART = 3_000
 BATCH = "200"          # small batches: every worker takes many batches during the short run
 DEADLINE_S = 90.0
-
-
-class Assignment:
-    """A worker's current partitions, followed from its JSON log lines."""
-
-    def __init__(self, dpp: DppProcess):
-        self.dpp = dpp
-        self.ever: set[int] = set()
-
-    def current(self) -> set[int]:
-        parts: set[int] = set()
-        for line in self.dpp.stderr().splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if doc.get("msg") == "partitions assigned":
-                parts |= set(doc.get("partitions", ()))
-                self.ever |= set(doc.get("partitions", ()))
-            elif doc.get("msg") == "partitions revoked":
-                parts -= set(doc.get("partitions", ()))
-        return parts
 
 
 def _message(rec: dict) -> tuple[bytes, bytes, None]:
@@ -174,17 +151,8 @@ def test_workers_share_partitions_and_a_rebalance_mid_run_loses_nothing(kafka_bo
         sink = read_topic(bootstrap, topics.sink)
         dead = read_topic(bootstrap, topics.dead_letter)
         assert not dead, f"{len(dead)} records dead-lettered"
-        expected = {r["record_id"].encode() for r in records if r["consent"]["analytics"] is not False}
-        by_key: dict[bytes | None, list] = {}
-        for rec in sink:
-            by_key.setdefault(rec.key, []).append(rec)
-        missing = expected - set(by_key)
-        unexpected = set(by_key) - expected
-        assert not missing, f"{len(missing)} consenting records missing from the sink (lost)"
-        assert not unexpected, f"{len(unexpected)} unexpected keys in the sink"
-        dups = {k: v for k, v in by_key.items() if len(v) > 1}
-        differing = [k for k, v in dups.items() if len({r.value for r in v}) != 1]
-        assert not differing, f"{len(differing)} records duplicated with different bytes"
+        expected = consenting_ids(records)
+        duplicates = assert_each_once(sink, expected)
         for rec in sink:
             assert rec.header("dpp-policy").startswith("customer-pii@")
     finally:
@@ -192,5 +160,5 @@ def test_workers_share_partitions_and_a_rebalance_mid_run_loses_nothing(kafka_bo
     elapsed = time.monotonic() - t_start
     assert elapsed < DEADLINE_S, f"scale-out run took {elapsed:.0f} s (bound {DEADLINE_S:.0f} s)"
     print(f"\nscale-out: A {consumed_a:.0f}, B {consumed_b:.0f}, C {consumed_c:.0f} records consumed; "
-          f"sink {len(sink)} records for {len(expected)} consenting, {sum(len(v) - 1 for v in dups.values())} "
+          f"sink {len(sink)} records for {len(expected)} consenting, {duplicates} "
           f"byte-identical duplicates; final split B {sorted(seen['b'])} C {sorted(seen['c'])}; {elapsed:.0f} s")

@@ -6,7 +6,7 @@
   condition of ``_compile_block`` select, rewrite and count exactly the nodes ``compile_visit``
   does, on arbitrary JSON-like records, and fail with the same error;
 * ``RouteWorker._next_batch`` takes what is already fetched without waiting, otherwise waits for
-  the first record and then at most ``batch_linger_s`` for more;
+  the first record and then at most ``batch_linger_s`` for more, as the arrival rate warrants (AdaptiveLinger);
 * ``RouteWorker._commit``: a commit the broker refuses because the group is rebalancing does not
   stop the worker; the offsets are committed with the next batch for partitions still owned
   (dropped for revoked ones); any other commit error still stops it.
@@ -140,10 +140,12 @@ class _FakeConsumer:
         return out
 
 
-def _next_batch(consumer, batch_size=1000):
-    from proxy.stream.engine import EngineConfig, RouteWorker
+def _next_batch(consumer, batch_size=1000, rate=0.0):
+    from proxy.stream.engine import AdaptiveLinger, EngineConfig, RouteWorker
     cfg = EngineConfig("127.0.0.1:1", batch_size=batch_size)
-    return RouteWorker._next_batch(SimpleNamespace(consumer=consumer, cfg=cfg)), cfg
+    linger = AdaptiveLinger(batch_size, cfg.batch_linger_s, cfg.linger_min_gain)
+    linger.rate = rate
+    return RouteWorker._next_batch(SimpleNamespace(consumer=consumer, cfg=cfg, _linger=linger)), cfg
 
 
 def test_next_batch_takes_what_is_fetched_without_waiting():
@@ -152,12 +154,44 @@ def test_next_batch_takes_what_is_fetched_without_waiting():
     assert got == list(range(1000)) and c.calls == [(1000, 0)]
 
 
-def test_next_batch_waits_for_the_first_record_then_lingers_briefly():
+@pytest.mark.parametrize("rate, linger", [
+    (0.0, 0.0),          # nothing known yet: the record leaves at once
+    (100.0, 0.0),        # light load: 0.5 records expected in 5 ms, not worth waiting
+    (50_000.0, 0.005),   # heavy: 250 expected in 5 ms, the batch needs 20 ms: the whole linger
+    (1_000_000.0, 0.000999),  # very heavy: the batch is full after 999 µs, no longer
+])
+def test_next_batch_waits_for_the_first_record_then_lingers_as_the_rate_warrants(rate, linger):
     c = _FakeConsumer([], arrive_later=range(5))
-    got, cfg = _next_batch(c)
+    got, cfg = _next_batch(c, rate=rate)
     assert got == list(range(5))
-    assert c.calls == [(1000, 0), (1, cfg.poll_timeout_s), (999, cfg.batch_linger_s)]
+    assert c.calls[:2] == [(1000, 0), (1, cfg.poll_timeout_s)]
+    assert c.calls[2][0] == 999 and c.calls[2][1] == pytest.approx(linger)
     assert cfg.batch_linger_s <= 0.01
+
+
+def _arrivals(pattern):
+    """``[(seconds between fetches, records per fetch, fetches), ...]`` → the AdaptiveLinger after them."""
+    from proxy.stream.engine import AdaptiveLinger
+    lg, now = AdaptiveLinger(1000, 0.005, 16), 0.0
+    for gap, n, times in pattern:
+        for _ in range(times):
+            now += gap
+            lg.observe(n, now)
+    return lg
+
+
+@pytest.mark.parametrize("pattern, have, want", [
+    ([(1.0, 1, 20)], 1, 0.0),                           # 1 record/s: leave at once
+    ([(0.01, 1, 50)], 1, 0.0),                          # 100/s: 0.5 expected per 5 ms
+    ([(0.002, 10, 50)], 10, 0.005),                     # 5,000/s: 25 expected in 5 ms, batch needs 0.2 s
+    ([(0.01, 1000, 50)], 1, 0.005),                     # 100,000/s in full batches: linger capped at 5 ms
+    ([(0.001, 1000, 50)], 500, 0.0005),                 # 1,000,000/s: the other 500 arrive in 0.5 ms
+    ([(0.001, 1000, 50)], 1000, 0.0),                   # the batch is full already
+    ([(0.01, 1000, 50), (1.0, 1, 30)], 1, 0.0),         # a burst, then 30 s quiet: the estimate decayed, no wait
+    ([(1.0, 1, 20), (0.002, 10, 30)], 1, 0.005),        # quiet, then load: the wait comes back
+])
+def test_adaptive_linger_rule(pattern, have, want):
+    assert _arrivals(pattern).wait_s(have) == pytest.approx(want, rel=0.05, abs=1e-6)
 
 
 def test_next_batch_returns_nothing_after_one_timeout():
