@@ -94,6 +94,7 @@ class ControlReader(TopicFollower):
     (:class:`~proxy.stream.follower.TopicFollower`). :attr:`changes` counts applied records."""
 
     kind = "control"
+    wait_level = logging.WARNING
 
     def __init__(self, bootstrap: str, topic: str = CONTROL_TOPIC, *, poll_s: float = 0.5, timeout_s: float = 30.0):
         super().__init__(topic, timeout_s)

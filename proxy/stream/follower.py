@@ -32,6 +32,9 @@ class TopicFollower:
     end), :meth:`_poll` and the consumers :meth:`close` closes (:attr:`_consumers`)."""
 
     kind = "topic"
+    wait_level = logging.ERROR
+    """Level of the "not read to its end" line (the control reader's is a warning: a broker that
+    refuses the worker's credentials is reported once, as an error, by the route itself)."""
     follow_poll_s = 0.2
     retry_s = 1.0
 
@@ -81,8 +84,8 @@ class TopicFollower:
             except (KafkaException, TimeoutError) as e:
                 name = error_name(e)
                 if name != logged:  # fail closed: the routes wait, /readyz names the topic
-                    log.error(f"{self.kind} topic not read to its end: its routes wait",
-                              extra={"topic": self.topic, "error_class": name})
+                    log.log(self.wait_level, f"{self.kind} topic not read to its end: its routes wait",
+                            extra={"topic": self.topic, "error_class": name})
                     logged = name
                 self.error = name
                 self._stop.wait(self.retry_s)
