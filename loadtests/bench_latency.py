@@ -2,7 +2,7 @@
 
 ::
 
-    python -m loadtests.bench_latency [--runs 3] [--rate N] [--records 100000] [--seconds 13]
+    python -m loadtests.bench_latency [--runs 3] [--rate N] [--records 100000] [--seconds 13] [--ab-linger]
 
 First (unless ``--rate`` is given) (b)'s maximum throughput is measured on this machine: row (b)
 of ``loadtests.bench`` (the example policy without FPE) draining ``--records`` pre-filled
@@ -10,11 +10,15 @@ records. Then ``--runs`` times: the raw confluent-kafka loop (a) and then (b), e
 while the generator produces at half that maximum for ``--seconds`` (the first 3 s not counted);
 a separate consumer stamps each record at the sink (:func:`loadtests.harness.measure_latency`).
 Each run reports p50/p99 of (a) and (b) and what (b) adds at p99 (target: ≤ 20 ms in every run),
-plus the load average before and after. The JSON goes to ``loadtests/results/``.
+plus the load average before and after. ``--ab-linger`` adds, in each run right after (b), the
+row (b) with ``--batch-linger fixed`` (always wait up to 5 ms for more records, as before the
+adaptive linger), so the two lingers are compared side by side. The JSON goes to
+``loadtests/results/``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -22,7 +26,10 @@ import orjson
 
 from .bench import ROWS_B
 from .common import DEFAULT_BOOTSTRAP, RESULTS, SIZES, Dataset, delete_topics, ensure_key_env, load_average
-from .harness import RAW, added_latency, fill_source, measure_throughput
+from .harness import RAW, added_latency, fill_source, measure_latency, measure_throughput
+
+ROWS_B_FIXED = dataclasses.replace(ROWS_B, key="b-fixed", label=ROWS_B.label + ", fixed 5 ms linger",
+                                   args=("--batch-linger", "fixed"))
 
 TARGET_ADDED_P99_MS = 20.0
 
@@ -51,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP)
+    ap.add_argument("--ab-linger", action="store_true", help="also run (b) with --batch-linger fixed in each run")
     a = ap.parse_args(argv)
     env = ensure_key_env()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -65,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(a.runs):
         print(f"run {i + 1}/{a.runs}", flush=True)
         r = added_latency(RAW, ROWS_B, a.bootstrap, a.size, rate, a.seconds, workdir, env, a.partitions, a.batch_size)
+        if a.ab_linger:
+            print(f"  latency ({ROWS_B_FIXED.key}) at {rate:,} records/s for {a.seconds:g} s …", flush=True)
+            fx = r[ROWS_B_FIXED.key] = measure_latency(ROWS_B_FIXED, a.bootstrap, a.size, rate, a.seconds, workdir,
+                                                         env, a.partitions, a.batch_size)
+            if fx.get("ok") and r["a"].get("ok"):
+                r["added_p99_fixed_ms"] = round(fx["p99"] - r["a"]["p99"], 2)
         r["load_average"] = list(load_average())
         runs.append(r)
     print(f"added latency of (b) over (a) at {rate:,} records/s"
@@ -83,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
               f"added p99 {r['added_p99_ms']:+.1f} ms ({'≤' if ok else '>'} {TARGET_ADDED_P99_MS:g}), "
               f"median-second p99 added {r.get('added_p99_median_second_ms', float('nan')):+.1f} ms; "
               f"load {r['load_average'][0]:.2f}")
+        if "added_p99_fixed_ms" in r:
+            fx = r[ROWS_B_FIXED.key]
+            print(f"         (b) with the fixed linger: p50 {fx['p50']:.1f} p99 {fx['p99']:.1f} ms; "
+                  f"added p99 {r['added_p99_fixed_ms']:+.1f} ms")
     print(f"target added p99 ≤ {TARGET_ADDED_P99_MS:g} ms: met in {sum(met)} of {len(met)} runs")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench-latency-{stamp}.json"

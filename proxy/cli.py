@@ -441,6 +441,10 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
                    "(env DPP_AUDIT_TOPIC)")
 @click.option("--processing-record-interval", "record_interval", default="60s", show_default=True,
               metavar="DURATION", help="window of the records of processing: 60s, 1m, 500ms or seconds")
+@click.option("--batch-linger", type=click.Choice(["adaptive", "fixed"]), default="adaptive", show_default=True,
+              help="after the first record of a batch, wait for more: 'adaptive' waits only as long as the "
+                   "measured arrival rate fills the batch (at most 5 ms; light load: no wait), 'fixed' always "
+                   "up to 5 ms")
 @click.option("--workers", type=int, default=1, show_default=True, envvar="DPP_WORKERS",
               help="worker processes in the routes' consumer groups (1-64), under a supervisor that serves "
                    "every worker's metrics on --metrics-port (worker i also on --metrics-port + 1 + i), "
@@ -449,7 +453,7 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
 def run(ctx: click.Context, policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...],
         batch_size: int, create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
         control_topic: str, consent_memory_subjects: int, consent_spill_dir: str | None, audit_topic: str,
-        record_interval: str, workers: int) -> None:
+        record_interval: str, batch_linger: str, workers: int) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
@@ -527,7 +531,7 @@ def _run_engine(policy_file: str, bootstrap_servers: str, metrics_port: int, rou
                 batch_size: int, create_topics: bool, reload_interval: float, log_level: str,
                 instance_id: str | None, control_topic: str, consent_memory_subjects: int,
                 consent_spill_dir: str | None, audit_topic: str, record_interval: str,
-                log_fields: dict | None = None) -> NoReturn:
+                batch_linger: str = "adaptive", log_fields: dict | None = None) -> NoReturn:
     """The ``dpp run`` body in this process (one worker)."""
     from . import logs
     from .metrics import Metrics
@@ -545,7 +549,8 @@ def _run_engine(policy_file: str, bootstrap_servers: str, metrics_port: int, rou
     eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,
                                   control_topic=control_topic or None, consent_memory_subjects=consent_memory_subjects,
                                   consent_spill_dir=consent_spill_dir, audit_topic=audit_topic or None,
-                                  processing_record_interval_s=interval), metrics)
+                                  processing_record_interval_s=interval,
+                                  batch_linger_adaptive=batch_linger == "adaptive"), metrics)
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says

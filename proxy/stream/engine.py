@@ -67,6 +67,9 @@ class EngineConfig:
     """After a wait for the first record of a batch: at most how long to gather more before
     processing (amortizes the per-batch flush, commit and metrics); the wait adapts to the arrival
     rate (:class:`AdaptiveLinger`), so light load gets no wait at all."""
+    batch_linger_adaptive: bool = True
+    """``False``: always wait up to ``batch_linger_s`` after the first record (``dpp run
+    --batch-linger fixed``, the behaviour before :class:`AdaptiveLinger`; for A/B measurements)."""
     linger_min_gain: int = 16
     """:class:`AdaptiveLinger`: wait for more records only when at least this many are expected
     within ``batch_linger_s`` at the measured arrival rate."""
@@ -596,7 +599,8 @@ class RouteWorker:
         if not msgs:
             msgs = c.consume(1, self.cfg.poll_timeout_s)
             if msgs and n > 1:
-                msgs += c.consume(n - 1, self._linger.wait_s(len(msgs)))
+                wait = self._linger.wait_s(len(msgs)) if self.cfg.batch_linger_adaptive else self.cfg.batch_linger_s
+                msgs += c.consume(n - 1, wait)
         self._linger.observe(len(msgs), time.monotonic())
         return msgs
 

@@ -140,9 +140,9 @@ class _FakeConsumer:
         return out
 
 
-def _next_batch(consumer, batch_size=1000, rate=0.0):
+def _next_batch(consumer, batch_size=1000, rate=0.0, adaptive=True):
     from proxy.stream.engine import AdaptiveLinger, EngineConfig, RouteWorker
-    cfg = EngineConfig("127.0.0.1:1", batch_size=batch_size)
+    cfg = EngineConfig("127.0.0.1:1", batch_size=batch_size, batch_linger_adaptive=adaptive)
     linger = AdaptiveLinger(batch_size, cfg.batch_linger_s, cfg.linger_min_gain)
     linger.rate = rate
     return RouteWorker._next_batch(SimpleNamespace(consumer=consumer, cfg=cfg, _linger=linger)), cfg
@@ -167,6 +167,29 @@ def test_next_batch_waits_for_the_first_record_then_lingers_as_the_rate_warrants
     assert c.calls[:2] == [(1000, 0), (1, cfg.poll_timeout_s)]
     assert c.calls[2][0] == 999 and c.calls[2][1] == pytest.approx(linger)
     assert cfg.batch_linger_s <= 0.01
+
+
+@pytest.mark.parametrize("rate", [0.0, 100.0, 50_000.0, 1_000_000.0])
+def test_next_batch_with_the_fixed_linger_always_waits_the_whole_linger(rate):
+    c = _FakeConsumer([], arrive_later=range(5))
+    got, cfg = _next_batch(c, rate=rate, adaptive=False)
+    assert got == list(range(5))
+    assert c.calls[2] == (999, cfg.batch_linger_s)
+
+
+@pytest.mark.parametrize("argv, want", [([], "adaptive"), (["--batch-linger", "fixed"], "fixed"),
+                                         (["--batch-linger", "adaptive"], "adaptive")])
+def test_dpp_run_batch_linger_option(monkeypatch, tmp_path, argv, want):
+    from click.testing import CliRunner
+
+    import proxy.cli as cli
+    seen = {}
+    monkeypatch.setattr(cli, "_run_engine", lambda **params: seen.update(params))
+    out = CliRunner().invoke(cli.main, ["run", "--policy", str(tmp_path / "p.yaml"), "--bootstrap-servers", "x:1", *argv])
+    assert out.exit_code == 0, out.output
+    assert seen["batch_linger"] == want
+    bad = CliRunner().invoke(cli.main, ["run", "--policy", "p", "--bootstrap-servers", "x:1", "--batch-linger", "slow"])
+    assert bad.exit_code == 2
 
 
 def _arrivals(pattern):
