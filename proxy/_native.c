@@ -26,6 +26,17 @@
  * did not match: miss(i, record) is called; a non-object on the way = shape_error(i) raises).
  * tests/unit/test_fastpath.py checks this module against the Python transforms and the
  * reference record path on generated values, records and policies.
+ *
+ * JsonPlan (issue 13) runs a whole route over the raw JSON bytes of a value instead, with no
+ * Python object per record: parse, block conditions, MASK / PSEUDO / REDACT / DROP, and the
+ * serialized output in one pass (orjson's exact bytes), or a hand-back to the batch path; the
+ * capsule proxy._native._C_API exports it to proxy._dataplane (dpp_native.h). Its section says
+ * what it hands back; proxy/policy/jsonplan.py builds it, tests/unit/test_jsonplan.py checks it.
+ *
+ * Sections: HMAC-SHA256; AES-ECB; FF1; AES-SIV; Plan (rules over dicts: the transforms on
+ * PyUnicode, rule tuples shared with JsonPlan: rule_init / rule_wipe / rule_clear); JsonPlan
+ * (parser, writer, rules, the C API); module functions (mask, hmac_sha256, aes_siv,
+ * big_int_literal, over_limits) and ABI (bumped with fastpath.NATIVE_ABI).
  */
 #define PY_SSIZE_T_CLEAN
 #define OPENSSL_SUPPRESS_DEPRECATED  /* SHA256_Init/Update/Final: midstates are plain structs */

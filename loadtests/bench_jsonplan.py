@@ -1,0 +1,69 @@
+"""Micro-benchmark of the JSON record path in C (``proxy._native.JsonPlan``, issue 13): CPU µs per
+record of ``CompiledRoute.protect_batch`` for the benchmark policy (b) (``b-no-fpe.yaml``) on the
+generated records of :mod:`loadtests.bench_engine`, with the plan (``native-json``), without it
+(``DPP_NATIVE_JSON=0``: the generated batch path with ``proxy._native.Plan``) and without the C
+accelerator (``DPP_NATIVE=0``), interleaved in each of ``--rounds`` rounds.
+
+::
+
+    python -m loadtests.bench_jsonplan [--records 20000] [--rounds 5] [--size 0.5k]
+
+Reports min / median / max over the rounds, the share of records the plan handed back to the
+batch path, and the load average (``os.getloadavg``) before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+from .bench_engine import us_per_record
+from .common import POLICIES, SIZES, Dataset, ensure_key_env
+
+PATHS = {"native-json": {"DPP_NATIVE": "1", "DPP_NATIVE_JSON": "1"},
+         "native": {"DPP_NATIVE": "1", "DPP_NATIVE_JSON": "0"},
+         "python": {"DPP_NATIVE": "0", "DPP_NATIVE_JSON": "0"}}
+
+
+def handed_back(policy, values: list[bytes]) -> float:
+    """Share of ``values`` the route's JsonPlan hands back (1.0 when the route has no plan)."""
+    from proxy.policy.compiler import compile_policy
+    from proxy.policy.loader import load_policy
+    os.environ.update(PATHS["native-json"])
+    route = compile_policy(load_policy(policy)).route()
+    if route.json_plan is None:
+        return 1.0
+    out = route.json_plan.rewrite_batch(values)[0]
+    return sum(r is None for r in out) / len(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtests.bench_jsonplan", description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--size", choices=sorted(SIZES), default="0.5k")
+    a = ap.parse_args(argv)
+    os.environ.update(ensure_key_env())
+    data = [v for _, v in Dataset.for_size(a.size).payloads(a.records)]
+    policy = POLICIES / "b-no-fpe.yaml"
+    load0 = os.getloadavg()
+    got: dict[str, list[float]] = {}
+    for _ in range(a.rounds):
+        for path, env in PATHS.items():
+            os.environ.update(env)
+            got.setdefault(path, []).append(us_per_record(policy, data, 1, gc_freeze=False))
+    load1 = os.getloadavg()
+    print(f"(b) b-no-fpe, policy engine only, {a.records} records of {a.size}, batches of 1000, {a.rounds} interleaved "
+          f"rounds, load {load0[0]:.2f} before, {load1[0]:.2f} after")
+    print(f"  {'path':<12} {'min':>7} {'median':>7} {'max':>7}  µs/record   records/CPU-s (median)")
+    for path, us in got.items():
+        med = statistics.median(us)
+        print(f"  {path:<12} {min(us):7.2f} {med:7.2f} {max(us):7.2f}              {1e6 / med:>9,.0f}")
+    print(f"  native-json / native: {statistics.median(got['native']) / statistics.median(got['native-json']):.2f}x "
+          f"(records per CPU-second); handed back by the plan: {handed_back(policy, data):.4%} of the records")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
