@@ -13,13 +13,12 @@ batch path, and the load average (``os.getloadavg``) before and after.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 
 from .bench_engine import us_per_record
-from .common import POLICIES, SIZES, Dataset, ensure_key_env
+from .common import POLICIES, engine_bench_args
 
 PATHS = {"native-json": {"DPP_NATIVE": "1", "DPP_NATIVE_JSON": "1"},
          "native": {"DPP_NATIVE": "1", "DPP_NATIVE_JSON": "0"},
@@ -39,13 +38,7 @@ def handed_back(policy, values: list[bytes]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.bench_jsonplan", description=__doc__.split("\n")[0])
-    ap.add_argument("--records", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--size", choices=sorted(SIZES), default="0.5k")
-    a = ap.parse_args(argv)
-    os.environ.update(ensure_key_env())
-    data = [v for _, v in Dataset.for_size(a.size).payloads(a.records)]
+    a, data = engine_bench_args("python -m loadtests.bench_jsonplan", __doc__, 5, argv)
     policy = POLICIES / "b-no-fpe.yaml"
     load0 = os.getloadavg()
     got: dict[str, list[float]] = {}

@@ -13,7 +13,6 @@ minus a one-rule policy whose field no record has), and the load average before 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -21,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from .bench_engine import us_per_record
-from .common import POLICIES, SIZES, Dataset, ensure_key_env
+from .common import POLICIES, engine_bench_args
 
 ONE_RULE = """version: 1
 name: bench-one-{action}
@@ -40,13 +39,7 @@ routes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.bench_keyed", description=__doc__.split("\n")[0])
-    ap.add_argument("--records", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--size", choices=sorted(SIZES), default="0.5k")
-    a = ap.parse_args(argv)
-    os.environ.update(ensure_key_env())
-    data = [v for _, v in Dataset.for_size(a.size).payloads(a.records)]
+    a, data = engine_bench_args("python -m loadtests.bench_keyed", __doc__, 3, argv)
     tmp = Path(tempfile.mkdtemp(prefix="dpp-bench-keyed-"))
     rows = {}
     # "no rule matches": a tokenize rule on a field the records lack, the cost of everything but the rule

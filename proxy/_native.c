@@ -1756,6 +1756,18 @@ jmember(JCtx *c, Py_ssize_t node, const unsigned char *key, Py_ssize_t klen, int
     return n->nwant && *v != '{' && *v != '[' ? jblocks(c, n, v, c->p - v) : 0;
 }
 
+#define JCLOSED 3  /* jnext: the container ended */
+
+/* after a member or element: 0 at a ',' (skipped), JCLOSED at `close` (skipped), JH otherwise */
+static inline int
+jnext(JCtx *c, unsigned char close)
+{
+    jws(c);
+    if (c->p < c->end && (*c->p == ',' || *c->p == close))
+        return *c->p++ == ',' ? 0 : JCLOSED;
+    return JH;
+}
+
 static int
 jobject(JCtx *c, Py_ssize_t node, int write)
 {
@@ -1845,19 +1857,11 @@ jobject(JCtx *c, Py_ssize_t node, int write)
             rc = -1;
         else
             rc = jvalue(c, -1, write);
-        if (rc != 0)
+        if (rc != 0 || (rc = jnext(c, '}')) != 0) {
+            if (rc == JCLOSED)
+                rc = 0;
             goto done;
-        jws(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->p++;
-            continue;
         }
-        if (c->p < c->end && *c->p == '}') {
-            c->p++;
-            break;
-        }
-        rc = JH;
-        goto done;
     }
 done:
     if (ks != stack_k) {
@@ -1887,18 +1891,11 @@ jarray(JCtx *c, int write)
         for (int first = 1;; first = 0) {
             if (!first && write && !put(c->out, ",", 1))
                 return -1;
-            if ((rc = jvalue(c, -1, write)) != 0)
-                return rc;
-            jws(c);
-            if (c->p < c->end && *c->p == ',') {
-                c->p++;
-                continue;
-            }
-            if (c->p < c->end && *c->p == ']') {
-                c->p++;
+            if ((rc = jvalue(c, -1, write)) != 0 || (rc = jnext(c, ']')) != 0) {
+                if (rc != JCLOSED)
+                    return rc;
                 break;
             }
-            return JH;
         }
     }
     c->depth--;
@@ -2057,15 +2054,20 @@ JsonPlan_dealloc(JsonPlan *jp)
     Py_TYPE(jp)->tp_free((PyObject *)jp);
 }
 
+/* a spec pair (index, bytes): lo <= index < hi, at least minlen bytes (pointing into the spec) */
 static int
-bytes_of(PyObject *o, const unsigned char **p, Py_ssize_t *n)
+index_bytes(PyObject *pair, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t minlen, Py_ssize_t *ix,
+            const unsigned char **p, Py_ssize_t *n)
 {
-    if (!PyBytes_Check(o)) {
-        PyErr_SetString(PyExc_TypeError, "JsonPlan: keys and wanted tokens are bytes");
+    PyObject *b;
+    if (!PyTuple_Check(pair) || !PyArg_ParseTuple(pair, "nO!:pair", ix, &PyBytes_Type, &b))
+        return -1;
+    *p = (const unsigned char *)PyBytes_AS_STRING(b);
+    *n = PyBytes_GET_SIZE(b);
+    if (*ix < lo || *ix >= hi || *n < minlen) {
+        PyErr_SetString(PyExc_ValueError, "JsonPlan: a node, block or rule index out of range");
         return -1;
     }
-    *p = (const unsigned char *)PyBytes_AS_STRING(o);
-    *n = PyBytes_GET_SIZE(o);
     return 0;
 }
 
@@ -2073,7 +2075,7 @@ bytes_of(PyObject *o, const unsigned char **p, Py_ssize_t *n)
  * block_outcomes, dl_time) built by proxy/policy/jsonplan.py:
  *   rules  list of Plan rule tuples (op, counter index, (), "", None, params); REDACT's params
  *          (orjson.dumps(value),); DROP (op 6) params ()
- *   nodes  list of (children: tuple of (key bytes, node), rule (index into rules or -1),
+ *   nodes  list of (children: tuple of (node, key bytes), rule (index into rules or -1),
  *          strict (bool), wanted: tuple of (block index, orjson.dumps(wanted) bytes)); node 0 is
  *          the record
  *   dotted tuple of (counter index, key bytes): top-level keys spelled as a rule's dotted path */
@@ -2165,26 +2167,12 @@ JsonPlan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             PyErr_NoMemory();
             goto fail;
         }
-        for (Py_ssize_t j = 0; j < n->nchild; j++) {
-            PyObject *kb;
-            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(children, j), "On:child", &kb, &n->cnode[j])
-                || bytes_of(kb, &n->ckey[j], &n->cklen[j]) < 0)
+        for (Py_ssize_t j = 0; j < n->nchild; j++)
+            if (index_bytes(PyTuple_GET_ITEM(children, j), 1, nn, 0, &n->cnode[j], &n->ckey[j], &n->cklen[j]) < 0)
                 goto fail;
-            if (n->cnode[j] <= 0 || n->cnode[j] >= nn) {
-                PyErr_SetString(PyExc_ValueError, "JsonPlan: bad child node");
+        for (Py_ssize_t j = 0; j < n->nwant; j++)
+            if (index_bytes(PyTuple_GET_ITEM(wanted, j), 0, jp->nblocks, 1, &n->wblock[j], &n->want[j], &n->wlen[j]) < 0)
                 goto fail;
-            }
-        }
-        for (Py_ssize_t j = 0; j < n->nwant; j++) {
-            PyObject *wb;
-            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(wanted, j), "nO:wanted", &n->wblock[j], &wb)
-                || bytes_of(wb, &n->want[j], &n->wlen[j]) < 0)
-                goto fail;
-            if (n->wblock[j] < 0 || n->wblock[j] >= jp->nblocks || n->wlen[j] < 1) {
-                PyErr_SetString(PyExc_ValueError, "JsonPlan: bad block index");
-                goto fail;
-            }
-        }
     }
     jp->ndotted = PyTuple_GET_SIZE(dotted);
     jp->dotted_rule = PyMem_Calloc((size_t)jp->ndotted + 1, sizeof(Py_ssize_t));
@@ -2194,16 +2182,10 @@ JsonPlan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_NoMemory();
         goto fail;
     }
-    for (Py_ssize_t j = 0; j < jp->ndotted; j++) {
-        PyObject *kb;
-        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(dotted, j), "nO:dotted", &jp->dotted_rule[j], &kb)
-            || bytes_of(kb, &jp->dotted[j], &jp->dotted_len[j]) < 0)
+    for (Py_ssize_t j = 0; j < jp->ndotted; j++)
+        if (index_bytes(PyTuple_GET_ITEM(dotted, j), 0, nrules, 0, &jp->dotted_rule[j], &jp->dotted[j],
+                        &jp->dotted_len[j]) < 0)
             goto fail;
-        if (jp->dotted_rule[j] < 0 || jp->dotted_rule[j] >= nrules) {
-            PyErr_SetString(PyExc_ValueError, "JsonPlan: bad dotted rule");
-            goto fail;
-        }
-    }
     return (PyObject *)jp;
 fail:
     Py_DECREF(jp);

@@ -118,7 +118,7 @@ class _Trie:
         return node
 
     def nodes(self) -> list[tuple]:
-        return [(tuple(c.items()), r, s, tuple(w))
+        return [(tuple((n, k) for k, n in c.items()), r, s, tuple(w))
                 for c, r, s, w in zip(self.children, self.rule, self.strict, self.wanted)]
 
 
