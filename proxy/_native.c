@@ -28,7 +28,7 @@
  * reference record path on generated values, records and policies.
  *
  * JsonPlan (issue 13) runs a whole route over the raw JSON bytes of a value instead, with no
- * Python object per record: parse, block conditions, MASK / PSEUDO / REDACT / DROP, and the
+ * Python object per record: parse, block conditions, MASK / PSEUDO / REDACT / DROP / FF1 / TOKEN, and the
  * serialized output in one pass (orjson's exact bytes), or a hand-back to the batch path; the
  * capsule proxy._native._C_API exports it to proxy._dataplane (dpp_native.h). Its section says
  * what it hands back; proxy/policy/jsonplan.py builds it, tests/unit/test_jsonplan.py checks it.
@@ -654,49 +654,103 @@ pseudonym_ascii(Rule *r, PyObject *s)
     return out;
 }
 
-/* proxy.transforms.fpe (FF1) on an ASCII str: Py_None when the closure must do it (a variant of
- * an alphabet character, a length outside the FF1 domain), NULL on error */
-static PyObject *
-ff1_ascii(const Ff1 *f, PyObject *s)
+/* proxy.transforms.fpe (FF1) on ASCII text src[0..len) into dst[0..len): 0 done, 1 when the
+ * closure must do it (a variant of an alphabet character, a length outside the FF1 domain),
+ * -1 on error (an exception set) */
+static int
+ff1_text(const Ff1 *f, const unsigned char *src, Py_ssize_t len, unsigned char *dst)
 {
-    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-    const Py_UCS1 *src = PyUnicode_1BYTE_DATA(s);
     unsigned char stack[256], *num = len <= 256 ? stack : PyMem_Malloc((size_t)len);
-    PyObject *out = NULL;
-    if (num == NULL)
-        return PyErr_NoMemory();
+    int rc = -1;
+    if (num == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     int n = 0;
     for (Py_ssize_t i = 0; i < len; i++) {
         unsigned char dg = f->digit[src[i]];
         if (dg == FF1_OTHER || (dg != FF1_KEEP && n >= f->maxlen)) {
-            out = Py_None;  /* fails closed in the closure (variant characters, domain too large) */
+            rc = 1;  /* fails closed in the closure (variant characters, domain too large) */
             goto done;
         }
         if (dg != FF1_KEEP)
             num[n++] = dg;
     }
     if (n < f->minlen) {
-        out = Py_None;      /* domain too small: the closure raises */
+        rc = 1;      /* domain too small: the closure raises */
         goto done;
     }
     if (!ff1_encrypt(f, num, n))
         goto done;
-    out = PyUnicode_New(len, 127);
-    if (out == NULL)
-        goto done;
-    Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
     for (Py_ssize_t i = 0, k = 0; i < len; i++)  /* fpe.join: numerals back at their positions */
-        dst[i] = f->digit[src[i]] == FF1_KEEP ? src[i] : (Py_UCS1)f->sym[num[k++]];
+        dst[i] = f->digit[src[i]] == FF1_KEEP ? src[i] : (unsigned char)f->sym[num[k++]];
+    rc = 0;
 done:
     OPENSSL_cleanse(num, (size_t)(len <= 256 ? 256 : len));
     if (num != stack)
         PyMem_Free(num);
-    if (out == Py_None)
-        Py_INCREF(out);
-    return out;
+    return rc;
 }
 
-/* proxy.transforms.tokenize on a str: prefix + lower-case unpadded base32 of version || V || C */
+/* ff1_text on an ASCII str: Py_None when the closure must do it, NULL on error */
+static PyObject *
+ff1_ascii(const Ff1 *f, PyObject *s)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out == NULL)
+        return NULL;
+    int rc = ff1_text(f, PyUnicode_1BYTE_DATA(s), len, PyUnicode_1BYTE_DATA(out));
+    if (rc == 0)
+        return out;
+    Py_DECREF(out);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* proxy.transforms.tokenize on the UTF-8 text p[0..len), without the prefix: lower-case
+ * unpadded base32 of version || V || C into dst (token_len(len) bytes); 0, or -1 (exception set) */
+static Py_ssize_t
+token_len(Py_ssize_t len)
+{
+    return ((17 + len) * 8 + 4) / 5;
+}
+
+static int
+token_text(const Siv *s, const unsigned char *p, Py_ssize_t len, unsigned char *dst)
+{
+    Py_ssize_t nb = (len + 15) / 16, raw_len = 17 + len, wlen = 32 * (nb ? nb : 1);
+    Py_ssize_t need = raw_len + wlen;
+    unsigned char stack[1024], *buf = need <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)need);
+    int rc = -1;
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    buf[0] = s->version;
+    if (siv_encrypt(s, p, len, buf + 1, buf + raw_len)) {
+        unsigned acc = 0;
+        int bits = 0;
+        for (Py_ssize_t i = 0; i < raw_len; i++) {  /* RFC 4648 base32, 5 bits at a time */
+            acc = (acc << 8) | buf[i];
+            bits += 8;
+            while (bits >= 5) {
+                bits -= 5;
+                *dst++ = (unsigned char)B32[(acc >> bits) & 31];
+            }
+        }
+        if (bits > 0)
+            *dst++ = (unsigned char)B32[(acc << (5 - bits)) & 31];
+        rc = 0;
+    }
+    OPENSSL_cleanse(buf, (size_t)need);
+    if (buf != stack)
+        PyMem_Free(buf);
+    return rc;
+}
+
+/* proxy.transforms.tokenize on a str: prefix + token_text */
 static PyObject *
 token_str(const Siv *s, PyObject *text)
 {
@@ -714,38 +768,14 @@ token_str(const Siv *s, PyObject *text)
         p = (const unsigned char *)PyBytes_AS_STRING(encoded);
         len = PyBytes_GET_SIZE(encoded);
     }
-    Py_ssize_t nb = (len + 15) / 16, raw_len = 17 + len, wlen = 32 * (nb ? nb : 1);
-    Py_ssize_t need = raw_len + wlen;
-    unsigned char stack[1024], *buf = need <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)need);
-    if (buf == NULL) {
-        Py_XDECREF(encoded);
-        return PyErr_NoMemory();
+    Py_ssize_t plen = PyUnicode_GET_LENGTH(s->prefix);
+    out = PyUnicode_New(plen + token_len(len), 127);
+    if (out != NULL) {
+        Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
+        memcpy(dst, PyUnicode_1BYTE_DATA(s->prefix), (size_t)plen);
+        if (token_text(s, p, len, dst + plen) < 0)
+            Py_CLEAR(out);
     }
-    buf[0] = s->version;
-    if (siv_encrypt(s, p, len, buf + 1, buf + raw_len)) {
-        Py_ssize_t plen = PyUnicode_GET_LENGTH(s->prefix), n = (raw_len * 8 + 4) / 5;
-        out = PyUnicode_New(plen + n, 127);
-        if (out != NULL) {
-            Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
-            memcpy(dst, PyUnicode_1BYTE_DATA(s->prefix), (size_t)plen);
-            dst += plen;
-            unsigned acc = 0;
-            int bits = 0;
-            for (Py_ssize_t i = 0; i < raw_len; i++) {  /* RFC 4648 base32, 5 bits at a time */
-                acc = (acc << 8) | buf[i];
-                bits += 8;
-                while (bits >= 5) {
-                    bits -= 5;
-                    *dst++ = (Py_UCS1)B32[(acc >> bits) & 31];
-                }
-            }
-            if (bits > 0)
-                *dst++ = (Py_UCS1)B32[(acc << (5 - bits)) & 31];
-        }
-    }
-    OPENSSL_cleanse(buf, (size_t)need);
-    if (buf != stack)
-        PyMem_Free(buf);
     Py_XDECREF(encoded);
     return out;
 }
@@ -1295,8 +1325,9 @@ native_over_limits(PyObject *self, PyObject *args)
  *     Python's repr of its double (orjson writes those digits in plain notation; repr's plain
  *     range 1e-4 <= |x| < 1e16 is inside orjson's);
  *   - rules, unless a block condition holds (then the record is blocked, as the reference path
- *     decides blocks first): a string transform on a value not a string (null passes for mask
- *     and pseudonymize, as their closures return None), pseudonymize on non-ASCII text, a
+ *     decides blocks first): a string transform on a value not a string (null passes for
+ *     the string transforms, as their closures return None), pseudonymize or FF1 on non-ASCII text,
+ *     FF1 on a value its closure refuses (a variant of an alphabet character, outside the domain), a
  *     non-object on a rule's parent path (the reference path's unexpected-shape dead letter);
  *     a rule that missed while the record has a top-level key spelled as its dotted path (the
  *     route's warning);
@@ -1597,6 +1628,37 @@ jtransform(JCtx *c, Rule *r)
 {
     const unsigned char *s = c->tmp->data;
     size_t n = c->tmp->len;
+    if (r->op == OP_FF1 || r->op == OP_TOKEN) {
+        if (r->op == OP_FF1 ? r->ff1 == NULL : r->siv == NULL)
+            return -2;
+        Py_ssize_t plen = r->op == OP_TOKEN ? PyUnicode_GET_LENGTH(r->siv->prefix) : 0;
+        Py_ssize_t len = r->op == OP_FF1 ? (Py_ssize_t)n : plen + token_len((Py_ssize_t)n);
+        unsigned char stack[512], *d = len <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)len);
+        int rc = 0;
+        if (d == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (r->op == OP_FF1) {
+            for (size_t i = 0; i < n && rc == 0; i++)
+                if (s[i] >= 0x80)
+                    rc = JH;  /* non-ASCII text: the closure's */
+            if (rc == 0 && (rc = ff1_text(r->ff1, s, len, d)) == 1)
+                rc = JH;
+        }
+        else {
+            memcpy(d, PyUnicode_1BYTE_DATA(r->siv->prefix), (size_t)plen);
+            rc = token_text(r->siv, s, (Py_ssize_t)n, d + plen);
+        }
+        if (rc == 0 && !put_escaped(c->out, d, (size_t)len)) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
+        OPENSSL_cleanse(d, (size_t)len);
+        if (d != stack)
+            PyMem_Free(d);
+        return rc;
+    }
     if (r->op == OP_PSEUDO) {
         if (r->mac == NULL)
             return -2;
@@ -1718,7 +1780,7 @@ jmember(JCtx *c, Py_ssize_t node, const unsigned char *key, Py_ssize_t klen, int
     }
     Rule *r = &c->jp->rules[n->rule];
     c->matches[PyLong_AsSsize_t(r->index)] += 1;
-    if (*v == '"' && (r->op == OP_MASK || r->op == OP_PSEUDO)) {
+    if (*v == '"' && r->op != OP_DROP && r->op != OP_REDACT) {
         if ((rc = jstring(c)) != 0)
             return rc;
         if (n->nwant && (rc = jblocks(c, n, v, c->p - v)) != 0)
@@ -1736,8 +1798,7 @@ jmember(JCtx *c, Py_ssize_t node, const unsigned char *key, Py_ssize_t klen, int
         }
         return rc;
     }
-    if (r->op == OP_DROP || r->op == OP_REDACT
-        || (*v == 'n' && (r->op == OP_MASK || r->op == OP_PSEUDO))) {  /* null stays null */
+    if (r->op == OP_DROP || r->op == OP_REDACT || *v == 'n') {  /* a string transform: null stays null */
         if ((rc = jvalue(c, -1, 0)) != 0)
             return rc;
         if (n->nwant && *v != '{' && *v != '[' && (rc = jblocks(c, n, v, c->p - v)) != 0)
@@ -2128,7 +2189,7 @@ JsonPlan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         if (rc < 0)
             goto fail;
         Py_ssize_t ix = PyLong_AsSsize_t(r->index);
-        if (ix < 0 || ix >= nrules || !(r->op == OP_MASK || r->op == OP_PSEUDO || r->op == OP_REDACT || r->op == OP_DROP)
+        if (ix < 0 || ix >= nrules || r->op == OP_CALL
             || (r->op == OP_REDACT && !PyBytes_Check(r->value))
             || (r->op == OP_PSEUDO && (r->normalize < 0 || r->encoding < 0))) {
             if (!PyErr_Occurred())

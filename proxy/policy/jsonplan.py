@@ -12,9 +12,10 @@ anything the plan does not do, so that such a route keeps the batch path whole:
 * a codec other than JSON, crypto-shredding (``subject_keys``), ``retention``, ``consent``, an
   allow-list (``unlisted_fields: drop``), key or header rules, tag rules;
 * a rule other than ``mask``, ``pseudonymize`` (normalize none/string/email, encoding
-  base32/hex: the cases ``proxy._native.Plan`` runs), ``redact`` and ``drop``; a path other than
-  object keys or an alternation of object keys (``{before,after}.email``; not for ``drop``);
-  ``keep``; FF1 and ``tokenize`` (not yet: hand-back work for a later change);
+  base32/hex: the cases ``proxy._native.Plan`` runs), ``redact``, ``drop``, ``fpe`` run in C
+  (FF1 over an ASCII alphabet: :func:`proxy.policy.fastpath.native_op`) and ``tokenize``; a path
+  other than object keys or an alternation of object keys (``{before,after}.email``; not for
+  ``drop``); ``keep``;
 * rule paths that overlap (one equal to or a prefix of another, alternations expanded): the
   plan runs one rule per value, no composition (the loader refuses such policies today: a
   guard, not a case);
@@ -89,7 +90,7 @@ def _rule_op(route: "CompiledRoute", i: int) -> tuple | None:
             return _fp.OP_REDACT, (orjson.dumps(t.value),)
         except (TypeError, orjson.JSONEncodeError):
             return None
-    return None
+    return _fp.native_op(t)  # FF1 over an ASCII alphabet, tokenize: as proxy._native.Plan, or None
 
 
 class _Trie:

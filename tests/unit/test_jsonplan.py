@@ -26,7 +26,8 @@ from proxy.errors import PolicyError
 from proxy.policy import fastpath, jsonplan
 from proxy.policy.compiler import SINK, Outcome, compile_policy
 from proxy.policy.loader import load_policy_text
-from test_fastpath import JSON, NAMES, RECORD, TEXT, policies
+from test_fastpath import ALPHABETS, NAMES, RECORD, TEXT, policies
+from test_ff1 import VECTORS
 
 pytestmark = pytest.mark.skipif(fastpath._native is None or not hasattr(fastpath._native, "JsonPlan"),
                                 reason="proxy._native not built (no C compiler)")
@@ -119,7 +120,7 @@ ALT_PATHS = st.builds(lambda ks, b: "{" + ",".join(ks) + "}." + b,
 
 @st.composite
 def plan_rules(draw) -> dict:
-    action = draw(st.sampled_from(["mask", "mask", "pseudonymize", "pseudonymize", "redact", "drop"]))
+    action = draw(st.sampled_from(["mask", "mask", "pseudonymize", "pseudonymize", "redact", "drop", "fpe", "tokenize"]))
     field = draw(KEY_PATHS if action == "drop" else KEY_PATHS | ALT_PATHS | st.just('"a.b"'))
     rule: dict = {"field": field, "action": action}
     if action == "mask":
@@ -131,6 +132,10 @@ def plan_rules(draw) -> dict:
                     length=draw(st.none() | st.integers(8, 60)), prefix=draw(st.sampled_from(["", "p_", "é\n\"", "\x01"])))
     elif action == "redact":
         rule["value"] = draw(st.sampled_from([None, "[x]", 0, False, "é\n\u2028", -12, 1.5]))
+    elif action == "fpe":
+        rule.update(key="k", alphabet=draw(st.sampled_from(["digits", "alnum", "upper"])))
+    elif action == "tokenize":
+        rule.update(key="k", prefix=draw(st.sampled_from(["", "tok_"])))
     return rule
 
 
@@ -150,7 +155,8 @@ def plan_policies(draw, max_rules: int = 4) -> str:
 
 
 PLAN_POLICIES = plan_policies() | one_route_policies(plan_rules(), KEY_PATHS, BLOCK_VALUES, max_rules=5, name="jp")
-TEXTY = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | TEXT
+TEXTY = (st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | TEXT
+         | st.sampled_from(["4111-1111-1111-1111", "11010519491231002X", "A1234567", "ABCD-efgh", "1234567890"]))
 PLAN_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False)
                          | TEXTY, lambda kids: st.lists(kids, max_size=3)
                          | st.dictionaries(st.sampled_from(NAMES + ["a.b", "d"]), kids, max_size=4), max_leaves=10)
@@ -248,6 +254,43 @@ def test_canonical_records_are_done_in_c(text, records, monkeypatch):
             assert d is not None, v
 
 
+# -------------------------------------------------------------- keyed rules: the vectors
+def _one_rule_plan(op: int, params: tuple):
+    """A JsonPlan of one rule on key ``v`` (spec by hand: the C side's own checks)."""
+    fastpath._native_ready()
+    from proxy.policy.compiler import DL_LIMIT_TIME, LATENCY_BUCKETS
+    return fastpath._native.JsonPlan((1, [(op, 0, (), "", None, params)], [(((1, b"v"),), -1, True, ()), ((), 0, False, ())],
+                                      (), 128, 1 << 20, 1.0, tuple(LATENCY_BUCKETS), (), DL_LIMIT_TIME))
+
+
+@pytest.mark.parametrize("vec", VECTORS, ids=lambda v: f"sample{v['sample']}")
+def test_ff1_nist_sp800_38g_vectors_through_the_json_path(vec):
+    from proxy.crypto.ff1 import max_length, min_length
+    radix = len(vec["alphabet"])
+    plan = _one_rule_plan(fastpath.OP_FF1, (bytes.fromhex(vec["key_hex"]), bytes.fromhex(vec["tweak_hex"]),
+                                            fastpath.ff1_table(vec["alphabet"], lambda c: False), vec["alphabet"],
+                                            min_length(radix), max_length(radix)))
+    value = orjson.dumps({"v": vec["plaintext"], "w": 1})
+    assert plan.rewrite(value)[:3] == (SINK_, orjson.dumps({"v": vec["ciphertext"], "w": 1}), [1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=32, max_size=32) | st.binary(min_size=64, max_size=64), ad=st.binary(max_size=40),
+       text=TEXTY | st.text(max_size=60).filter(lambda t: not any(0xD800 <= ord(c) < 0xE000 for c in t)))
+def test_aes_siv_tokens_through_the_json_path_equal_cryptography(key, ad, text):
+    """A token (prefix + base32(version || V || C), RFC 5297 AES-SIV; the primitive is checked
+    against RFC 5297 A.1 in test_fastpath.py) of the value's text, escapes and all, equals
+    ``cryptography``'s AES-SIV of its UTF-8 bytes."""
+    import base64
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    plan = _one_rule_plan(fastpath.OP_TOKEN, (key, False, ad, "t_", 3))
+    rc, got, matches, _ = plan.rewrite(orjson.dumps({"v": text}))
+    assert rc == SINK_ and matches == [1]
+    token = orjson.loads(got)["v"]
+    raw = base64.b32decode(token[2:].upper() + "=" * (-len(token[2:]) % 8))
+    assert token.startswith("t_") and raw == b"\x03" + AESSIV(key).encrypt(text.encode(), [ad])
+
+
 # --------------------------------------------------------------------------------- fuzzing
 def _fuzz_route(monkeypatch):
     text = _policy([{"field": "a", "action": "mask", "keep_first": 1}, {"field": "b.c", "action": "drop"},
@@ -274,8 +317,7 @@ def test_the_parser_survives_any_bytes(data, monkeypatch):
 @pytest.mark.parametrize("rules, block, route_extra", [
     ([{"field": "a[*]", "action": "mask"}], None, {}),
     ([{"field": "*.a", "action": "mask"}], None, {}),
-    ([{"field": "a", "action": "fpe", "key": "k", "alphabet": "digits"}], None, {}),
-    ([{"field": "a", "action": "tokenize", "key": "k"}], None, {}),
+    ([{"field": "a", "action": "fpe", "key": "k", "alphabet_chars": ALPHABETS["han"]}], None, {}),
     ([{"field": "a", "action": "pseudonymize", "key": "k", "normalize": "phone"}], None, {}),
     ([{"field": "a", "action": "pseudonymize", "key": "k", "encoding": "base64url"}], None, {}),
     ([{"field": "a", "action": "keep"}], None, {}),
