@@ -2005,11 +2005,9 @@ static int
 jp_rewrite(PyObject *obj, const unsigned char *in, size_t len, dpp_buf *out, int32_t *matches, int *block)
 {
     JsonPlan *jp = (JsonPlan *)obj;
-    if (jp->wiped) {
-        PyErr_SetString(PyExc_RuntimeError, "proxy._native.JsonPlan: called after wipe()");
-        return DPP_ERROR;
-    }
     out->len = 0;
+    if (jp->wiped)  /* a replaced policy's plan: every record to Python (whose wiped Plans fail closed) */
+        return DPP_HANDBACK;
     if (len > (size_t)jp->max_bytes)
         return DPP_HANDBACK;
     unsigned char flags[256], *hits = flags, *seen;
@@ -2403,7 +2401,7 @@ static PyMethodDef JsonPlan_methods[] = {
     {"rewrite", (PyCFunction)JsonPlan_rewrite, METH_O,
      "rewrite(value) -> (outcome, bytes | None, matches, block): dpp_api.rewrite on one value"},
     {"wipe", (PyCFunction)JsonPlan_wipe, METH_NOARGS,
-     "wipe(): cleanse and free the rules' key state now (a replaced policy); the plan then raises"},
+     "wipe(): cleanse and free the rules' key state now (a replaced policy); every record is then handed back"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -341,12 +341,15 @@ def test_switches_and_record_path(monkeypatch):
     assert _route(text, True, monkeypatch, native=False).record_path == "python"
 
 
-def test_a_wiped_json_plan_fails_closed(monkeypatch):
+def test_a_wiped_json_plan_hands_every_record_back(monkeypatch):
+    """``wipe_native()`` (a replaced policy): the plan's keyed state is gone, every record goes to
+    the batch path, whose wiped ``Plan`` fails it closed (dead letter), as before the JsonPlan."""
     route = _route(_policy([{"field": "a", "action": "pseudonymize", "key": "k"}]), True, monkeypatch)
     assert route.json_plan.rewrite(b'{"a":"x"}')[0] == SINK_
     route.wipe_native()
-    with pytest.raises(RuntimeError, match="wipe"):
-        route.json_plan.rewrite(b'{"a":"x"}')
+    assert route.json_plan.rewrite(b'{"a":"x"}')[0] == HANDBACK
+    out = route.protect_batch([b'{"a":"x"}'])
+    assert (out[0].kind, out[0].error_class) == ("dead_letter", "RuntimeError")
 
 
 def test_matches_count_alternation_paths_and_blocks_decide_in_order(monkeypatch):
