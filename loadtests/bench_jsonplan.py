@@ -1,6 +1,6 @@
 """Micro-benchmark of the JSON record path in C (``proxy._native.JsonPlan``, issue 13): CPU µs per
-record of ``CompiledRoute.protect_batch`` for the benchmark policy (b) (``b-no-fpe.yaml``) on the
-generated records of :mod:`loadtests.bench_engine`, with the plan (``native-json``), without it
+record of ``CompiledRoute.protect_batch`` for the benchmark policies (b) (``b-no-fpe.yaml``) and
+(c) (``c-two-ff1.yaml``) on the generated records of :mod:`loadtests.bench_engine`, with the plan (``native-json``), without it
 (``DPP_NATIVE_JSON=0``: the generated batch path with ``proxy._native.Plan``) and without the C
 accelerator (``DPP_NATIVE=0``), interleaved in each of ``--rounds`` rounds.
 
@@ -9,7 +9,8 @@ accelerator (``DPP_NATIVE=0``), interleaved in each of ``--rounds`` rounds.
     python -m loadtests.bench_jsonplan [--records 20000] [--rounds 5] [--size 0.5k]
 
 Reports min / median / max over the rounds, the share of records the plan handed back to the
-batch path, and the load average (``os.getloadavg``) before and after.
+batch path, (c)/(b) in records per CPU-second, and the load average (``os.getloadavg``) before
+and after.
 """
 from __future__ import annotations
 
@@ -39,22 +40,27 @@ def handed_back(policy, values: list[bytes]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     a, data = engine_bench_args("python -m loadtests.bench_jsonplan", __doc__, 5, argv)
-    policy = POLICIES / "b-no-fpe.yaml"
+    rows = {"(b)": POLICIES / "b-no-fpe.yaml", "(c)": POLICIES / "c-two-ff1.yaml"}
     load0 = os.getloadavg()
-    got: dict[str, list[float]] = {}
+    got: dict[tuple[str, str], list[float]] = {}
     for _ in range(a.rounds):
-        for path, env in PATHS.items():
-            os.environ.update(env)
-            got.setdefault(path, []).append(us_per_record(policy, data, 1, gc_freeze=False))
+        for row, policy in rows.items():
+            for path, env in PATHS.items():
+                os.environ.update(env)
+                got.setdefault((row, path), []).append(us_per_record(policy, data, 1, gc_freeze=False))
     load1 = os.getloadavg()
-    print(f"(b) b-no-fpe, policy engine only, {a.records} records of {a.size}, batches of 1000, {a.rounds} interleaved "
+    print(f"policy engine only, {a.records} records of {a.size}, batches of 1000, {a.rounds} interleaved "
           f"rounds, load {load0[0]:.2f} before, {load1[0]:.2f} after")
-    print(f"  {'path':<12} {'min':>7} {'median':>7} {'max':>7}  µs/record   records/CPU-s (median)")
-    for path, us in got.items():
+    print(f"  {'row':<4} {'path':<12} {'min':>7} {'median':>7} {'max':>7}  µs/record   records/CPU-s (median)")
+    for (row, path), us in got.items():
         med = statistics.median(us)
-        print(f"  {path:<12} {min(us):7.2f} {med:7.2f} {max(us):7.2f}              {1e6 / med:>9,.0f}")
-    print(f"  native-json / native: {statistics.median(got['native']) / statistics.median(got['native-json']):.2f}x "
-          f"(records per CPU-second); handed back by the plan: {handed_back(policy, data):.4%} of the records")
+        print(f"  {row:<4} {path:<12} {min(us):7.2f} {med:7.2f} {max(us):7.2f}              {1e6 / med:>9,.0f}")
+    med = {k: statistics.median(v) for k, v in got.items()}
+    for row, policy in rows.items():
+        print(f"  {row} native-json / native: {med[(row, 'native')] / med[(row, 'native-json')]:.2f}x "
+              f"(records per CPU-second); handed back by the plan: {handed_back(policy, data):.4%} of the records")
+    for path in PATHS:
+        print(f"  {path}: (c)/(b) = {med[('(b)', path)] / med[('(c)', path)]:.2f} (records per CPU-second)")
     return 0
 
 
