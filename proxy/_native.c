@@ -1367,7 +1367,7 @@ typedef struct {
     double budget;                /* limits.time_budget_ms in seconds */
     double bounds[32];            /* latency bucket upper bounds (seconds) */
     Py_ssize_t nbounds;
-    PyObject *keep;               /* the spec (owns the bytes the nodes point into) */
+    PyObject *keep;               /* (nodes, dotted) of the spec: own the bytes the nodes point into */
     PyObject *block_out;          /* tuple: the Outcome of each block condition */
     PyObject *dl_time;            /* the time-budget dead-letter Outcome */
     int wiped;
@@ -2153,8 +2153,11 @@ JsonPlan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     JsonPlan *jp = (JsonPlan *)type->tp_alloc(type, 0);
     if (jp == NULL)
         return NULL;
-    Py_INCREF(spec);
-    jp->keep = spec;
+    /* the nodes and dotted keys own the bytes the plan points into; the rules' parameters (key
+     * material) are not kept: C keyed its own state from them */
+    jp->keep = PyTuple_Pack(2, nodes, dotted);
+    if (jp->keep == NULL)
+        goto fail;
     Py_INCREF(block_out);
     jp->block_out = block_out;
     Py_INCREF(dl_time);
