@@ -18,7 +18,7 @@ import os
 import statistics
 import sys
 
-from .bench_engine import us_per_record
+from .bench_engine import interleaved, print_rounds
 from .common import POLICIES, engine_bench_args
 
 PATHS = {"native-json": {"DPP_NATIVE": "1", "DPP_NATIVE_JSON": "1"},
@@ -41,20 +41,8 @@ def handed_back(policy, values: list[bytes]) -> float:
 def main(argv: list[str] | None = None) -> int:
     a, data = engine_bench_args("python -m loadtests.bench_jsonplan", __doc__, 5, argv)
     rows = {"(b)": POLICIES / "b-no-fpe.yaml", "(c)": POLICIES / "c-two-ff1.yaml"}
-    load0 = os.getloadavg()
-    got: dict[tuple[str, str], list[float]] = {}
-    for _ in range(a.rounds):
-        for row, policy in rows.items():
-            for path, env in PATHS.items():
-                os.environ.update(env)
-                got.setdefault((row, path), []).append(us_per_record(policy, data, 1, gc_freeze=False))
-    load1 = os.getloadavg()
-    print(f"policy engine only, {a.records} records of {a.size}, batches of 1000, {a.rounds} interleaved "
-          f"rounds, load {load0[0]:.2f} before, {load1[0]:.2f} after")
-    print(f"  {'row':<4} {'path':<12} {'min':>7} {'median':>7} {'max':>7}  µs/record   records/CPU-s (median)")
-    for (row, path), us in got.items():
-        med = statistics.median(us)
-        print(f"  {row:<4} {path:<12} {min(us):7.2f} {med:7.2f} {max(us):7.2f}              {1e6 / med:>9,.0f}")
+    got, *load = interleaved(rows, PATHS, data, a.rounds)
+    print_rounds(got, a, load, 4, 12)
     med = {k: statistics.median(v) for k, v in got.items()}
     for row, policy in rows.items():
         print(f"  {row} native-json / native: {med[(row, 'native')] / med[(row, 'native-json')]:.2f}x "

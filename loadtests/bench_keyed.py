@@ -13,13 +13,12 @@ minus a one-rule policy whose field no record has), and the load average before 
 """
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from .bench_engine import us_per_record
+from .bench_engine import interleaved, print_rounds
 from .common import POLICIES, engine_bench_args
 
 ONE_RULE = """version: 1
@@ -49,20 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"one {name} rule"].write_text(ONE_RULE.format(field=field, action=action))
     rows["(b) b-no-fpe"] = POLICIES / "b-no-fpe.yaml"
     rows["(c) c-two-ff1"] = POLICIES / "c-two-ff1.yaml"
-    load0 = os.getloadavg()
-    got: dict[tuple[str, str], list[float]] = {}
-    for _ in range(a.rounds):
-        for row, pol in rows.items():
-            for path in ("python", "C"):
-                os.environ["DPP_NATIVE"] = "1" if path == "C" else "0"
-                got.setdefault((row, path), []).append(us_per_record(pol, data, 1, gc_freeze=False))
-    load1 = os.getloadavg()
-    print(f"policy engine only, {a.records} records of {a.size}, batches of 1000, {a.rounds} interleaved rounds, "
-          f"load {load0[0]:.2f} before, {load1[0]:.2f} after")
-    print(f"  {'row':<18} {'path':<7} {'min':>7} {'median':>7} {'max':>7}  µs/record   records/CPU-s (median)")
-    for (row, path), us in got.items():
-        med = statistics.median(us)
-        print(f"  {row:<18} {path:<7} {min(us):7.2f} {med:7.2f} {max(us):7.2f}              {1e6 / med:>9,.0f}")
+    got, *load = interleaved(rows, {"python": {"DPP_NATIVE": "0"}, "C": {"DPP_NATIVE": "1"}}, data, a.rounds)
+    print_rounds(got, a, load, 18, 7)
     for path in ("python", "C"):
         b, c = (statistics.median(got[(r, path)]) for r in ("(b) b-no-fpe", "(c) c-two-ff1"))
         tok, ff1, base = (statistics.median(got[(f"one {r} rule", path)]) for r in ("tokenize", "fpe", "unmatched"))

@@ -68,7 +68,7 @@ def _wanted_token(w: Any) -> bytes | None:
     return None
 
 
-def _rule_op(route: "CompiledRoute", i: int) -> tuple | None:
+def _rule_op(route: CompiledRoute, i: int) -> tuple | None:
     """``(op, params)`` of rule ``i`` for the plan, or ``None`` (not done here)."""
     from ..transforms.mask import Mask
     from ..transforms.pseudonymize import Pseudonymize
@@ -128,10 +128,10 @@ def _overlap(a: tuple, b: tuple) -> bool:
     return a[:n] == b[:n]
 
 
-def spec(route: "CompiledRoute") -> tuple | None:
+def spec(route: CompiledRoute) -> tuple | None:
     """The ``JsonPlan`` spec of ``route`` (see ``JsonPlan_new`` in ``_native.c``), or ``None``
     when the route has anything the plan does not do (module doc)."""
-    from .compiler import DL_LIMIT_TIME, LATENCY_BUCKETS, BLOCK, Outcome
+    from .compiler import BLOCK, DL_LIMIT_TIME, LATENCY_BUCKETS, Outcome
     from .fastpath import _choice_paths, _key_path
     from .models import DropRule
 
@@ -178,7 +178,7 @@ def spec(route: "CompiledRoute") -> tuple | None:
             route._time_budget_s, tuple(LATENCY_BUCKETS), tuple(outcomes), DL_LIMIT_TIME)
 
 
-def build(route: "CompiledRoute") -> Any:
+def build(route: CompiledRoute) -> Any:
     """The route's ``proxy._native.JsonPlan``, or ``None`` (not enabled, or not native: module doc)."""
     if not enabled():
         return None
@@ -189,7 +189,7 @@ def build(route: "CompiledRoute") -> Any:
     return _fp._native.JsonPlan(s)
 
 
-def rewrite_batch(route: "CompiledRoute", plan: Any, values: list) -> list:
+def rewrite_batch(route: CompiledRoute, plan: Any, values: list) -> list:
     """``plan`` over ``values``: per value the protected bytes, a block or time-budget
     :class:`Outcome`, or ``None`` (handed back: the caller runs those through the batch path).
     The counters of the values done here go into ``route.stats`` as the batch path counts them."""
