@@ -1372,6 +1372,7 @@ typedef struct {
     PyObject *dl_time;            /* the time-budget dead-letter Outcome */
     int wiped;
     dpp_buf buf, scratch;
+    int32_t *counts;              /* matches of the record being rewritten (nrules entries) */
 } JsonPlan;
 
 typedef struct {
@@ -2018,8 +2019,8 @@ jp_rewrite(PyObject *obj, const unsigned char *in, size_t len, dpp_buf *out, int
     }
     memset(hits, 0, (size_t)nflags);
     seen = hits + jp->nblocks;
-    memset(matches, 0, sizeof(int32_t) * (size_t)jp->nrules);
-    JCtx c = {in, in + len, jp, out, &jp->scratch, matches, hits, seen, 0, 0};
+    memset(jp->counts, 0, sizeof(int32_t) * (size_t)jp->nrules);  /* matches[]: written on DPP_SINK only */
+    JCtx c = {in, in + len, jp, out, &jp->scratch, jp->counts, hits, seen, 0, 0};
     int rc;
     jws(&c);
     if (c.p >= c.end || *c.p != '{')
@@ -2041,7 +2042,7 @@ jp_rewrite(PyObject *obj, const unsigned char *in, size_t len, dpp_buf *out, int
         rc = JH;
     if (rc == 0)
         for (Py_ssize_t d = 0; d < jp->ndotted; d++)
-            if (seen[d] && matches[jp->dotted_rule[d]] == 0)
+            if (seen[d] && jp->counts[jp->dotted_rule[d]] == 0)
                 rc = JH;  /* the route's unquoted-dotted-key warning: Python's */
     if (hits != flags)
         PyMem_Free(hits);
@@ -2052,6 +2053,8 @@ jp_rewrite(PyObject *obj, const unsigned char *in, size_t len, dpp_buf *out, int
     }
     if (rc != 0)
         out->len = 0;
+    else
+        memcpy(matches, jp->counts, sizeof(int32_t) * (size_t)jp->nrules);
     return rc == 0 ? DPP_SINK : rc;
 }
 
@@ -2099,6 +2102,7 @@ JsonPlan_dealloc(JsonPlan *jp)
     for (Py_ssize_t k = 0; k < jp->nr; k++)
         rule_clear(&jp->rules[k]);
     PyMem_Free(jp->rules);
+    PyMem_Free(jp->counts);
     jp_free_nodes(jp);
     PyMem_Free(jp->dotted_rule);
     PyMem_Free(jp->dotted);
@@ -2177,7 +2181,8 @@ JsonPlan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             goto fail;
     Py_ssize_t nr = PyList_GET_SIZE(rules);
     jp->rules = PyMem_Calloc((size_t)(nr ? nr : 1), sizeof(Rule));
-    if (jp->rules == NULL) {
+    jp->counts = PyMem_Calloc((size_t)nrules + 1, sizeof(int32_t));
+    if (jp->rules == NULL || jp->counts == NULL || nrules < 0) {
         PyErr_NoMemory();
         goto fail;
     }

@@ -394,7 +394,11 @@ def test_the_c_api_capsule(monkeypatch):
     value = b'{"a":"xyz","b":1}'
     assert api.rewrite(plan, value, len(value), ctypes.byref(buf), matches, ctypes.byref(block)) == SINK_
     assert ctypes.string_at(buf.data, buf.len) == b'{"a":"***"}' and list(matches) == [1, 1]
-    value = b'{"c":"x"}'
+    matches[0] = matches[1] = 7  # untouched unless DPP_SINK (dpp_native.h)
+    value = b'{"c":"x","a":"y"}'
     assert api.rewrite(plan, value, len(value), ctypes.byref(buf), matches, ctypes.byref(block)) == BLOCK_
-    assert block.value == 0
+    assert block.value == 0 and list(matches) == [7, 7]
+    value = b'{"a":1.5e3}'
+    assert api.rewrite(plan, value, len(value), ctypes.byref(buf), matches, ctypes.byref(block)) == HANDBACK
+    assert list(matches) == [7, 7] and buf.len == 0
     ctypes.CDLL(None).free(buf.data)
