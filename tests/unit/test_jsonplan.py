@@ -402,3 +402,27 @@ def test_the_c_api_capsule(monkeypatch):
     assert api.rewrite(plan, value, len(value), ctypes.byref(buf), matches, ctypes.byref(block)) == HANDBACK
     assert list(matches) == [7, 7] and buf.len == 0
     ctypes.CDLL(None).free(buf.data)
+
+
+@pytest.mark.parametrize("key", ["é", "王", "a b", "q\"uote", "back\\slash", "tab\there", "line\u2028sep", "\x01ctl", "x/y"])
+@pytest.mark.parametrize("action", [{"action": "mask", "keep_first": 1}, {"action": "drop"},
+                                    {"action": "pseudonymize", "key": "k", "normalize": "email", "prefix": "é\""}])
+def test_keys_and_values_that_need_escapes(key, action, monkeypatch):
+    """A rule on a key orjson escapes (or writes as raw UTF-8), on records whose keys and values
+    need escapes: the plan matches the key in its escaped form and writes orjson's bytes."""
+    field = '"' + key + '"' if "." in key or " " in key else key
+    text = _policy([{"field": field, **action}, {"field": "n", "action": "redact", "value": "\u0000é"}],
+                   block=[{"when": {"field": key, "equals": "stop\n"}, "reason": "s"}])
+    try:
+        reference = _route(text, False, monkeypatch, native=False)
+    except PolicyError:
+        pytest.skip("the path syntax does not take this key")
+    route = _route(text, True, monkeypatch)
+    assert route.json_plan is not None
+    values = [orjson.dumps(r) for r in ({key: "Ab\"c\\\n\x1f", "n": 1, "o": key}, {key: "stop\n"},
+                                        {key: " Bob@X.org ", "k\x02": {"\u2028": "é"}}, {"o": 1})]
+    want = [reference.process(v) for v in values]
+    assert route.json_plan.rewrite_batch(values)[0].count(None) == 0
+    got = route.protect_batch(values)
+    assert [Outcome(SINK, g) if type(g) is bytes else g for g in got] == want
+    assert _counters(route)[:6] == _counters(reference)[:6]
