@@ -46,6 +46,32 @@ def us_per_record(policy, values: list[bytes], repeat: int, batch: int = 1000, g
     return best / len(values) * 1e6
 
 
+def interleaved(rows: dict, paths: dict[str, dict[str, str]], values: list[bytes], rounds: int) -> tuple:
+    """:func:`us_per_record` of every policy of ``rows`` (name -> policy file) on every path of
+    ``paths`` (name -> environment it sets), interleaved within each of ``rounds`` rounds:
+    ``({(row, path): [µs per round]}, load average before, after)``."""
+    import os
+    load0 = os.getloadavg()
+    got: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for row, policy in rows.items():
+            for path, env in paths.items():
+                os.environ.update(env)
+                got.setdefault((row, path), []).append(us_per_record(policy, values, 1, gc_freeze=False))
+    return got, load0, os.getloadavg()
+
+
+def print_rounds(got: dict, a, load: tuple, row_w: int, path_w: int) -> None:
+    """The table of :func:`interleaved`'s results: min / median / max per row and path."""
+    import statistics
+    print(f"policy engine only, {a.records} records of {a.size}, batches of 1000, {a.rounds} interleaved rounds, "
+          f"load {load[0][0]:.2f} before, {load[1][0]:.2f} after")
+    print(f"  {'row':<{row_w}} {'path':<{path_w}} {'min':>7} {'median':>7} {'max':>7}  µs/record   records/CPU-s (median)")
+    for (row, path), us in got.items():
+        med = statistics.median(us)
+        print(f"  {row:<{row_w}} {path:<{path_w}} {min(us):7.2f} {med:7.2f} {max(us):7.2f}              {1e6 / med:>9,.0f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loadtests.bench_engine", description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=20000)

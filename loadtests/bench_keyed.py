@@ -13,15 +13,13 @@ minus a one-rule policy whose field no record has), and the load average before 
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from .bench_engine import us_per_record
-from .common import POLICIES, SIZES, Dataset, ensure_key_env
+from .bench_engine import interleaved, print_rounds
+from .common import POLICIES, engine_bench_args
 
 ONE_RULE = """version: 1
 name: bench-one-{action}
@@ -40,13 +38,7 @@ routes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.bench_keyed", description=__doc__.split("\n")[0])
-    ap.add_argument("--records", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--size", choices=sorted(SIZES), default="0.5k")
-    a = ap.parse_args(argv)
-    os.environ.update(ensure_key_env())
-    data = [v for _, v in Dataset.for_size(a.size).payloads(a.records)]
+    a, data = engine_bench_args("python -m loadtests.bench_keyed", __doc__, 3, argv)
     tmp = Path(tempfile.mkdtemp(prefix="dpp-bench-keyed-"))
     rows = {}
     # "no rule matches": a tokenize rule on a field the records lack, the cost of everything but the rule
@@ -56,20 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"one {name} rule"].write_text(ONE_RULE.format(field=field, action=action))
     rows["(b) b-no-fpe"] = POLICIES / "b-no-fpe.yaml"
     rows["(c) c-two-ff1"] = POLICIES / "c-two-ff1.yaml"
-    load0 = os.getloadavg()
-    got: dict[tuple[str, str], list[float]] = {}
-    for _ in range(a.rounds):
-        for row, pol in rows.items():
-            for path in ("python", "C"):
-                os.environ["DPP_NATIVE"] = "1" if path == "C" else "0"
-                got.setdefault((row, path), []).append(us_per_record(pol, data, 1, gc_freeze=False))
-    load1 = os.getloadavg()
-    print(f"policy engine only, {a.records} records of {a.size}, batches of 1000, {a.rounds} interleaved rounds, "
-          f"load {load0[0]:.2f} before, {load1[0]:.2f} after")
-    print(f"  {'row':<18} {'path':<7} {'min':>7} {'median':>7} {'max':>7}  µs/record   records/CPU-s (median)")
-    for (row, path), us in got.items():
-        med = statistics.median(us)
-        print(f"  {row:<18} {path:<7} {min(us):7.2f} {med:7.2f} {max(us):7.2f}              {1e6 / med:>9,.0f}")
+    got, *load = interleaved(rows, {"python": {"DPP_NATIVE": "0"}, "C": {"DPP_NATIVE": "1"}}, data, a.rounds)
+    print_rounds(got, a, load, 18, 7)
     for path in ("python", "C"):
         b, c = (statistics.median(got[(r, path)]) for r in ("(b) b-no-fpe", "(c) c-two-ff1"))
         tok, ff1, base = (statistics.median(got[(f"one {r} rule", path)]) for r in ("tokenize", "fpe", "unmatched"))

@@ -178,6 +178,20 @@ def ensure_key_env(env: dict | None = None) -> dict:
     return env
 
 
+def engine_bench_args(prog: str, doc: str, rounds: int, argv: list[str] | None) -> tuple:
+    """The policy-engine micro-benchmarks' command line (``--records``, ``--rounds``, ``--size``)
+    parsed, the keys in the environment (:func:`ensure_key_env`) and the generated record values:
+    ``(args, values)``."""
+    import argparse
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
+    ap.add_argument("--records", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--size", choices=sorted(SIZES), default="0.5k")
+    a = ap.parse_args(argv)
+    os.environ.update(ensure_key_env())
+    return a, [v for _, v in Dataset.for_size(a.size).payloads(a.records)]
+
+
 def unique_prefix(tag: str = "lt") -> str:
     """A fresh topic/group prefix, e.g. ``lt.3f9a2c1b``."""
     return f"{tag}.{uuid.uuid4().hex[:8]}"

@@ -100,7 +100,7 @@ class RecordOracle:
             for native in ("0", "1"):
                 os.environ["DPP_NATIVE"] = native
                 r = compile_policy(loaded, environ=env_a).route(route)
-                if native == "0" or r.record_path == "native":
+                if native == "0" or r.record_path.startswith("native"):  # native or native-json
                     self.batches.append((r.record_path, r))
         finally:
             if saved is None:

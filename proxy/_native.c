@@ -26,6 +26,17 @@
  * did not match: miss(i, record) is called; a non-object on the way = shape_error(i) raises).
  * tests/unit/test_fastpath.py checks this module against the Python transforms and the
  * reference record path on generated values, records and policies.
+ *
+ * JsonPlan (issue 13) runs a whole route over the raw JSON bytes of a value instead, with no
+ * Python object per record: parse, block conditions, MASK / PSEUDO / REDACT / DROP / FF1 / TOKEN, and the
+ * serialized output in one pass (orjson's exact bytes), or a hand-back to the batch path; the
+ * capsule proxy._native._C_API exports it to proxy._dataplane (dpp_native.h). Its section says
+ * what it hands back; proxy/policy/jsonplan.py builds it, tests/unit/test_jsonplan.py checks it.
+ *
+ * Sections: HMAC-SHA256; AES-ECB; FF1; AES-SIV; Plan (rules over dicts: the transforms on
+ * PyUnicode, rule tuples shared with JsonPlan: rule_init / rule_wipe / rule_clear); JsonPlan
+ * (parser, writer, rules, the C API); module functions (mask, hmac_sha256, aes_siv,
+ * big_int_literal, over_limits) and ABI (bumped with fastpath.NATIVE_ABI).
  */
 #define PY_SSIZE_T_CLEAN
 #define OPENSSL_SUPPRESS_DEPRECATED  /* SHA256_Init/Update/Final: midstates are plain structs */
@@ -452,7 +463,7 @@ siv_encrypt(const Siv *s, const unsigned char *p, Py_ssize_t len, unsigned char 
     return 1;
 }
 
-enum { OP_CALL = 0, OP_MASK = 1, OP_PSEUDO = 2, OP_REDACT = 3, OP_FF1 = 4, OP_TOKEN = 5 };
+enum { OP_CALL = 0, OP_MASK = 1, OP_PSEUDO = 2, OP_REDACT = 3, OP_FF1 = 4, OP_TOKEN = 5, OP_DROP = 6 /* JsonPlan */ };
 enum { NORM_NONE = 0, NORM_STRING = 1, NORM_EMAIL = 2 };
 enum { ENC_BASE32 = 0, ENC_HEX = 1 };
 
@@ -576,12 +587,13 @@ mask_str(Rule *r, PyObject *s)
     return out;
 }
 
-/* proxy.transforms.pseudonymize on an ASCII str (normalize none/string/email, base32/hex) */
-static PyObject *
-pseudonym_ascii(Rule *r, PyObject *s)
+/* proxy.transforms.pseudonymize on ASCII text src[0..hi) (normalize none/string/email,
+ * base32/hex), without the prefix: the digest as text, cut to the rule's length, into enc (at most
+ * 64 characters); returns its length, or -1 on allocation failure (MemoryError set) */
+static Py_ssize_t
+pseudonym_text(const Rule *r, const char *src, Py_ssize_t hi, char enc[2 * SHA256_DIGEST_LENGTH])
 {
-    const char *src = (const char *)PyUnicode_1BYTE_DATA(s);
-    Py_ssize_t lo = 0, hi = PyUnicode_GET_LENGTH(s);
+    Py_ssize_t lo = 0;
     unsigned char dig[SHA256_DIGEST_LENGTH];
     if (r->normalize == NORM_EMAIL) {  /* str.strip().lower() on ASCII text */
         while (lo < hi && Py_UNICODE_ISSPACE((Py_UCS1)src[lo]))
@@ -590,8 +602,10 @@ pseudonym_ascii(Rule *r, PyObject *s)
             hi--;
         unsigned char stackmsg[256];
         unsigned char *m = (hi - lo) <= 256 ? stackmsg : PyMem_Malloc(hi - lo);
-        if (m == NULL)
-            return PyErr_NoMemory();
+        if (m == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
         for (Py_ssize_t i = lo; i < hi; i++) {
             char c = src[i];
             m[i - lo] = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
@@ -603,8 +617,6 @@ pseudonym_ascii(Rule *r, PyObject *s)
     else {
         hmac_value(r->mac, (const unsigned char *)src, (size_t)hi, dig);
     }
-    /* the digest as text, cut to the rule's length (0: all of it): at most 64 characters */
-    char enc[2 * SHA256_DIGEST_LENGTH];
     Py_ssize_t size = SHA256_DIGEST_LENGTH, i;
     Py_ssize_t total = r->encoding == ENC_BASE32 ? (size * 8 + 4) / 5 : size * 2;
     Py_ssize_t n = (r->length <= 0 || r->length > total) ? total : r->length;
@@ -621,6 +633,17 @@ pseudonym_ascii(Rule *r, PyObject *s)
         for (i = 0; i < n; i++)
             enc[i] = HEX[(i & 1) ? (dig[i / 2] & 15) : (dig[i / 2] >> 4)];
     }
+    return n;
+}
+
+/* proxy.transforms.pseudonymize on an ASCII str */
+static PyObject *
+pseudonym_ascii(Rule *r, PyObject *s)
+{
+    char enc[2 * SHA256_DIGEST_LENGTH];
+    Py_ssize_t n = pseudonym_text(r, (const char *)PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s), enc);
+    if (n < 0)
+        return NULL;
     PyObject *tail = PyUnicode_FromStringAndSize(enc, n);
     if (tail == NULL)
         return NULL;
@@ -631,49 +654,103 @@ pseudonym_ascii(Rule *r, PyObject *s)
     return out;
 }
 
-/* proxy.transforms.fpe (FF1) on an ASCII str: Py_None when the closure must do it (a variant of
- * an alphabet character, a length outside the FF1 domain), NULL on error */
-static PyObject *
-ff1_ascii(const Ff1 *f, PyObject *s)
+/* proxy.transforms.fpe (FF1) on ASCII text src[0..len) into dst[0..len): 0 done, 1 when the
+ * closure must do it (a variant of an alphabet character, a length outside the FF1 domain),
+ * -1 on error (an exception set) */
+static int
+ff1_text(const Ff1 *f, const unsigned char *src, Py_ssize_t len, unsigned char *dst)
 {
-    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-    const Py_UCS1 *src = PyUnicode_1BYTE_DATA(s);
     unsigned char stack[256], *num = len <= 256 ? stack : PyMem_Malloc((size_t)len);
-    PyObject *out = NULL;
-    if (num == NULL)
-        return PyErr_NoMemory();
+    int rc = -1;
+    if (num == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     int n = 0;
     for (Py_ssize_t i = 0; i < len; i++) {
         unsigned char dg = f->digit[src[i]];
         if (dg == FF1_OTHER || (dg != FF1_KEEP && n >= f->maxlen)) {
-            out = Py_None;  /* fails closed in the closure (variant characters, domain too large) */
+            rc = 1;  /* fails closed in the closure (variant characters, domain too large) */
             goto done;
         }
         if (dg != FF1_KEEP)
             num[n++] = dg;
     }
     if (n < f->minlen) {
-        out = Py_None;      /* domain too small: the closure raises */
+        rc = 1;      /* domain too small: the closure raises */
         goto done;
     }
     if (!ff1_encrypt(f, num, n))
         goto done;
-    out = PyUnicode_New(len, 127);
-    if (out == NULL)
-        goto done;
-    Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
     for (Py_ssize_t i = 0, k = 0; i < len; i++)  /* fpe.join: numerals back at their positions */
-        dst[i] = f->digit[src[i]] == FF1_KEEP ? src[i] : (Py_UCS1)f->sym[num[k++]];
+        dst[i] = f->digit[src[i]] == FF1_KEEP ? src[i] : (unsigned char)f->sym[num[k++]];
+    rc = 0;
 done:
     OPENSSL_cleanse(num, (size_t)(len <= 256 ? 256 : len));
     if (num != stack)
         PyMem_Free(num);
-    if (out == Py_None)
-        Py_INCREF(out);
-    return out;
+    return rc;
 }
 
-/* proxy.transforms.tokenize on a str: prefix + lower-case unpadded base32 of version || V || C */
+/* ff1_text on an ASCII str: Py_None when the closure must do it, NULL on error */
+static PyObject *
+ff1_ascii(const Ff1 *f, PyObject *s)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out == NULL)
+        return NULL;
+    int rc = ff1_text(f, PyUnicode_1BYTE_DATA(s), len, PyUnicode_1BYTE_DATA(out));
+    if (rc == 0)
+        return out;
+    Py_DECREF(out);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* proxy.transforms.tokenize on the UTF-8 text p[0..len), without the prefix: lower-case
+ * unpadded base32 of version || V || C into dst (token_len(len) bytes); 0, or -1 (exception set) */
+static Py_ssize_t
+token_len(Py_ssize_t len)
+{
+    return ((17 + len) * 8 + 4) / 5;
+}
+
+static int
+token_text(const Siv *s, const unsigned char *p, Py_ssize_t len, unsigned char *dst)
+{
+    Py_ssize_t nb = (len + 15) / 16, raw_len = 17 + len, wlen = 32 * (nb ? nb : 1);
+    Py_ssize_t need = raw_len + wlen;
+    unsigned char stack[1024], *buf = need <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)need);
+    int rc = -1;
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    buf[0] = s->version;
+    if (siv_encrypt(s, p, len, buf + 1, buf + raw_len)) {
+        unsigned acc = 0;
+        int bits = 0;
+        for (Py_ssize_t i = 0; i < raw_len; i++) {  /* RFC 4648 base32, 5 bits at a time */
+            acc = (acc << 8) | buf[i];
+            bits += 8;
+            while (bits >= 5) {
+                bits -= 5;
+                *dst++ = (unsigned char)B32[(acc >> bits) & 31];
+            }
+        }
+        if (bits > 0)
+            *dst++ = (unsigned char)B32[(acc << (5 - bits)) & 31];
+        rc = 0;
+    }
+    OPENSSL_cleanse(buf, (size_t)need);
+    if (buf != stack)
+        PyMem_Free(buf);
+    return rc;
+}
+
+/* proxy.transforms.tokenize on a str: prefix + token_text */
 static PyObject *
 token_str(const Siv *s, PyObject *text)
 {
@@ -691,38 +768,14 @@ token_str(const Siv *s, PyObject *text)
         p = (const unsigned char *)PyBytes_AS_STRING(encoded);
         len = PyBytes_GET_SIZE(encoded);
     }
-    Py_ssize_t nb = (len + 15) / 16, raw_len = 17 + len, wlen = 32 * (nb ? nb : 1);
-    Py_ssize_t need = raw_len + wlen;
-    unsigned char stack[1024], *buf = need <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)need);
-    if (buf == NULL) {
-        Py_XDECREF(encoded);
-        return PyErr_NoMemory();
+    Py_ssize_t plen = PyUnicode_GET_LENGTH(s->prefix);
+    out = PyUnicode_New(plen + token_len(len), 127);
+    if (out != NULL) {
+        Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
+        memcpy(dst, PyUnicode_1BYTE_DATA(s->prefix), (size_t)plen);
+        if (token_text(s, p, len, dst + plen) < 0)
+            Py_CLEAR(out);
     }
-    buf[0] = s->version;
-    if (siv_encrypt(s, p, len, buf + 1, buf + raw_len)) {
-        Py_ssize_t plen = PyUnicode_GET_LENGTH(s->prefix), n = (raw_len * 8 + 4) / 5;
-        out = PyUnicode_New(plen + n, 127);
-        if (out != NULL) {
-            Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
-            memcpy(dst, PyUnicode_1BYTE_DATA(s->prefix), (size_t)plen);
-            dst += plen;
-            unsigned acc = 0;
-            int bits = 0;
-            for (Py_ssize_t i = 0; i < raw_len; i++) {  /* RFC 4648 base32, 5 bits at a time */
-                acc = (acc << 8) | buf[i];
-                bits += 8;
-                while (bits >= 5) {
-                    bits -= 5;
-                    *dst++ = (Py_UCS1)B32[(acc >> bits) & 31];
-                }
-            }
-            if (bits > 0)
-                *dst++ = (Py_UCS1)B32[(acc << (5 - bits)) & 31];
-        }
-    }
-    OPENSSL_cleanse(buf, (size_t)need);
-    if (buf != stack)
-        PyMem_Free(buf);
     Py_XDECREF(encoded);
     return out;
 }
@@ -825,22 +878,39 @@ Plan_call(Plan *self, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
-/* the key schedules and key-derived state of the plan's rules, cleansed and freed */
+/* the key schedules and key-derived state of one rule, cleansed and freed */
+static void
+rule_wipe(Rule *r)
+{
+    if (r->mac != NULL) {
+        OPENSSL_cleanse(r->mac, sizeof(Hmac));
+        PyMem_Free(r->mac);
+        r->mac = NULL;
+    }
+    ff1_free(r->ff1);
+    r->ff1 = NULL;
+    siv_free(r->siv);
+    r->siv = NULL;
+}
+
+/* rule_wipe, then the rule's references released */
+static void
+rule_clear(Rule *r)
+{
+    rule_wipe(r);
+    Py_XDECREF(r->index);
+    Py_XDECREF(r->parents);
+    Py_XDECREF(r->last);
+    Py_XDECREF(r->fallback);
+    Py_XDECREF(r->prefix);
+    Py_XDECREF(r->value);
+}
+
 static void
 plan_wipe(Plan *self)
 {
-    for (Py_ssize_t k = 0; k < self->n; k++) {
-        Rule *r = &self->rules[k];
-        if (r->mac != NULL) {
-            OPENSSL_cleanse(r->mac, sizeof(Hmac));
-            PyMem_Free(r->mac);
-            r->mac = NULL;
-        }
-        ff1_free(r->ff1);
-        r->ff1 = NULL;
-        siv_free(r->siv);
-        r->siv = NULL;
-    }
+    for (Py_ssize_t k = 0; k < self->n; k++)
+        rule_wipe(&self->rules[k]);
 }
 
 static PyObject *
@@ -853,19 +923,113 @@ Plan_wipe(Plan *self, PyObject *unused)
 static void
 Plan_dealloc(Plan *self)
 {
-    plan_wipe(self);
-    for (Py_ssize_t k = 0; k < self->n; k++) {
-        Rule *r = &self->rules[k];
-        Py_XDECREF(r->index);
-        Py_XDECREF(r->parents);
-        Py_XDECREF(r->last);
-        Py_XDECREF(r->fallback);
-        Py_XDECREF(r->prefix);
-        Py_XDECREF(r->value);
-    }
+    for (Py_ssize_t k = 0; k < self->n; k++)
+        rule_clear(&self->rules[k]);
     PyMem_Free(self->rules);
     Py_XDECREF(self->shape_error);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* One rule tuple (see Plan_new) into *r (zeroed by the caller). *held is set once r holds
+ * references (the owner's dealloc then releases them, also after a failure); 0 or -1 (an
+ * exception set). allow_drop: OP_DROP is accepted (JsonPlan only). */
+static int
+rule_init(Rule *r, PyObject *item, int allow_drop, int *held)
+{
+    PyObject *params = NULL;
+    if (!PyTuple_Check(item)) {
+        PyErr_SetString(PyExc_TypeError, "a rule must be a tuple");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(item, "iO!O!UO|O:rule", &r->op, &PyLong_Type, &r->index, &PyTuple_Type,
+                          &r->parents, &r->last, &r->fallback, &params)) {
+        memset(r, 0, sizeof(Rule));
+        return -1;
+    }
+    *held = 1;  /* from here on, the owner's dealloc releases this rule's references */
+    Py_INCREF(r->index);
+    Py_INCREF(r->parents);
+    Py_INCREF(r->last);
+    Py_INCREF(r->fallback);
+    for (Py_ssize_t d = 0; d < PyTuple_GET_SIZE(r->parents); d++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(r->parents, d))) {
+            PyErr_SetString(PyExc_TypeError, "parents must be str");
+            return -1;
+        }
+    }
+    if (r->op != OP_CALL && (params == NULL || !PyTuple_Check(params))) {
+        PyErr_SetString(PyExc_TypeError, "rule parameters must be a tuple");
+        return -1;
+    }
+    if (r->op == OP_MASK) {
+        PyObject *ch;
+        if (!PyArg_ParseTuple(params, "nnUp:mask", &r->first, &r->keep_last, &ch, &r->all_chars))
+            return -1;
+        if (PyUnicode_GET_LENGTH(ch) != 1) {
+            PyErr_SetString(PyExc_ValueError, "mask_char must be one character");
+            return -1;
+        }
+        r->mask_char = PyUnicode_READ_CHAR(ch, 0);
+    }
+    else if (r->op == OP_PSEUDO) {
+        Py_buffer key, pre;
+        PyObject *prefix;
+        if (!PyArg_ParseTuple(params, "y*y*Uiin:pseudonymize", &key, &pre, &prefix, &r->normalize,
+                              &r->encoding, &r->length))
+            return -1;
+        r->mac = PyMem_Malloc(sizeof(Hmac));
+        if (r->mac == NULL) {
+            PyBuffer_Release(&key);
+            PyBuffer_Release(&pre);
+            PyErr_NoMemory();
+            return -1;
+        }
+        hmac_init(r->mac, key.buf, (size_t)key.len, pre.buf, (size_t)pre.len);
+        PyBuffer_Release(&key);
+        PyBuffer_Release(&pre);
+        Py_INCREF(prefix);
+        r->prefix = prefix;
+    }
+    else if (r->op == OP_REDACT) {
+        PyObject *value;
+        if (!PyArg_ParseTuple(params, "O:redact", &value))
+            return -1;
+        Py_INCREF(value);
+        r->value = value;
+    }
+    else if (r->op == OP_FF1) {
+        Py_buffer key, tweak, table;
+        PyObject *alphabet;
+        int minlen, maxlen;
+        if (!PyArg_ParseTuple(params, "y*y*y*Uii:ff1", &key, &tweak, &table, &alphabet, &minlen, &maxlen))
+            return -1;
+        r->ff1 = ff1_new(&key, &tweak, &table, alphabet, minlen, maxlen);
+        PyBuffer_Release(&key);
+        PyBuffer_Release(&tweak);
+        PyBuffer_Release(&table);
+        if (r->ff1 == NULL)
+            return -1;
+    }
+    else if (r->op == OP_TOKEN) {
+        Py_buffer key, ad;
+        PyObject *prefix;
+        int version, derive;
+        if (!PyArg_ParseTuple(params, "y*py*Ui:token", &key, &derive, &ad, &prefix, &version))
+            return -1;
+        r->siv = siv_new(&key, derive, &ad, prefix, version);
+        PyBuffer_Release(&key);
+        PyBuffer_Release(&ad);
+        if (r->siv == NULL)
+            return -1;
+    }
+    else if (r->op == OP_DROP && allow_drop) {
+        ;
+    }
+    else if (r->op != OP_CALL) {
+        PyErr_SetString(PyExc_ValueError, "unknown op");
+        return -1;
+    }
+    return 0;
 }
 
 /* Plan(rules, shape_error): rules is a list of tuples
@@ -899,95 +1063,12 @@ Plan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Py_INCREF(shape_error);
     self->shape_error = shape_error;
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *item = PyList_GET_ITEM(rules, k), *params = NULL;
-        Rule *r = &self->rules[k];
-        if (!PyTuple_Check(item)) {
-            PyErr_SetString(PyExc_TypeError, "a rule must be a tuple");
+        int held = 0;
+        int rc = rule_init(&self->rules[k], PyList_GET_ITEM(rules, k), 0, &held);
+        if (held)
+            self->n = k + 1;
+        if (rc < 0)
             goto fail;
-        }
-        if (!PyArg_ParseTuple(item, "iO!O!UO|O:rule", &r->op, &PyLong_Type, &r->index, &PyTuple_Type,
-                              &r->parents, &r->last, &r->fallback, &params))
-            goto fail;
-        self->n = k + 1;  /* from here on, dealloc releases this rule's references */
-        Py_INCREF(r->index);
-        Py_INCREF(r->parents);
-        Py_INCREF(r->last);
-        Py_INCREF(r->fallback);
-        for (Py_ssize_t d = 0; d < PyTuple_GET_SIZE(r->parents); d++) {
-            if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(r->parents, d))) {
-                PyErr_SetString(PyExc_TypeError, "parents must be str");
-                goto fail;
-            }
-        }
-        if (r->op != OP_CALL && (params == NULL || !PyTuple_Check(params))) {
-            PyErr_SetString(PyExc_TypeError, "rule parameters must be a tuple");
-            goto fail;
-        }
-        if (r->op == OP_MASK) {
-            PyObject *ch;
-            if (!PyArg_ParseTuple(params, "nnUp:mask", &r->first, &r->keep_last, &ch, &r->all_chars))
-                goto fail;
-            if (PyUnicode_GET_LENGTH(ch) != 1) {
-                PyErr_SetString(PyExc_ValueError, "mask_char must be one character");
-                goto fail;
-            }
-            r->mask_char = PyUnicode_READ_CHAR(ch, 0);
-        }
-        else if (r->op == OP_PSEUDO) {
-            Py_buffer key, pre;
-            PyObject *prefix;
-            if (!PyArg_ParseTuple(params, "y*y*Uiin:pseudonymize", &key, &pre, &prefix, &r->normalize,
-                                  &r->encoding, &r->length))
-                goto fail;
-            r->mac = PyMem_Malloc(sizeof(Hmac));
-            if (r->mac == NULL) {
-                PyBuffer_Release(&key);
-                PyBuffer_Release(&pre);
-                PyErr_NoMemory();
-                goto fail;
-            }
-            hmac_init(r->mac, key.buf, (size_t)key.len, pre.buf, (size_t)pre.len);
-            PyBuffer_Release(&key);
-            PyBuffer_Release(&pre);
-            Py_INCREF(prefix);
-            r->prefix = prefix;
-        }
-        else if (r->op == OP_REDACT) {
-            PyObject *value;
-            if (!PyArg_ParseTuple(params, "O:redact", &value))
-                goto fail;
-            Py_INCREF(value);
-            r->value = value;
-        }
-        else if (r->op == OP_FF1) {
-            Py_buffer key, tweak, table;
-            PyObject *alphabet;
-            int minlen, maxlen;
-            if (!PyArg_ParseTuple(params, "y*y*y*Uii:ff1", &key, &tweak, &table, &alphabet, &minlen, &maxlen))
-                goto fail;
-            r->ff1 = ff1_new(&key, &tweak, &table, alphabet, minlen, maxlen);
-            PyBuffer_Release(&key);
-            PyBuffer_Release(&tweak);
-            PyBuffer_Release(&table);
-            if (r->ff1 == NULL)
-                goto fail;
-        }
-        else if (r->op == OP_TOKEN) {
-            Py_buffer key, ad;
-            PyObject *prefix;
-            int version, derive;
-            if (!PyArg_ParseTuple(params, "y*py*Ui:token", &key, &derive, &ad, &prefix, &version))
-                goto fail;
-            r->siv = siv_new(&key, derive, &ad, prefix, version);
-            PyBuffer_Release(&key);
-            PyBuffer_Release(&ad);
-            if (r->siv == NULL)
-                goto fail;
-        }
-        else if (r->op != OP_CALL) {
-            PyErr_SetString(PyExc_ValueError, "unknown op");
-            goto fail;
-        }
     }
     self->n = n;
     return (PyObject *)self;
@@ -1226,6 +1307,1123 @@ native_over_limits(PyObject *self, PyObject *args)
     return out;
 }
 
+/* ---- JsonPlan: a route's rules over raw JSON bytes (issue 13; the C API of dpp_native.h) -----
+ * One pass over the value: a recursive-descent parser that validates the JSON text and writes
+ * the output as it goes, so that a record that reaches the sink costs no Python object. The output
+ * is exactly orjson.dumps() of what the reference path (CompiledRoute.process) makes of the
+ * record: compact (whitespace between tokens dropped), members in their order, a dropped member
+ * left out, a transformed string written with orjson's escaping (\" \\ \b \t \n \f \r, \u00xx in
+ * lower-case hex for the other control characters, everything else as raw UTF-8). A token is
+ * copied verbatim only in orjson's canonical form; anything else is a hand-back (DPP_HANDBACK:
+ * the caller gives the record to Python, which dead-letters it or does it the slow way):
+ *   - invalid JSON, trailing bytes, a top-level non-object, nesting deeper than max_depth, a
+ *     value longer than max_bytes, an object with two members of one key, more than
+ *     JP_MAX_MEMBERS members in one object;
+ *   - strings: raw control bytes, invalid UTF-8 (overlongs, surrogates, > U+10FFFF), an escape
+ *     orjson would not write (\/, \u of a character that is not a control character, \u000a...);
+ *   - numbers: an exponent, an integer of more than 18 digits or "-0", a fraction that is not
+ *     Python's repr of its double (orjson writes those digits in plain notation; repr's plain
+ *     range 1e-4 <= |x| < 1e16 is inside orjson's);
+ *   - rules, unless a block condition holds (then the record is blocked, as the reference path
+ *     decides blocks first): a string transform on a value not a string (null passes for
+ *     the string transforms, as their closures return None), pseudonymize or FF1 on non-ASCII text,
+ *     FF1 on a value its closure refuses (a variant of an alphabet character, outside the domain), a
+ *     non-object on a rule's parent path (the reference path's unexpected-shape dead letter);
+ *     a rule that missed while the record has a top-level key spelled as its dotted path (the
+ *     route's warning);
+ *   - block conditions: a float at the condition's path (int/float equality is numeric).
+ * Paths are a trie of object keys (node 0 the record) built by proxy/policy/jsonplan.py, keys in
+ * their orjson-escaped form: with canonical tokens only, raw byte equality is key equality. The
+ * builder builds no plan for a route with anything else (module doc there), and none where
+ * rule paths overlap (one value, one rule: no composition here). */
+#include "dpp_native.h"
+#include <time.h>
+
+#define JP_MAX_MEMBERS 4096
+#define JH DPP_HANDBACK
+
+typedef struct {
+    Py_ssize_t nchild;
+    const unsigned char **ckey;   /* child keys (escaped form, no quotes), into the spec's bytes */
+    Py_ssize_t *cklen;
+    Py_ssize_t *cnode;
+    Py_ssize_t rule;              /* index into JsonPlan.rules, -1: none ends here */
+    int strict;                   /* a rule's path goes through: a non-object here is a hand-back */
+    Py_ssize_t nwant;             /* block conditions ending here: (block, wanted token) pairs */
+    Py_ssize_t *wblock;
+    const unsigned char **want;   /* orjson.dumps(wanted value) */
+    Py_ssize_t *wlen;
+} JNode;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t nrules, nblocks, nnodes, nr, ndotted;
+    Rule *rules;                  /* the plan's rules (alternation paths: one rule per path) */
+    JNode *nodes;
+    Py_ssize_t *dotted_rule;      /* rule counter index of each dotted literal */
+    const unsigned char **dotted; /* top-level keys that mean "the route's dotted-key warning" */
+    Py_ssize_t *dotted_len;
+    Py_ssize_t max_depth, max_bytes;
+    double budget;                /* limits.time_budget_ms in seconds */
+    double bounds[32];            /* latency bucket upper bounds (seconds) */
+    Py_ssize_t nbounds;
+    PyObject *keep;               /* (nodes, dotted) of the spec: own the bytes the nodes point into */
+    PyObject *block_out;          /* tuple: the Outcome of each block condition */
+    PyObject *dl_time;            /* the time-budget dead-letter Outcome */
+    int wiped;
+    dpp_buf buf, scratch;
+    int32_t *counts;              /* matches of the record being rewritten (nrules entries) */
+} JsonPlan;
+
+typedef struct {
+    const unsigned char *p, *end;
+    JsonPlan *jp;
+    dpp_buf *out, *tmp;
+    int32_t *matches;
+    unsigned char *hits, *dotted_seen;
+    Py_ssize_t depth;
+    int defer;  /* a rule cannot be done here: a hand-back, unless a block condition holds */
+} JCtx;
+
+static inline int
+put(dpp_buf *b, const void *s, size_t n)
+{
+    if (!dpp_buf_reserve(b, n))
+        return 0;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 1;
+}
+
+static inline void
+jws(JCtx *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static inline int
+lhex(unsigned char x)  /* orjson's hex digits are lower case */
+{
+    return x >= '0' && x <= '9' ? x - '0' : x >= 'a' && x <= 'f' ? x - 'a' + 10 : -1;
+}
+
+/* c->p at '"': validate a string token (canonical escapes, UTF-8); c->p after its closing quote */
+static int
+jstring(JCtx *c)
+{
+    const unsigned char *p = c->p + 1, *e = c->end;
+    while (p < e) {
+        unsigned char ch = *p;
+        if (ch == '"') {
+            c->p = p + 1;
+            return 0;
+        }
+        if (ch < 0x80) {
+            if (ch < 0x20)
+                return JH;
+            if (ch == '\\') {
+                if (p + 1 >= e)
+                    return JH;
+                unsigned char x = p[1];
+                if (x == '"' || x == '\\' || x == 'n' || x == 'r' || x == 't' || x == 'b' || x == 'f') {
+                    p += 2;
+                    continue;
+                }
+                if (x == 'u' && e - p >= 6 && p[2] == '0' && p[3] == '0' && (p[4] == '0' || p[4] == '1')
+                    && lhex(p[5]) >= 0) {
+                    int v = (p[4] - '0') * 16 + lhex(p[5]);
+                    if (v == 8 || v == 9 || v == 10 || v == 12 || v == 13)
+                        return JH;  /* orjson writes \b \t \n \f \r */
+                    p += 6;
+                    continue;
+                }
+                return JH;
+            }
+            p++;
+            continue;
+        }
+        int n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (ch < 0xC2)
+            return JH;  /* continuation byte, or an overlong 2-byte lead */
+        else if (ch < 0xE0)
+            n = 1;
+        else if (ch < 0xF0) {
+            n = 2;
+            if (ch == 0xE0)
+                lo = 0xA0;  /* overlong */
+            else if (ch == 0xED)
+                hi = 0x9F;  /* surrogates */
+        }
+        else if (ch < 0xF5) {
+            n = 3;
+            if (ch == 0xF0)
+                lo = 0x90;  /* overlong */
+            else if (ch == 0xF4)
+                hi = 0x8F;  /* > U+10FFFF */
+        }
+        else
+            return JH;
+        if (e - p <= n || p[1] < lo || p[1] > hi)
+            return JH;
+        for (int k = 2; k <= n; k++)
+            if ((p[k] & 0xC0) != 0x80)
+                return JH;
+        p += n + 1;
+    }
+    return JH;
+}
+
+/* the text of a validated string token s[0..n) (inside the quotes), unescaped, into c->tmp */
+static int
+junescape(JCtx *c, const unsigned char *s, Py_ssize_t n)
+{
+    dpp_buf *t = c->tmp;
+    t->len = 0;
+    if (!dpp_buf_reserve(t, (size_t)n + 1))
+        return -1;
+    unsigned char *d = t->data;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = s[i];
+        if (ch != '\\') {
+            *d++ = ch;
+            continue;
+        }
+        unsigned char x = s[++i];
+        switch (x) {
+        case 'n': *d++ = '\n'; break;
+        case 'r': *d++ = '\r'; break;
+        case 't': *d++ = '\t'; break;
+        case 'b': *d++ = '\b'; break;
+        case 'f': *d++ = '\f'; break;
+        case 'u': *d++ = (unsigned char)((s[i + 3] - '0') * 16 + lhex(s[i + 4])); i += 4; break;
+        default: *d++ = x;  /* " \ */
+        }
+    }
+    t->len = (size_t)(d - t->data);
+    return 0;
+}
+
+/* s[0..n) (UTF-8 text) as a JSON string token with orjson's escaping */
+static int
+put_escaped(dpp_buf *b, const unsigned char *s, size_t n)
+{
+    static const char *shortesc[32] = {
+        [8] = "\\b", [9] = "\\t", [10] = "\\n", [12] = "\\f", [13] = "\\r"};
+    if (!dpp_buf_reserve(b, n * 6 + 2))
+        return 0;
+    unsigned char *d = b->data + b->len;
+    *d++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = s[i];
+        if (ch == '"' || ch == '\\') {
+            *d++ = '\\';
+            *d++ = ch;
+        }
+        else if (ch < 0x20) {
+            if (shortesc[ch]) {
+                *d++ = '\\';
+                *d++ = (unsigned char)shortesc[ch][1];
+            }
+            else {
+                memcpy(d, "\\u00", 4);
+                d[4] = (unsigned char)HEX[ch >> 4];
+                d[5] = (unsigned char)HEX[ch & 15];
+                d += 6;
+            }
+        }
+        else
+            *d++ = ch;
+    }
+    *d++ = '"';
+    b->len = (size_t)(d - b->data);
+    return 1;
+}
+
+/* c->p at a number: validate; 0 when canonical (as orjson writes it), JH otherwise */
+static int
+jnumber(JCtx *c)
+{
+    const unsigned char *s = c->p, *p = s, *e = c->end;
+    if (p < e && *p == '-')
+        p++;
+    if (p >= e || *p < '0' || *p > '9')
+        return JH;
+    const unsigned char *d0 = p;
+    if (*p == '0')
+        p++;
+    else
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    Py_ssize_t nint = p - d0;
+    int frac = 0;
+    if (p < e && *p == '.') {
+        frac = 1;
+        p++;
+        const unsigned char *f0 = p;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+        if (p == f0)
+            return JH;
+    }
+    if (p < e && (*p == 'e' || *p == 'E'))
+        return JH;
+    if (p < e && *p >= '0' && *p <= '9')
+        return JH;  /* a leading zero: invalid */
+    c->p = p;
+    if (!frac)
+        return (nint > 18 || (s[0] == '-' && s[1] == '0')) ? JH : 0;
+    char tok[48];
+    if (p - s >= (Py_ssize_t)sizeof(tok))
+        return JH;
+    memcpy(tok, s, (size_t)(p - s));
+    tok[p - s] = 0;
+    double v = PyOS_string_to_double(tok, NULL, NULL);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return JH;
+    }
+    char *r = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);  /* repr() */
+    if (r == NULL) {
+        PyErr_Clear();
+        return JH;
+    }
+    int same = strcmp(r, tok) == 0;
+    PyMem_Free(r);
+    return same ? 0 : JH;
+}
+
+static int jvalue(JCtx *c, Py_ssize_t node, int write);
+
+/* the block conditions ending at node n, on the input token tok[0..len) (a scalar) */
+static int
+jblocks(JCtx *c, const JNode *n, const unsigned char *tok, Py_ssize_t len)
+{
+    if (tok[0] == '-' || (tok[0] >= '0' && tok[0] <= '9'))
+        for (Py_ssize_t i = 0; i < len; i++)
+            if (tok[i] == '.')
+                return JH;  /* a float: compared numerically by the reference path */
+    for (Py_ssize_t w = 0; w < n->nwant; w++)
+        if (n->wlen[w] == len && memcmp(n->want[w], tok, (size_t)len) == 0)
+            c->hits[n->wblock[w]] = 1;
+    return 0;
+}
+
+static inline int
+put_key(JCtx *c, int *count, const unsigned char *k, Py_ssize_t klen)
+{
+    if (!dpp_buf_reserve(c->out, (size_t)klen + 2))
+        return 0;
+    if ((*count)++)
+        c->out->data[c->out->len++] = ',';
+    memcpy(c->out->data + c->out->len, k, (size_t)klen);  /* with its quotes */
+    c->out->len += (size_t)klen;
+    c->out->data[c->out->len++] = ':';
+    return 1;
+}
+
+/* a string transform of rule r on the text in c->tmp, written as a string token */
+static int
+jtransform(JCtx *c, Rule *r)
+{
+    const unsigned char *s = c->tmp->data;
+    size_t n = c->tmp->len;
+    if (r->op == OP_FF1 || r->op == OP_TOKEN) {
+        if (r->op == OP_FF1 ? r->ff1 == NULL : r->siv == NULL)
+            return -2;
+        Py_ssize_t plen = r->op == OP_TOKEN ? PyUnicode_GET_LENGTH(r->siv->prefix) : 0;
+        Py_ssize_t len = r->op == OP_FF1 ? (Py_ssize_t)n : plen + token_len((Py_ssize_t)n);
+        unsigned char stack[512], *d = len <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)len);
+        int rc = 0;
+        if (d == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (r->op == OP_FF1) {
+            for (size_t i = 0; i < n && rc == 0; i++)
+                if (s[i] >= 0x80)
+                    rc = JH;  /* non-ASCII text: the closure's */
+            if (rc == 0 && (rc = ff1_text(r->ff1, s, len, d)) == 1)
+                rc = JH;
+        }
+        else {
+            memcpy(d, PyUnicode_1BYTE_DATA(r->siv->prefix), (size_t)plen);
+            rc = token_text(r->siv, s, (Py_ssize_t)n, d + plen);
+        }
+        if (rc == 0 && !put_escaped(c->out, d, (size_t)len)) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
+        OPENSSL_cleanse(d, (size_t)len);
+        if (d != stack)
+            PyMem_Free(d);
+        return rc;
+    }
+    if (r->op == OP_PSEUDO) {
+        if (r->mac == NULL)
+            return -2;
+        for (size_t i = 0; i < n; i++)
+            if (s[i] >= 0x80)
+                return JH;
+        char enc[2 * SHA256_DIGEST_LENGTH];
+        Py_ssize_t len, plen, k = pseudonym_text(r, (const char *)s, (Py_ssize_t)n, enc);
+        const char *pre = PyUnicode_AsUTF8AndSize(r->prefix, &plen);
+        if (k < 0 || pre == NULL)
+            return -1;
+        len = plen + k;
+        unsigned char stack[320];
+        if (len > (Py_ssize_t)sizeof(stack))
+            return JH;
+        memcpy(stack, pre, (size_t)plen);
+        memcpy(stack + plen, enc, (size_t)k);
+        return put_escaped(c->out, stack, (size_t)len) ? 0 : -1;
+    }
+    /* OP_MASK: mask_str's loop over the code points */
+    if (separators == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "proxy._native.set_separators() was not called");
+        return -1;
+    }
+    Py_UCS4 stack[256], *cp = n <= 256 ? stack : PyMem_New(Py_UCS4, n);
+    if (cp == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t m = 0, n_al = 0, i;
+    for (size_t j = 0; j < n;) {  /* valid UTF-8 (jstring) */
+        unsigned char b = s[j];
+        Py_UCS4 u;
+        if (b < 0x80) {
+            u = b;
+            j += 1;
+        }
+        else if (b < 0xE0) {
+            u = ((Py_UCS4)(b & 0x1F) << 6) | (s[j + 1] & 0x3F);
+            j += 2;
+        }
+        else if (b < 0xF0) {
+            u = ((Py_UCS4)(b & 0x0F) << 12) | ((Py_UCS4)(s[j + 1] & 0x3F) << 6) | (s[j + 2] & 0x3F);
+            j += 3;
+        }
+        else {
+            u = ((Py_UCS4)(b & 0x07) << 18) | ((Py_UCS4)(s[j + 1] & 0x3F) << 12)
+                | ((Py_UCS4)(s[j + 2] & 0x3F) << 6) | (s[j + 3] & 0x3F);
+            j += 4;
+        }
+        cp[m++] = u;
+        if (!is_sep(u))
+            n_al++;
+    }
+    int whole = r->all_chars || (m > 0 && n_al == m);
+    Py_ssize_t count = whole ? m : n_al, f, l;
+    kept(r->first, r->keep_last, count, &f, &l);
+    Py_ssize_t hi = count - l, idx = 0;
+    /* the masked text, UTF-8, into c->tmp (its input is in cp now) */
+    dpp_buf *t = c->tmp;
+    t->len = 0;
+    int ok = dpp_buf_reserve(t, (size_t)m * 4 + 1);
+    for (i = 0; ok && i < m; i++) {
+        Py_UCS4 u = cp[i];
+        if (whole || !is_sep(u)) {
+            if (idx >= f && idx < hi)
+                u = r->mask_char;
+            idx++;
+        }
+        unsigned char *d = t->data + t->len;
+        if (u < 0x80)
+            *d++ = (unsigned char)u;
+        else if (u < 0x800) {
+            *d++ = (unsigned char)(0xC0 | (u >> 6));
+            *d++ = (unsigned char)(0x80 | (u & 0x3F));
+        }
+        else if (u < 0x10000) {
+            *d++ = (unsigned char)(0xE0 | (u >> 12));
+            *d++ = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+            *d++ = (unsigned char)(0x80 | (u & 0x3F));
+        }
+        else {
+            *d++ = (unsigned char)(0xF0 | (u >> 18));
+            *d++ = (unsigned char)(0x80 | ((u >> 12) & 0x3F));
+            *d++ = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+            *d++ = (unsigned char)(0x80 | (u & 0x3F));
+        }
+        t->len = (size_t)(d - t->data);
+    }
+    if (cp != stack)
+        PyMem_Free(cp);
+    if (!ok || (r->mask_char >= 0xD800 && r->mask_char < 0xE000)) {
+        if (ok)
+            return JH;  /* a surrogate mask character: not UTF-8 */
+        PyErr_NoMemory();
+        return -1;
+    }
+    return put_escaped(c->out, t->data, t->len) ? 0 : -1;
+}
+
+/* one member of an object whose key leads to trie node `node` (c->p at its value) */
+static int
+jmember(JCtx *c, Py_ssize_t node, const unsigned char *key, Py_ssize_t klen, int *count)
+{
+    JNode *n = &c->jp->nodes[node];
+    const unsigned char *v = c->p;
+    int rc;
+    if (n->rule < 0) {  /* a block condition's value, or a step on a rule's or condition's path */
+        unsigned char t = *v;
+        if (t != '{' && t != 'n' && n->strict)
+            c->defer = 1;  /* unexpected-shape dead letter (arrays, scalars on a rule's path) */
+        if (!put_key(c, count, key, klen))
+            return -1;
+        if ((rc = jvalue(c, t == '{' ? node : -1, 1)) != 0)
+            return rc;
+        if (n->nwant && t != '{' && t != '[')
+            return jblocks(c, n, v, c->p - v);
+        return 0;
+    }
+    Rule *r = &c->jp->rules[n->rule];
+    c->matches[PyLong_AsSsize_t(r->index)] += 1;
+    if (*v == '"' && r->op != OP_DROP && r->op != OP_REDACT) {
+        if ((rc = jstring(c)) != 0)
+            return rc;
+        if (n->nwant && (rc = jblocks(c, n, v, c->p - v)) != 0)
+            return rc;
+        if (junescape(c, v + 1, c->p - v - 2) < 0 || !put_key(c, count, key, klen))
+            return -1;
+        rc = jtransform(c, r);
+        if (rc == -2) {
+            PyErr_SetString(PyExc_RuntimeError, "proxy._native.JsonPlan: called after wipe()");
+            return -1;
+        }
+        if (rc == JH) {
+            c->defer = 1;
+            rc = 0;
+        }
+        return rc;
+    }
+    if (r->op == OP_DROP || r->op == OP_REDACT || *v == 'n') {  /* a string transform: null stays null */
+        if ((rc = jvalue(c, -1, 0)) != 0)
+            return rc;
+        if (n->nwant && *v != '{' && *v != '[' && (rc = jblocks(c, n, v, c->p - v)) != 0)
+            return rc;
+        if (r->op == OP_DROP)
+            return 0;
+        if (!put_key(c, count, key, klen))
+            return -1;
+        if (r->op == OP_REDACT)
+            return put(c->out, PyBytes_AS_STRING(r->value), (size_t)PyBytes_GET_SIZE(r->value)) ? 0 : -1;
+        return put(c->out, "null", 4) ? 0 : -1;
+    }
+    c->defer = 1;  /* another type for a string transform: its closure's (JSON text, or a dead letter) */
+    if ((rc = jvalue(c, -1, 0)) != 0)
+        return rc;
+    return n->nwant && *v != '{' && *v != '[' ? jblocks(c, n, v, c->p - v) : 0;
+}
+
+#define JCLOSED 3  /* jnext: the container ended */
+
+/* after a member or element: 0 at a ',' (skipped), JCLOSED at `close` (skipped), JH otherwise */
+static inline int
+jnext(JCtx *c, unsigned char close)
+{
+    jws(c);
+    if (c->p < c->end && (*c->p == ',' || *c->p == close))
+        return *c->p++ == ',' ? 0 : JCLOSED;
+    return JH;
+}
+
+static int
+jobject(JCtx *c, Py_ssize_t node, int write)
+{
+    if (++c->depth > c->jp->max_depth)
+        return JH;
+    c->p++;
+    if (write && !put(c->out, "{", 1))
+        return -1;
+    const unsigned char *stack_k[32];
+    Py_ssize_t stack_l[32], cap = 32, nk = 0;
+    const unsigned char **ks = stack_k;
+    Py_ssize_t *kl = stack_l;
+    int count = 0, rc = 0;
+    JNode *nd = node >= 0 ? &c->jp->nodes[node] : NULL;
+    jws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        goto done;
+    }
+    for (;;) {
+        jws(c);
+        if (c->p >= c->end || *c->p != '"') {
+            rc = JH;
+            goto done;
+        }
+        const unsigned char *k = c->p;
+        if ((rc = jstring(c)) != 0)
+            goto done;
+        Py_ssize_t klen = c->p - k;  /* with the quotes */
+        for (Py_ssize_t i = 0; i < nk; i++)
+            if (kl[i] == klen && memcmp(ks[i], k, (size_t)klen) == 0) {
+                rc = JH;  /* a duplicate key: orjson keeps the first position, the last value */
+                goto done;
+            }
+        if (nk == cap) {
+            if (cap >= JP_MAX_MEMBERS) {
+                rc = JH;
+                goto done;
+            }
+            const unsigned char **nks = PyMem_Malloc(sizeof(*ks) * (size_t)cap * 2);
+            Py_ssize_t *nkl = PyMem_Malloc(sizeof(*kl) * (size_t)cap * 2);
+            if (nks == NULL || nkl == NULL) {
+                PyMem_Free(nks);
+                PyMem_Free(nkl);
+                PyErr_NoMemory();
+                rc = -1;
+                goto done;
+            }
+            memcpy(nks, ks, sizeof(*ks) * (size_t)nk);
+            memcpy(nkl, kl, sizeof(*kl) * (size_t)nk);
+            if (ks != stack_k) {
+                PyMem_Free(ks);
+                PyMem_Free(kl);
+            }
+            ks = nks;
+            kl = nkl;
+            cap *= 2;
+        }
+        ks[nk] = k;
+        kl[nk++] = klen;
+        jws(c);
+        if (c->p >= c->end || *c->p != ':') {
+            rc = JH;
+            goto done;
+        }
+        c->p++;
+        jws(c);
+        if (c->p >= c->end) {
+            rc = JH;
+            goto done;
+        }
+        Py_ssize_t child = -1;
+        if (nd != NULL) {
+            for (Py_ssize_t i = 0; i < nd->nchild; i++)
+                if (nd->cklen[i] == klen - 2 && memcmp(nd->ckey[i], k + 1, (size_t)klen - 2) == 0) {
+                    child = nd->cnode[i];
+                    break;
+                }
+            if (node == 0)
+                for (Py_ssize_t i = 0; i < c->jp->ndotted; i++)
+                    if (c->jp->dotted_len[i] == klen - 2 && memcmp(c->jp->dotted[i], k + 1, (size_t)klen - 2) == 0)
+                        c->dotted_seen[i] = 1;
+        }
+        if (child >= 0)
+            rc = jmember(c, child, k, klen, &count);
+        else if (write && !put_key(c, &count, k, klen))
+            rc = -1;
+        else
+            rc = jvalue(c, -1, write);
+        if (rc != 0 || (rc = jnext(c, '}')) != 0) {
+            if (rc == JCLOSED)
+                rc = 0;
+            goto done;
+        }
+    }
+done:
+    if (ks != stack_k) {
+        PyMem_Free(ks);
+        PyMem_Free(kl);
+    }
+    c->depth--;
+    if (rc == 0 && write && !put(c->out, "}", 1))
+        rc = -1;
+    return rc;
+}
+
+static int
+jarray(JCtx *c, int write)
+{
+    if (++c->depth > c->jp->max_depth)
+        return JH;
+    c->p++;
+    if (write && !put(c->out, "[", 1))
+        return -1;
+    jws(c);
+    int rc;
+    if (c->p < c->end && *c->p == ']') {
+        c->p++;
+    }
+    else {
+        for (int first = 1;; first = 0) {
+            if (!first && write && !put(c->out, ",", 1))
+                return -1;
+            if ((rc = jvalue(c, -1, write)) != 0 || (rc = jnext(c, ']')) != 0) {
+                if (rc != JCLOSED)
+                    return rc;
+                break;
+            }
+        }
+    }
+    c->depth--;
+    return write && !put(c->out, "]", 1) ? -1 : 0;
+}
+
+/* one value at c->p (after whitespace); node: its trie node when it is an object, else -1;
+ * write: copy it to the output */
+static int
+jvalue(JCtx *c, Py_ssize_t node, int write)
+{
+    jws(c);
+    if (c->p >= c->end)
+        return JH;
+    const unsigned char *s = c->p;
+    int rc;
+    switch (*s) {
+    case '{':
+        return jobject(c, node, write);
+    case '[':
+        return jarray(c, write);
+    case '"':
+        rc = jstring(c);
+        break;
+    case 't':
+    case 'f':
+    case 'n': {
+        const char *lit = *s == 't' ? "true" : *s == 'f' ? "false" : "null";
+        size_t n = strlen(lit);
+        if ((size_t)(c->end - s) < n || memcmp(s, lit, n) != 0)
+            return JH;
+        c->p += n;
+        rc = 0;
+        break;
+    }
+    default:
+        rc = jnumber(c);
+    }
+    if (rc == 0 && write && !put(c->out, s, (size_t)(c->p - s)))
+        return -1;
+    return rc;
+}
+
+/* dpp_api.rewrite (dpp_native.h) */
+static int
+jp_rewrite(PyObject *obj, const unsigned char *in, size_t len, dpp_buf *out, int32_t *matches, int *block)
+{
+    JsonPlan *jp = (JsonPlan *)obj;
+    out->len = 0;
+    if (jp->wiped)  /* a replaced policy's plan: every record to Python (whose wiped Plans fail closed) */
+        return DPP_HANDBACK;
+    if (len > (size_t)jp->max_bytes)
+        return DPP_HANDBACK;
+    unsigned char flags[256], *hits = flags, *seen;
+    Py_ssize_t nflags = jp->nblocks + jp->ndotted;
+    if (nflags > (Py_ssize_t)sizeof(flags) && (hits = PyMem_Malloc((size_t)nflags)) == NULL) {
+        PyErr_NoMemory();
+        return DPP_ERROR;
+    }
+    memset(hits, 0, (size_t)nflags);
+    seen = hits + jp->nblocks;
+    memset(jp->counts, 0, sizeof(int32_t) * (size_t)jp->nrules);  /* matches[]: written on DPP_SINK only */
+    JCtx c = {in, in + len, jp, out, &jp->scratch, jp->counts, hits, seen, 0, 0};
+    int rc;
+    jws(&c);
+    if (c.p >= c.end || *c.p != '{')
+        rc = JH;
+    else if ((rc = jobject(&c, 0, 1)) == 0) {
+        jws(&c);
+        if (c.p != c.end)
+            rc = JH;
+    }
+    if (rc == 0) {
+        for (Py_ssize_t b = 0; b < jp->nblocks; b++)
+            if (hits[b]) {
+                *block = (int)b;
+                rc = DPP_BLOCK;
+                break;
+            }
+    }
+    if (rc == 0 && c.defer)
+        rc = JH;
+    if (rc == 0)
+        for (Py_ssize_t d = 0; d < jp->ndotted; d++)
+            if (seen[d] && jp->counts[jp->dotted_rule[d]] == 0)
+                rc = JH;  /* the route's unquoted-dotted-key warning: Python's */
+    if (hits != flags)
+        PyMem_Free(hits);
+    if (rc < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "proxy._native.JsonPlan: internal error");
+        return DPP_ERROR;
+    }
+    if (rc != 0)
+        out->len = 0;
+    else
+        memcpy(matches, jp->counts, sizeof(int32_t) * (size_t)jp->nrules);
+    return rc == 0 ? DPP_SINK : rc;
+}
+
+static PyTypeObject JsonPlanType;
+
+static int
+jp_is_plan(PyObject *obj)
+{
+    return obj != NULL && Py_IS_TYPE(obj, &JsonPlanType);
+}
+
+static Py_ssize_t
+jp_n_rules(PyObject *obj)
+{
+    return ((JsonPlan *)obj)->nrules;
+}
+
+static Py_ssize_t
+jp_n_blocks(PyObject *obj)
+{
+    return ((JsonPlan *)obj)->nblocks;
+}
+
+static dpp_api the_api = {DPP_API_ABI, jp_is_plan, jp_n_rules, jp_n_blocks, jp_rewrite};
+
+static void
+jp_free_nodes(JsonPlan *jp)
+{
+    for (Py_ssize_t i = 0; i < jp->nnodes; i++) {
+        JNode *n = &jp->nodes[i];
+        PyMem_Free(n->ckey);
+        PyMem_Free(n->cklen);
+        PyMem_Free(n->cnode);
+        PyMem_Free(n->wblock);
+        PyMem_Free(n->want);
+        PyMem_Free(n->wlen);
+    }
+    PyMem_Free(jp->nodes);
+    jp->nodes = NULL;
+}
+
+static void
+JsonPlan_dealloc(JsonPlan *jp)
+{
+    for (Py_ssize_t k = 0; k < jp->nr; k++)
+        rule_clear(&jp->rules[k]);
+    PyMem_Free(jp->rules);
+    PyMem_Free(jp->counts);
+    jp_free_nodes(jp);
+    PyMem_Free(jp->dotted_rule);
+    PyMem_Free(jp->dotted);
+    PyMem_Free(jp->dotted_len);
+    free(jp->buf.data);
+    if (jp->scratch.data != NULL)
+        OPENSSL_cleanse(jp->scratch.data, jp->scratch.cap);  /* held clear text */
+    free(jp->scratch.data);
+    Py_XDECREF(jp->keep);
+    Py_XDECREF(jp->block_out);
+    Py_XDECREF(jp->dl_time);
+    Py_TYPE(jp)->tp_free((PyObject *)jp);
+}
+
+/* a spec pair (index, bytes): lo <= index < hi, at least minlen bytes (pointing into the spec) */
+static int
+index_bytes(PyObject *pair, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t minlen, Py_ssize_t *ix,
+            const unsigned char **p, Py_ssize_t *n)
+{
+    PyObject *b;
+    if (!PyTuple_Check(pair) || !PyArg_ParseTuple(pair, "nO!:pair", ix, &PyBytes_Type, &b))
+        return -1;
+    *p = (const unsigned char *)PyBytes_AS_STRING(b);
+    *n = PyBytes_GET_SIZE(b);
+    if (*ix < lo || *ix >= hi || *n < minlen) {
+        PyErr_SetString(PyExc_ValueError, "JsonPlan: a node, block or rule index out of range");
+        return -1;
+    }
+    return 0;
+}
+
+/* JsonPlan(spec), spec = (n_rules, rules, nodes, dotted, max_depth, max_bytes, budget_s, bounds,
+ * block_outcomes, dl_time) built by proxy/policy/jsonplan.py:
+ *   rules  list of Plan rule tuples (op, counter index, (), "", None, params); REDACT's params
+ *          (orjson.dumps(value),); DROP (op 6) params ()
+ *   nodes  list of (children: tuple of (node, key bytes), rule (index into rules or -1),
+ *          strict (bool), wanted: tuple of (block index, orjson.dumps(wanted) bytes)); node 0 is
+ *          the record
+ *   dotted tuple of (counter index, key bytes): top-level keys spelled as a rule's dotted path */
+static PyObject *
+JsonPlan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *spec, *rules, *nodes, *dotted, *bounds, *block_out, *dl_time;
+    Py_ssize_t nrules, max_depth, max_bytes;
+    double budget;
+    if (!PyArg_ParseTuple(args, "O!:JsonPlan", &PyTuple_Type, &spec))
+        return NULL;
+    if (!PyArg_ParseTuple(spec, "nO!O!O!nndO!O!O:spec", &nrules, &PyList_Type, &rules, &PyList_Type, &nodes,
+                          &PyTuple_Type, &dotted, &max_depth, &max_bytes, &budget, &PyTuple_Type, &bounds,
+                          &PyTuple_Type, &block_out, &dl_time))
+        return NULL;
+    JsonPlan *jp = (JsonPlan *)type->tp_alloc(type, 0);
+    if (jp == NULL)
+        return NULL;
+    /* the nodes and dotted keys own the bytes the plan points into; the rules' parameters (key
+     * material) are not kept: C keyed its own state from them */
+    jp->keep = PyTuple_Pack(2, nodes, dotted);
+    if (jp->keep == NULL)
+        goto fail;
+    Py_INCREF(block_out);
+    jp->block_out = block_out;
+    Py_INCREF(dl_time);
+    jp->dl_time = dl_time;
+    jp->nrules = nrules;
+    jp->nblocks = PyTuple_GET_SIZE(block_out);
+    jp->max_depth = max_depth;
+    jp->max_bytes = max_bytes;
+    jp->budget = budget;
+    jp->nbounds = PyTuple_GET_SIZE(bounds);
+    if (jp->nbounds > 32) {
+        PyErr_SetString(PyExc_ValueError, "JsonPlan: at most 32 latency buckets");
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < jp->nbounds; i++)
+        if ((jp->bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i))) == -1.0 && PyErr_Occurred())
+            goto fail;
+    Py_ssize_t nr = PyList_GET_SIZE(rules);
+    jp->rules = PyMem_Calloc((size_t)(nr ? nr : 1), sizeof(Rule));
+    jp->counts = PyMem_Calloc((size_t)nrules + 1, sizeof(int32_t));
+    if (jp->rules == NULL || jp->counts == NULL || nrules < 0) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t k = 0; k < nr; k++) {
+        int held = 0;
+        Rule *r = &jp->rules[k];
+        int rc = rule_init(r, PyList_GET_ITEM(rules, k), 1, &held);
+        if (held)
+            jp->nr = k + 1;
+        if (rc < 0)
+            goto fail;
+        Py_ssize_t ix = PyLong_AsSsize_t(r->index);
+        if (ix < 0 || ix >= nrules || r->op == OP_CALL
+            || (r->op == OP_REDACT && !PyBytes_Check(r->value))
+            || (r->op == OP_PSEUDO && (r->normalize < 0 || r->encoding < 0))) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "JsonPlan: a rule it does not run");
+            goto fail;
+        }
+    }
+    Py_ssize_t nn = PyList_GET_SIZE(nodes);
+    jp->nodes = PyMem_Calloc((size_t)(nn ? nn : 1), sizeof(JNode));
+    if (jp->nodes == NULL || nn < 1) {
+        PyErr_SetString(PyExc_ValueError, "JsonPlan: no root node");
+        goto fail;
+    }
+    jp->nnodes = nn;
+    for (Py_ssize_t i = 0; i < nn; i++) {
+        JNode *n = &jp->nodes[i];
+        PyObject *children, *wanted;
+        int strict;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(nodes, i), "O!npO!:node", &PyTuple_Type, &children, &n->rule,
+                              &strict, &PyTuple_Type, &wanted))
+            goto fail;
+        n->strict = strict;
+        if (n->rule < -1 || n->rule >= nr) {
+            PyErr_SetString(PyExc_ValueError, "JsonPlan: bad rule slot");
+            goto fail;
+        }
+        n->nchild = PyTuple_GET_SIZE(children);
+        n->nwant = PyTuple_GET_SIZE(wanted);
+        n->ckey = PyMem_Calloc((size_t)n->nchild + 1, sizeof(*n->ckey));
+        n->cklen = PyMem_Calloc((size_t)n->nchild + 1, sizeof(*n->cklen));
+        n->cnode = PyMem_Calloc((size_t)n->nchild + 1, sizeof(*n->cnode));
+        n->want = PyMem_Calloc((size_t)n->nwant + 1, sizeof(*n->want));
+        n->wlen = PyMem_Calloc((size_t)n->nwant + 1, sizeof(*n->wlen));
+        n->wblock = PyMem_Calloc((size_t)n->nwant + 1, sizeof(*n->wblock));
+        if (!n->ckey || !n->cklen || !n->cnode || !n->want || !n->wlen || !n->wblock) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < n->nchild; j++)
+            if (index_bytes(PyTuple_GET_ITEM(children, j), 1, nn, 0, &n->cnode[j], &n->ckey[j], &n->cklen[j]) < 0)
+                goto fail;
+        for (Py_ssize_t j = 0; j < n->nwant; j++)
+            if (index_bytes(PyTuple_GET_ITEM(wanted, j), 0, jp->nblocks, 1, &n->wblock[j], &n->want[j], &n->wlen[j]) < 0)
+                goto fail;
+    }
+    jp->ndotted = PyTuple_GET_SIZE(dotted);
+    jp->dotted_rule = PyMem_Calloc((size_t)jp->ndotted + 1, sizeof(Py_ssize_t));
+    jp->dotted = PyMem_Calloc((size_t)jp->ndotted + 1, sizeof(*jp->dotted));
+    jp->dotted_len = PyMem_Calloc((size_t)jp->ndotted + 1, sizeof(Py_ssize_t));
+    if (!jp->dotted_rule || !jp->dotted || !jp->dotted_len) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t j = 0; j < jp->ndotted; j++)
+        if (index_bytes(PyTuple_GET_ITEM(dotted, j), 0, nrules, 0, &jp->dotted_rule[j], &jp->dotted[j],
+                        &jp->dotted_len[j]) < 0)
+            goto fail;
+    return (PyObject *)jp;
+fail:
+    Py_DECREF(jp);
+    return NULL;
+}
+
+static double
+mono(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* rewrite_batch(values) -> (out, counts): out[j] the protected bytes, the block Outcome, the
+ * time-budget dead-letter Outcome, or None (handed back: tombstones, anything not done here);
+ * counts = (produced, blocked per block, transforms per rule, unmatched per rule, latency sum,
+ * latency buckets, over budget) of the records not handed back, as the batch path counts them */
+static PyObject *
+JsonPlan_rewrite_batch(JsonPlan *jp, PyObject *values)
+{
+    if (!PyList_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "rewrite_batch takes a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values), nb = jp->nblocks, nr = jp->nrules;
+    PyObject *out = PyList_New(n), *res = NULL;
+    long long *acc = PyMem_Calloc((size_t)(nb + 2 * nr + jp->nbounds + 1) + 1, sizeof(long long));
+    int32_t *m = PyMem_Calloc((size_t)nr + 1, sizeof(int32_t));
+    long long produced = 0, over = 0, *blocked = acc, *tr = acc + nb, *un = tr + nr, *bk = un + nr;
+    double lat = 0.0;
+    if (out == NULL || acc == NULL || m == NULL) {
+        if (out != NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *v = PyList_GET_ITEM(values, j), *item = Py_None;
+        if (PyBytes_Check(v)) {
+            double t0 = mono();
+            int b = 0, rc = jp_rewrite((PyObject *)jp, (const unsigned char *)PyBytes_AS_STRING(v),
+                                       (size_t)PyBytes_GET_SIZE(v), &jp->buf, m, &b);
+            if (rc == DPP_ERROR)
+                goto done;
+            if (rc == DPP_SINK) {
+                item = PyBytes_FromStringAndSize((const char *)jp->buf.data, (Py_ssize_t)jp->buf.len);
+                if (item == NULL)
+                    goto done;
+                for (Py_ssize_t i = 0; i < nr; i++) {
+                    if (m[i])
+                        tr[i] += m[i];
+                    else
+                        un[i]++;
+                }
+            }
+            else if (rc == DPP_BLOCK) {
+                item = PyTuple_GET_ITEM(jp->block_out, b);
+                Py_INCREF(item);
+                blocked[b]++;
+            }
+            if (rc != DPP_HANDBACK) {
+                double dt = mono() - t0;
+                Py_ssize_t k = 0;
+                while (k < jp->nbounds && jp->bounds[k] < dt)  /* bisect_left */
+                    k++;
+                bk[k]++;
+                lat += dt;
+                if (rc == DPP_SINK && dt > jp->budget) {
+                    Py_DECREF(item);
+                    item = jp->dl_time;
+                    Py_INCREF(item);
+                    over++;
+                }
+                else if (rc == DPP_SINK)
+                    produced++;
+            }
+        }
+        if (item == Py_None)
+            Py_INCREF(item);
+        PyList_SET_ITEM(out, j, item);
+    }
+    PyObject *lists[4] = {PyList_New(nb), PyList_New(nr), PyList_New(nr), PyList_New(jp->nbounds + 1)};
+    long long *src[4] = {blocked, tr, un, bk};
+    Py_ssize_t len[4] = {nb, nr, nr, jp->nbounds + 1};
+    int ok = 1;
+    for (int q = 0; q < 4; q++) {
+        if (lists[q] == NULL) {
+            ok = 0;
+            continue;
+        }
+        for (Py_ssize_t i = 0; i < len[q]; i++) {
+            PyObject *x = PyLong_FromLongLong(src[q][i]);
+            if (x == NULL)
+                ok = 0;
+            else
+                PyList_SET_ITEM(lists[q], i, x);
+        }
+    }
+    if (ok)
+        res = Py_BuildValue("(O(LOOOdOL))", out, produced, lists[0], lists[1], lists[2], lat, lists[3], over);
+    for (int q = 0; q < 4; q++)
+        Py_XDECREF(lists[q]);
+done:
+    Py_XDECREF(out);
+    PyMem_Free(acc);
+    PyMem_Free(m);
+    return res;
+}
+
+/* rewrite(value) -> (outcome, out bytes or None, matches list, block): the C API's rewrite, for
+ * the tests (outcome: DPP_SINK, DPP_HANDBACK, DPP_BLOCK) */
+static PyObject *
+JsonPlan_rewrite(JsonPlan *jp, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int32_t *m = PyMem_Calloc((size_t)jp->nrules + 1, sizeof(int32_t));
+    dpp_buf out = {NULL, 0, 0};
+    int b = -1, rc = m == NULL ? DPP_ERROR : jp_rewrite((PyObject *)jp, view.buf, (size_t)view.len, &out, m, &b);
+    PyBuffer_Release(&view);
+    PyObject *res = NULL;
+    if (m == NULL)
+        PyErr_NoMemory();
+    else if (rc != DPP_ERROR) {
+        PyObject *ms = PyList_New(jp->nrules);
+        for (Py_ssize_t i = 0; ms != NULL && i < jp->nrules; i++)
+            PyList_SET_ITEM(ms, i, PyLong_FromLong(m[i]));
+        if (ms != NULL) {
+            if (rc == DPP_SINK)
+                res = Py_BuildValue("(iy#Ni)", rc, (const char *)(out.data ? out.data : (unsigned char *)""),
+                                    (Py_ssize_t)out.len, ms, b);
+            else
+                res = Py_BuildValue("(iONi)", rc, Py_None, ms, b);
+        }
+    }
+    free(out.data);
+    PyMem_Free(m);
+    return res;
+}
+
+static PyObject *
+JsonPlan_wipe(JsonPlan *jp, PyObject *unused)
+{
+    for (Py_ssize_t k = 0; k < jp->nr; k++)
+        rule_wipe(&jp->rules[k]);
+    jp->wiped = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef JsonPlan_methods[] = {
+    {"rewrite_batch", (PyCFunction)JsonPlan_rewrite_batch, METH_O,
+     "rewrite_batch(values) -> (out, counts): the batch path's results where done here, None where handed back"},
+    {"rewrite", (PyCFunction)JsonPlan_rewrite, METH_O,
+     "rewrite(value) -> (outcome, bytes | None, matches, block): dpp_api.rewrite on one value"},
+    {"wipe", (PyCFunction)JsonPlan_wipe, METH_NOARGS,
+     "wipe(): cleanse and free the rules' key state now (a replaced policy); every record is then handed back"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject JsonPlanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._native.JsonPlan",
+    .tp_doc = PyDoc_STR("JsonPlan(spec): a route's rules over raw JSON bytes (proxy/policy/jsonplan.py)."),
+    .tp_basicsize = sizeof(JsonPlan),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = JsonPlan_new,
+    .tp_dealloc = (destructor)JsonPlan_dealloc,
+    .tp_methods = JsonPlan_methods,
+};
+
 static PyMethodDef methods[] = {
     {"set_separators", native_set_separators, METH_O,
      "set_separators(bitmap): the characters mask leaves in place (proxy.transforms.mask.separator_bitmap())"},
@@ -1250,19 +2448,24 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    if (PyType_Ready(&PlanType) < 0)
+    if (PyType_Ready(&PlanType) < 0 || PyType_Ready(&JsonPlanType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
     /* bumped with every change of the Plan tuples or semantics; proxy/policy/fastpath.py checks it */
-    if (PyModule_AddIntConstant(m, "ABI", 5) < 0) {
+    if (PyModule_AddIntConstant(m, "ABI", 6) < 0) {
         Py_DECREF(m);
         return NULL;
     }
-    Py_INCREF(&PlanType);
-    if (PyModule_AddObject(m, "Plan", (PyObject *)&PlanType) < 0) {
-        Py_DECREF(&PlanType);
+    if (PyModule_AddType(m, &PlanType) < 0 || PyModule_AddType(m, &JsonPlanType) < 0
+        || PyModule_AddIntConstant(m, "DPP_API_ABI", DPP_API_ABI) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *cap = PyCapsule_New(&the_api, DPP_API_CAPSULE, NULL);
+    if (cap == NULL || PyModule_AddObject(m, "_C_API", cap) < 0) {
+        Py_XDECREF(cap);
         Py_DECREF(m);
         return NULL;
     }

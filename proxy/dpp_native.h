@@ -48,6 +48,7 @@ typedef struct {
      *                 RouteStats.transforms / .unmatched count them
      *   DPP_BLOCK:    *block = the block condition's index; matches untouched
      *   DPP_HANDBACK: nothing counted; the record goes to the Python batch path as it is
+     *                 (also every record of a wiped plan: the route a reload replaced)
      *   DPP_ERROR:    a Python exception is set */
     int (*rewrite)(PyObject *plan, const unsigned char *in, size_t len, dpp_buf *out,
                    int32_t *matches, int *block);

@@ -31,6 +31,7 @@ from ..formats.base import EVERY_ITEM, EVERY_VALUE, Codec, SchemaPlan, SchemaSou
 from ..transforms import BuildContext, build_transform
 from . import consent as _consent
 from . import fastpath as _fastpath
+from . import jsonplan as _jsonplan
 from .loader import LoadedPolicy
 from .models import DropRule, Retention, Route, duration_seconds
 from .parts import HeaderProtector, KeyProtector
@@ -448,12 +449,16 @@ class CompiledRoute:
                                 detection_sources=[t.drain_detections for t in self._all_transforms()
                                                    if hasattr(t, "drain_detections")])
         self._fast = None if self.subject_mode or self._codec is not None else _fastpath.build(self)
-        self.record_path = ("reference" if self._fast is None else
-                            "native" if _fastpath.native_available() else "python")
-        """Which batch path runs: ``native`` (generated + ``proxy._native``), ``python`` (generated,
-        no C accelerator built or ``DPP_NATIVE=0``), ``reference`` (crypto-shredding routes, and
-        values in a schema format: decoded and encoded by the route's codec)."""
-        self._over_limits = _fastpath.over_limits if self.record_path == "native" else _fastpath.over_limits_py
+        self.json_plan = _jsonplan.build(self) if self._fast is not None else None
+        """The route's ``proxy._native.JsonPlan`` (rules over raw JSON bytes in C,
+        :mod:`proxy.policy.jsonplan`), or ``None`` when the route has anything it does not do."""
+        self.record_path = ("reference" if self._fast is None else "native-json" if self.json_plan is not None
+                            else "native" if _fastpath.native_available() else "python")
+        """Which batch path runs: ``native-json`` (``JsonPlan``, then the rest as ``native``),
+        ``native`` (generated + ``proxy._native``), ``python`` (generated, no C accelerator built
+        or ``DPP_NATIVE=0``), ``reference`` (crypto-shredding routes, and values in a schema
+        format: decoded and encoded by the route's codec)."""
+        self._over_limits = _fastpath.over_limits if self.record_path.startswith("native") else _fastpath.over_limits_py
 
     def wipe_native(self) -> None:
         """Cleanse and free the C accelerator's keyed state (AES key schedules, HMAC midstates) of
@@ -462,6 +467,8 @@ class CompiledRoute:
         reference path :meth:`process` still works)."""
         for plan in getattr(self._fast, "plans", ()):
             plan.wipe()
+        if self.json_plan is not None:
+            self.json_plan.wipe()
 
     def _all_transforms(self) -> list:
         return (self.transforms + (self._key.transforms if self._key else [])
@@ -868,14 +875,22 @@ class CompiledRoute:
         if self._fast is None:
             return [self.process(v, t) for v, t in zip(values, ts)]
         slow = self._over_limits(values, self._max_record_bytes, self._max_depth)
-        if not slow:
+        if not slow and self.json_plan is None:
             return self._fast(values, ts)
-        # records near a limit take the reference path (which applies the limits), the rest the batch path
+        # records near a limit take the reference path (which applies the limits), the rest the
+        # JsonPlan (raw bytes in C), and what it hands back the batch path
         out: list = [None] * len(values)
         for j in slow:
             r = self.process(values[j], ts[j])
             out[j] = r.value if r.kind == SINK and r.value is not None and not r.subject else r
+        if self.json_plan is not None:
+            rest = [j for j in range(len(values)) if out[j] is None]
+            done = _jsonplan.rewrite_batch(self, self.json_plan, [values[j] for j in rest] if slow else values)
+            for j, r in zip(rest, done):
+                out[j] = r
         rest = [j for j in range(len(values)) if out[j] is None]
+        if not rest:
+            return out
         for j, r in zip(rest, self._fast([values[j] for j in rest], [ts[j] for j in rest])):
             out[j] = r
         return out

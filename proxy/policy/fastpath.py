@@ -45,7 +45,7 @@ from .paths import KeyChoice, expand_choices, parse_path
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledRoute
 
-NATIVE_ABI = 5
+NATIVE_ABI = 6
 """``proxy._native.ABI`` this module speaks; a stale build (the C source changed since ``pip
 install``) is not used: the pure-Python path runs, and a warning says to reinstall."""
 

@@ -4,7 +4,8 @@
 * ``proxy._native``'s mask and pseudonym equal the Python transforms on arbitrary text and settings;
 * on generated policies (every action, nested/array/wildcard paths, block conditions, allow-lists)
   and generated records (every JSON type, missing and wrong-shaped fields, invalid JSON,
-  tombstones), ``protect_batch`` gives the same bytes and outcomes as ``process`` record by record,
+  tombstones), ``protect_batch`` (pure Python, with ``Plan``, with ``JsonPlan`` first) gives the
+  same bytes and outcomes as ``process`` record by record,
   and the same counters (consumed, produced, blocked, dead-lettered, per-rule transformed/unmatched);
 * the generated source never contains policy text (a field name cannot become code).
 """
@@ -268,8 +269,9 @@ def wild_policies():
     return one_route_policies(rules(wild_paths() | paths()), wild_paths() | paths(), SCALAR, max_rules=4, name="fast")
 
 
-def _route(text: str, native_on: bool, monkeypatch):
+def _route(text: str, native_on: bool, monkeypatch, json_on: bool = True):
     monkeypatch.setenv("DPP_NATIVE", "1" if native_on else "0")
+    monkeypatch.setenv("DPP_NATIVE_JSON", "1" if json_on else "0")  # proxy._native.JsonPlan (test_jsonplan.py)
     route = compile_policy(load_policy_text(text, "fast.yaml"), environ=KEYS).route()
     route.clock = lambda: RETENTION_NOW  # retention: one "now" on every path
     return route
@@ -304,11 +306,13 @@ def _assert_batch_equals_reference(text, records, extra, monkeypatch):
     values = [orjson.dumps(r) for r in records] + extra
     want = [reference.process(v) for v in values]
     want_counts = _counters(reference)
-    for native_on in ([False, True] if fastpath._native is not None else [False]):
-        route = _route(text, native_on, monkeypatch)
+    # the pure-Python batch path, the batch path with proxy._native.Plan, and with JsonPlan first
+    for native_on, json_on in ([(False, False), (True, False), (True, True)] if fastpath._native is not None
+                               else [(False, False)]):
+        route = _route(text, native_on, monkeypatch, json_on)
         got = route.protect_batch(values)
-        assert [Outcome(SINK, g) if type(g) is bytes else g for g in got] == want, f"native={native_on}"
-        assert _counters(route) == want_counts, f"native={native_on}"
+        assert [Outcome(SINK, g) if type(g) is bytes else g for g in got] == want, f"native={native_on} json={json_on}"
+        assert _counters(route) == want_counts, f"native={native_on} json={json_on}"
         assert sum(route.stats.latency_buckets) == 0  # drained with the counters
 
 
