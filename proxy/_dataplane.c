@@ -567,8 +567,12 @@ plane_set_plan_obj(Plane *pl, PyObject *plan)
     }
     if (pl->api == NULL) {
         const dpp_api *api = (const dpp_api *)PyCapsule_Import(DPP_API_CAPSULE, 0);
-        if (api == NULL)
+        if (api == NULL) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_RuntimeError, "proxy._native exports no JsonPlan C API (" DPP_API_CAPSULE
+                            "): rebuild it, or pass plan=None");
             return -1;
+        }
         if (api->abi != DPP_API_ABI) {
             PyErr_Format(PyExc_RuntimeError, "proxy._native has C API %d, proxy._dataplane needs %d: rebuild",
                          api->abi, DPP_API_ABI);

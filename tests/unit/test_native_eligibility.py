@@ -1,0 +1,90 @@
+"""Which routes the native data plane runs (proxy.stream.nativeworker), without a broker: the
+eligibility table, ``data_plane`` choices, the configuration handed to librdkafka, and the
+Plane's errors for options librdkafka does not know (naming the property, never its value)."""
+from __future__ import annotations
+
+import logging
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from proxy.stream import native, nativeworker
+from proxy.stream.engine import EngineConfig
+
+built = pytest.mark.skipif(native.available() is not None, reason=str(native.available()))
+
+CFG = EngineConfig(bootstrap_servers="127.0.0.1:1")
+
+
+def route(**over):
+    base = dict(name="r", format="json", exactly_once=False, has_parts=False, subject_mode=False, consent=None,
+                uses_record_timestamp=False)
+    return SimpleNamespace(**{**base, **over})
+
+
+@pytest.mark.parametrize("over, built_why, why", [
+    ({}, "", None),
+    ({}, "proxy._dataplane is not built (ImportError)", "not built"),
+    ({"format": "avro"}, "", "format avro"),
+    ({"format": "string"}, "", "format string"),
+    ({"exactly_once": True}, "", "exactly_once"),
+    ({"has_parts": True}, "", "key or header rules"),
+    ({"subject_mode": True}, "", "subject_keys"),
+    ({"consent": object()}, "", "consent"),
+    ({"uses_record_timestamp": True}, "", "record timestamps"),
+])
+def test_eligibility_table(over, built_why, why):
+    got = nativeworker.ineligible(route(**over), CFG, built=built_why)
+    if why is None:
+        assert got is None
+    else:
+        assert got is not None and why in got
+
+
+@pytest.mark.parametrize("conf, want", [
+    ({"a": True, "b": False}, {"a": "true", "b": "false"}),
+    ({"n": 5, "f": 0.5, "s": "x"}, {"n": "5", "f": "0.5", "s": "x"}),
+    ({"error_cb": print, "logger": logging.getLogger("x"), "k": "v"}, {"k": "v"}),
+])
+def test_librdkafka_conf_table(conf, want):
+    assert nativeworker.librdkafka_conf(conf) == want
+
+
+def test_native_on_an_ineligible_route_fails_at_start_with_the_reason():
+    cfg = EngineConfig(bootstrap_servers="127.0.0.1:1", data_plane="native")
+    with pytest.raises(ValueError, match="route r: data_plane native is not possible: .*exactly_once"):
+        nativeworker.make_worker(route(exactly_once=True), None, cfg, None, threading.Event())
+
+
+def test_an_unknown_data_plane_is_refused():
+    cfg = EngineConfig(bootstrap_servers="127.0.0.1:1", data_plane="turbo")
+    with pytest.raises(ValueError, match="auto, python, native"):
+        nativeworker.make_worker(route(), None, cfg, None, threading.Event())
+
+
+def test_plan_for_uses_the_compilers_json_plan_when_it_has_one():
+    assert nativeworker.plan_for(route()) is None
+    plan = object()
+    assert nativeworker.plan_for(route(json_plan=lambda: plan)) is plan
+
+
+@built
+@pytest.mark.parametrize("consumer, producer, match", [
+    ({"group.id": "g", "no.such.option": "secret-value"}, {}, "consumer property no.such.option"),
+    ({"group.id": "g"}, {"sasl.kerberos.bogus": "secret-value"}, "producer property sasl.kerberos.bogus"),
+    ({"group.id": "g", "session.timeout.ms": "secret-value"}, {}, "invalid value for the consumer property"),
+])
+def test_plane_names_an_unknown_option_never_its_value(consumer, producer, match):
+    with pytest.raises(ValueError, match=match) as e:
+        native.plane({"bootstrap.servers": "127.0.0.1:1", **consumer},
+                     {"bootstrap.servers": "127.0.0.1:1", **producer}, "s", "d")
+    assert "secret-value" not in str(e.value)
+
+
+@built
+def test_plane_refuses_an_object_that_is_not_a_json_plan():
+    """TypeError once proxy._native exports its C API; RuntimeError (rebuild) while it does not."""
+    with pytest.raises((TypeError, RuntimeError), match="JsonPlan"):
+        native.plane({"group.id": "g", "bootstrap.servers": "127.0.0.1:1"}, {"bootstrap.servers": "127.0.0.1:1"},
+                     "s", "d", plan={"not": "a plan"})
