@@ -88,3 +88,52 @@ def test_plane_refuses_an_object_that_is_not_a_json_plan():
     with pytest.raises((TypeError, RuntimeError), match="JsonPlan"):
         native.plane({"group.id": "g", "bootstrap.servers": "127.0.0.1:1"}, {"bootstrap.servers": "127.0.0.1:1"},
                      "s", "d", plan={"not": "a plan"})
+
+
+@pytest.fixture
+def policy_b(monkeypatch):
+    from proxy.policy.compiler import compile_policy
+    from proxy.policy.loader import load_policy
+    monkeypatch.setenv("DPP_KEY_PSEUDONYM", "11" * 32)
+    monkeypatch.setenv("DPP_KEY_DEAD_LETTER", "22" * 32)
+    from pathlib import Path
+    return compile_policy(load_policy(Path(__file__).parents[2] / "loadtests" / "policies" / "b-no-fpe.yaml"))
+
+
+@pytest.mark.parametrize("mode, want", [("auto", "native"), ("python", "python"), ("native", "native")])
+def test_make_worker_chooses_the_data_plane(policy_b, mode, want):
+    from proxy.metrics import Metrics
+    if native.available() is not None and want == "native":
+        pytest.skip(str(native.available()))
+    cfg = EngineConfig(bootstrap_servers="127.0.0.1:1", data_plane=mode)
+    w = nativeworker.make_worker(policy_b.routes[0], policy_b, cfg, Metrics(), threading.Event())
+    try:
+        assert w.data_plane == want
+        assert isinstance(w, nativeworker.NativeRouteWorker) == (want == "native")
+    finally:
+        w._close()
+
+
+@built
+@pytest.mark.parametrize("mode", ["auto", "native"])
+def test_an_option_the_system_librdkafka_lacks_falls_back_or_fails(policy_b, mode, monkeypatch, caplog):
+    """confluent-kafka bundles a newer librdkafka than the system's (2.0.2): an option only it
+    knows makes the Plane refuse; auto runs the Python worker after one warning, native fails."""
+    from proxy.metrics import Metrics
+
+    def refuse(*a, **k):
+        raise ValueError("librdkafka 2.0.2 does not know the consumer property newer.option")
+    monkeypatch.setattr(native, "plane", refuse)
+    cfg = EngineConfig(bootstrap_servers="127.0.0.1:1", data_plane=mode)
+    if mode == "native":
+        with pytest.raises(ValueError, match="newer.option"):
+            nativeworker.make_worker(policy_b.routes[0], policy_b, cfg, Metrics(), threading.Event())
+        return
+    with caplog.at_level(logging.WARNING, logger="proxy.stream"):
+        w = nativeworker.make_worker(policy_b.routes[0], policy_b, cfg, Metrics(), threading.Event())
+    try:
+        assert w.data_plane == "python"
+        lines = [r for r in caplog.records if r.getMessage() == "route runs on the Python data plane"]
+        assert len(lines) == 1 and "newer.option" in lines[0].reason
+    finally:
+        w._close()
