@@ -12,9 +12,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.stream import native
 
-from .helpers import (KAFKA_PYTHON_WARNINGS, ROOT, DppProcess, committed_offsets, create_topics, delete_group,
+from .helpers import (native_built,  # noqa: F401 (fixture)
+                      KAFKA_PYTHON_WARNINGS, ROOT, DppProcess, committed_offsets, create_topics, delete_group,
                       delete_topics, end_offsets, generated_records, policy_copy, produce, read_topic, wait_until)
 
 pytestmark = [pytest.mark.integration, *KAFKA_PYTHON_WARNINGS]
@@ -26,15 +26,6 @@ COUNTERS = ("dpp_records_consumed_total", "dpp_records_produced_total", "dpp_rec
             "dpp_records_dead_lettered_total", "dpp_field_transforms_total", "dpp_rule_unmatched_total")
 DEAD_LETTER_META = ("dpp.source.partition", "dpp.source.offset", "dpp.reason", "dpp.stage", "dpp.rule",
                     "dpp.error.class")
-
-
-@pytest.fixture
-def built():
-    why = native.available()
-    if why is not None:
-        if native.required_by_environment():
-            pytest.fail(f"DPP_REQUIRE_NATIVE=1 but {why}")
-        pytest.skip(why)
 
 
 def _inputs() -> list[tuple]:
@@ -76,7 +67,7 @@ def _run(kafka_bootstrap, tmp_path, prefix, plane, records):
         delete_group(kafka_bootstrap, topics.group)
 
 
-def test_native_plane_gives_the_python_workers_bytes_counters_and_commits(built, kafka_bootstrap, topic_prefix,
+def test_native_plane_gives_the_python_workers_bytes_counters_and_commits(native_built, kafka_bootstrap, topic_prefix,
                                                                          demo_keys, tmp_path):
     records = _inputs()
     py_sink, py_dead, py_counters, py_started = _run(kafka_bootstrap, tmp_path, topic_prefix + "p", "python", records)
