@@ -1318,6 +1318,40 @@ plane_set_plan(Plane *pl, PyObject *plan)
     Py_RETURN_NONE;
 }
 
+/* set_producer(producer_conf): replace the producer (between batches: flushed first), e.g. with a
+ * batch.size below a topic limit that was lowered */
+static PyObject *
+plane_set_producer(Plane *pl, PyObject *conf)
+{
+    char errstr[512];
+    if (pl->producer == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Plane is closed");
+        return NULL;
+    }
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    if (plane_conf(pc, conf, "producer") < 0) {
+        rd_kafka_conf_destroy(pc);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(pc, &pl->dr);
+    rd_kafka_conf_set_dr_msg_cb(pc, plane_on_delivery);
+    rd_kafka_conf_set_log_cb(pc, plane_on_log);
+    rd_kafka_t *np = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr));
+    if (np == NULL) {
+        rd_kafka_conf_destroy(pc);
+        PyErr_Format(PyExc_ValueError, "kafka: producer: %s", errstr);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rd_kafka_flush(pl->producer, 30000);
+    rd_kafka_topic_destroy(pl->sink);
+    rd_kafka_destroy(pl->producer);
+    Py_END_ALLOW_THREADS
+    pl->producer = np;
+    pl->sink = rd_kafka_topic_new(np, pl->sink_name, NULL);
+    Py_RETURN_NONE;
+}
+
 static void
 plane_close_clients(Plane *pl)
 {
@@ -1380,6 +1414,7 @@ static PyMethodDef plane_methods[] = {
     {"lag", (PyCFunction)plane_lag, METH_VARARGS, "lag(cached=True) -> [(partition, position, high)]"},
     {"errors", (PyCFunction)plane_errors, METH_NOARGS, "errors() -> [(code, reason)] since the last call"},
     {"set_plan", (PyCFunction)plane_set_plan, METH_O, "set_plan(plan): a JsonPlan or None (between batches)"},
+    {"set_producer", (PyCFunction)plane_set_producer, METH_O, "set_producer(producer_conf): a new producer"},
     {"close", (PyCFunction)plane_close, METH_NOARGS, "close the consumer (leaves the group) and the producer"},
     {NULL, NULL, 0, NULL},
 };

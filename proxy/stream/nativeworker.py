@@ -161,6 +161,13 @@ class NativeRouteWorker(RouteWorker):
         super()._apply_swap()
         self.plane.set_plan(plan_for(self.route))
 
+    def _fit_batch_size(self) -> None:
+        """As :meth:`RouteWorker._fit_batch_size`, for the plane's producer too."""
+        before = self._batch_bytes
+        super()._fit_batch_size()
+        if self._batch_bytes != before and getattr(self, "plane", None) is not None:
+            self.plane.set_producer(librdkafka_conf(self._producer_config(self._batch_bytes)))
+
     def _pause_assigned(self, pause: bool) -> None:
         (self.plane.pause if pause else self.plane.resume)()
 
