@@ -657,7 +657,8 @@ plane_init(Plane *pl, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "kafka: no consumer group queue: group.id must be set");
         return -1;
     }
-    pl->sink = rd_kafka_topic_new(pl->producer, sink, NULL);
+    /* the sink's topic handle is made at the first produce: a handle asks for the topic's metadata,
+     * which makes a broker with auto-creation on create it (the worker first waits for it to exist) */
     return 0;
 }
 
@@ -1033,6 +1034,10 @@ plane_commit_batch(Plane *pl, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "Plane is closed");
         return NULL;
     }
+    if (pl->sink == NULL && (pl->sink = rd_kafka_topic_new(pl->producer, pl->sink_name, NULL)) == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "kafka: sink topic: %s", rd_kafka_err2name(rd_kafka_last_error()));
+        return NULL;
+    }
     rd_kafka_headers_t *ex = rd_kafka_headers_new(4);
     if (add_py_headers(ex, extra) < 0) {
         rd_kafka_headers_destroy(ex);
@@ -1344,11 +1349,12 @@ plane_set_producer(Plane *pl, PyObject *conf)
     }
     Py_BEGIN_ALLOW_THREADS
     rd_kafka_flush(pl->producer, 30000);
-    rd_kafka_topic_destroy(pl->sink);
+    if (pl->sink != NULL)
+        rd_kafka_topic_destroy(pl->sink);
     rd_kafka_destroy(pl->producer);
     Py_END_ALLOW_THREADS
     pl->producer = np;
-    pl->sink = rd_kafka_topic_new(np, pl->sink_name, NULL);
+    pl->sink = NULL;
     Py_RETURN_NONE;
 }
 
