@@ -419,6 +419,7 @@ typedef struct {
     PlaneDeliveries dr;
     ClientErr cerr[8];
     int ncerr;
+    volatile int down;         /* _ALL_BROKERS_DOWN reported and not cleared (read by /readyz's thread) */
 } Plane;
 
 static double
@@ -489,7 +490,7 @@ static void
 plane_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
-    PlaneDeliveries *d = (PlaneDeliveries *)opaque;
+    PlaneDeliveries *d = &((Plane *)opaque)->dr;
     if (!m->err)
         return;
     d->failed++;
@@ -510,6 +511,8 @@ plane_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void)rk;
     Plane *pl = (Plane *)opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        pl->down = 1;
     if (pl->ncerr >= (int)(sizeof(pl->cerr) / sizeof(pl->cerr[0])))
         return;
     pl->cerr[pl->ncerr].code = err;
@@ -635,8 +638,9 @@ plane_init(Plane *pl, PyObject *args, PyObject *kw)
     rd_kafka_conf_set_rebalance_cb(cc, plane_on_rebalance);
     rd_kafka_conf_set_error_cb(cc, plane_on_error);
     rd_kafka_conf_set_log_cb(cc, plane_on_log);
-    rd_kafka_conf_set_opaque(pc, &pl->dr);
+    rd_kafka_conf_set_opaque(pc, pl);
     rd_kafka_conf_set_dr_msg_cb(pc, plane_on_delivery);
+    rd_kafka_conf_set_error_cb(pc, plane_on_error);
     rd_kafka_conf_set_log_cb(pc, plane_on_log);
     pl->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, sizeof(errstr));
     if (pl->consumer == NULL) {
@@ -1311,6 +1315,19 @@ plane_errors(Plane *pl, PyObject *unused)
     return l;
 }
 
+/* brokers_down(clear=False) -> whether librdkafka reported every broker down since the last clear */
+static PyObject *
+plane_brokers_down(Plane *pl, PyObject *args)
+{
+    int clear = 0;
+    if (!PyArg_ParseTuple(args, "|p", &clear))
+        return NULL;
+    int down = pl->down;
+    if (clear)
+        pl->down = 0;
+    return PyBool_FromLong(down);
+}
+
 static PyObject *
 plane_set_plan(Plane *pl, PyObject *plan)
 {
@@ -1338,8 +1355,9 @@ plane_set_producer(Plane *pl, PyObject *conf)
         rd_kafka_conf_destroy(pc);
         return NULL;
     }
-    rd_kafka_conf_set_opaque(pc, &pl->dr);
+    rd_kafka_conf_set_opaque(pc, pl);
     rd_kafka_conf_set_dr_msg_cb(pc, plane_on_delivery);
+    rd_kafka_conf_set_error_cb(pc, plane_on_error);
     rd_kafka_conf_set_log_cb(pc, plane_on_log);
     rd_kafka_t *np = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr));
     if (np == NULL) {
@@ -1419,6 +1437,8 @@ static PyMethodDef plane_methods[] = {
     {"assignment", (PyCFunction)plane_assignment, METH_NOARGS, "assignment() -> [partition]"},
     {"lag", (PyCFunction)plane_lag, METH_VARARGS, "lag(cached=True) -> [(partition, position, high)]"},
     {"errors", (PyCFunction)plane_errors, METH_NOARGS, "errors() -> [(code, reason)] since the last call"},
+    {"brokers_down", (PyCFunction)plane_brokers_down, METH_VARARGS,
+     "brokers_down(clear=False) -> bool: every broker reported down (safe from another thread)"},
     {"set_plan", (PyCFunction)plane_set_plan, METH_O, "set_plan(plan): a JsonPlan or None (between batches)"},
     {"set_producer", (PyCFunction)plane_set_producer, METH_O, "set_producer(producer_conf): a new producer"},
     {"close", (PyCFunction)plane_close, METH_NOARGS, "close the consumer (leaves the group) and the producer"},

@@ -270,8 +270,6 @@ class RouteWorker:
         self._access: KafkaAccessFailed | None = None
         """Set by the error callback on an authentication or TLS failure; raised by :meth:`_check_access`."""
         self.broker_down = False
-        """librdkafka reported every broker down (``_ALL_BROKERS_DOWN``): ``/readyz`` false until a
-        metadata request answers again."""
         self._broker_check_at = 0.0
         self.waiting_for: str | None = None
         """The dependency (``schema-registry``) the current batch waits for, or ``None``."""
@@ -410,7 +408,7 @@ class RouteWorker:
         if failure is not None:
             self._access = self._access or failure
             return
-        if err.code() == KafkaError._ALL_BROKERS_DOWN and not self.broker_down and self._access is None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and not self._broker_down and self._access is None:
             self.broker_down = True
             log.error("every broker is unreachable: producing and committing nothing until one answers",
                       extra={"route": self.route.name, "dependency": "kafka"})
@@ -543,6 +541,16 @@ class RouteWorker:
         finally:
             self._close()
             log.info("route stopped", extra={"route": r.name})
+
+    @property
+    def broker_down(self) -> bool:
+        """librdkafka reported every broker down (``_ALL_BROKERS_DOWN``): ``/readyz`` false until a
+        metadata request answers again (:meth:`_check_broker`)."""
+        return self._broker_down
+
+    @broker_down.setter
+    def broker_down(self, down: bool) -> None:
+        self._broker_down = down
 
     data_plane = "python"
     """Which data plane runs the route's records (``python``: this class; ``native``:

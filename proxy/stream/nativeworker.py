@@ -147,6 +147,20 @@ class NativeRouteWorker(RouteWorker):
             raise
         self._attempts = 0
 
+    @property
+    def broker_down(self) -> bool:
+        """``/readyz``'s view (read from its thread): also true while the plane waits in a flush
+        and its clients reported every broker down (the error reaches Python after the flush)."""
+        plane = getattr(self, "plane", None)
+        return self._broker_down or (plane is not None and plane.brokers_down())
+
+    @broker_down.setter
+    def broker_down(self, down: bool) -> None:
+        self._broker_down = down
+        plane = getattr(self, "plane", None)
+        if not down and plane is not None:
+            plane.brokers_down(True)
+
     # the loop's pieces (RouteWorker.run) -----------------------------------------------------
     def _subscribe(self) -> None:
         self.plane.subscribe()
@@ -214,8 +228,11 @@ class NativeRouteWorker(RouteWorker):
         self._linger.observe(n, time.monotonic())
         self._sync_assignment()
         self._check_access()
-        for code, topic, _partition, fatal, _ in errors:
-            self._consumer_error(KafkaError(code, fatal=bool(fatal)), topic)
+        for code, topic, partition, fatal, _ in errors:
+            if partition < 0:  # a client-level error (brokers down, authentication), not a partition's
+                self._on_client_error(KafkaError(code, fatal=bool(fatal)))
+            else:
+                self._consumer_error(KafkaError(code, fatal=bool(fatal)), topic)
         if not n:
             return
         if self._halted_now():  # halted while the batch was fetched: not processed
