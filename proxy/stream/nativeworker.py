@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from ..policy.compiler import CompiledPolicy, CompiledRoute
-from . import native
+from . import clientconfig, native
 from .engine import (_RECORD_OVERHEAD, _REBALANCE_COMMIT_ERRORS, KEY_VERSIONS_HEADER, PROVENANCE_HEADER,
                      DeliveryFailed, EngineConfig, RouteWorker, access_failure, record_size)
 
@@ -51,6 +51,11 @@ def ineligible(route: CompiledRoute, cfg: EngineConfig, built: str | None = None
         return "consent (the consent table is read per batch in Python)"
     if route.uses_record_timestamp:
         return "retention on record timestamps"
+    props = {**clientconfig.extra(), **cfg.consumer, **cfg.producer}
+    if str(props.get("security.protocol", "")).upper().startswith("SASL"):
+        # the SASL_SSL integration test's SCRAM login is refused to the system librdkafka 2.0.2 while
+        # confluent-kafka's bundled one logs in with the same properties: not yet understood
+        return "SASL (the native plane's librdkafka login is not verified yet)"
     return None
 
 

@@ -42,6 +42,18 @@ def test_eligibility_table(over, built_why, why):
         assert got is not None and why in got
 
 
+@pytest.mark.parametrize("props, why", [
+    ({"security.protocol": "SASL_SSL"}, "SASL"),
+    ({"security.protocol": "sasl_plaintext"}, "SASL"),
+    ({"security.protocol": "SSL"}, None),
+    ({}, None),
+])
+def test_eligibility_by_client_security(props, why, monkeypatch):
+    monkeypatch.setattr(nativeworker.clientconfig, "_EXTRA", dict(props))
+    got = nativeworker.ineligible(route(), CFG, built="")
+    assert (got is None) if why is None else (why in got)
+
+
 @pytest.mark.parametrize("conf, want", [
     ({"a": True, "b": False}, {"a": "true", "b": "false"}),
     ({"n": 5, "f": 0.5, "s": "x"}, {"n": "5", "f": "0.5", "s": "x"}),
