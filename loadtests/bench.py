@@ -11,7 +11,9 @@ topic with a consumer group of its own and writes a sink topic of its own):
   the same client settings and guarantees as ``dpp run``: **the limit**;
 * (a') the same pass-through through the native data plane, no rules (:mod:`loadtests.native_passthrough`,
   ``proxy._dataplane``): the new limit (n/a where the extension is not built);
-* (b) ``dpp run`` with the example policy's rules without the FPE rules (``loadtests/policies/b-no-fpe.yaml``);
+* (b) ``dpp run`` with the example policy's rules without the FPE rules (``loadtests/policies/b-no-fpe.yaml``),
+  as ``dpp run`` runs it by default (the native data plane where the route is eligible);
+* (bp) (b) with ``--data-plane python``: the Python worker, side by side with (b);
 * (c) (b) plus two FF1 fields, ``id_number`` and ``bank_card`` (``c-two-ff1.yaml``);
 * (d) (b) with ``detect`` on the note instead of ``redact`` (``d-detect.yaml``), on records whose
   note is 200 characters (a data set of its own, so its ratio is to (a) re-run on that data, row a200);
@@ -71,6 +73,8 @@ TARGETS = {"b_records_per_cpu_s": 100_000, "b_ratio_to_a": 1 / 3, "c_records_per
            "added_p99_ms": 50.0}
 
 ROWS_B = dpp_contender("b", "dpp, example policy without FPE", POLICIES / "b-no-fpe.yaml")
+ROWS_BP = Contender("bp", "dpp, (b) on the Python data plane (--data-plane python)", "dpp", ROWS_B.policy,
+                    blocks=True, dpp_args=("--data-plane", "python"))
 ROWS_C = dpp_contender("c", "dpp, (b) + two FF1 fields", POLICIES / "c-two-ff1.yaml")
 ROWS_D = dpp_contender("d", f"dpp, (b) + detect on a {DETECT_NOTE_CHARS}-char note", POLICIES / "d-detect.yaml")
 RAW_D = Contender("a200", f"raw pass-through on the {DETECT_NOTE_CHARS}-char-note data (reference for d)", "raw")
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap (default %(default)s)")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1000, help="dpp --batch-size and the raw loop's batch")
-    ap.add_argument("--only", default="a,a',b,c,d,e,f,g,h,k0,ke", help="rows to run, comma-separated (default %(default)s)")
+    ap.add_argument("--only", default="a,a',b,bp,c,d,e,f,g,h,k0,ke", help="rows to run, comma-separated (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="throughput runs per row, interleaved across the rows (default %(default)s)")
     ap.add_argument("--kroxylicious-port", type=int, default=KROXYLICIOUS_PORT,
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         expected_dpp = data.consenting(a.records)
         native_na = None
         plan: list[tuple] = []   # contender, source, bytes, expected sink (records: a.records unless a 5th item)
-        for c in (RAW, NATIVE, ROWS_B, ROWS_H, ROWS_C):
+        for c in (RAW, NATIVE, ROWS_B, ROWS_BP, ROWS_H, ROWS_C):
             if c is NATIVE and c.key in only and native_available(c) is not None:
                 native_na = native_available(c)
             elif c.key in only:

@@ -29,7 +29,7 @@ from .common import DEFAULT_BOOTSTRAP, RESULTS, SIZES, Dataset, delete_topics, e
 from .harness import RAW, added_latency, fill_source, measure_latency, measure_throughput
 
 ROWS_B_FIXED = dataclasses.replace(ROWS_B, key="b-fixed", label=ROWS_B.label + ", fixed 5 ms linger",
-                                   args=("--batch-linger", "fixed"))
+                                   dpp_args=("--batch-linger", "fixed"))
 
 TARGET_ADDED_P99_MS = 20.0
 

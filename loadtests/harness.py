@@ -65,11 +65,11 @@ class Contender:
     src: Path | None = None
     """``dpp`` rows: run this checkout's ``proxy`` package instead (e.g. the previous release, for a
     baseline row in the same run); default ``LT_DPP_SRC`` or this one."""
-    args: tuple[str, ...] = ()
-    """``dpp`` rows: more ``dpp run`` options (e.g. ``("--batch-linger", "fixed")``)."""
     transactional: bool = False
     """The sink is written in transactions: the row is done when the group has committed every
     source offset (the sink's end offsets also count transaction markers)."""
+    dpp_args: tuple[str, ...] = ()
+    """``dpp`` rows: more ``dpp run`` options (row (bp): ``--data-plane python``)."""
 
 
 RAW = Contender("a", "raw confluent-kafka pass-through (the limit)", "raw")
@@ -116,7 +116,8 @@ def start(c: Contender, bootstrap: str, source: str, sink: str, dead_letter: str
         assert c.policy is not None
         pol = policy_copy(c.policy, workdir / f"{name}.policy.yaml", source, sink, dead_letter, group)
         argv = dpp_command() + ["run", "--policy", str(pol), "--bootstrap-servers", bootstrap, "--metrics-port", "0",
-                                "--reload-interval", "0", "--batch-size", str(batch_size), "--log-level", "INFO", *c.args, *extra]
+                                "--reload-interval", "0", "--batch-size", str(batch_size), "--log-level", "INFO",
+                                *c.dpp_args, *extra]
     elif c.kind == "faust":
         datadir = workdir / f"{name}.faust-data"
         env.update(LT_FAUST_BROKER=bootstrap, LT_FAUST_SOURCE=source, LT_FAUST_SINK=sink, LT_FAUST_APP_ID=group,

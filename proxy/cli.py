@@ -449,11 +449,16 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
               help="worker processes in the routes' consumer groups (1-64), under a supervisor that serves "
                    "every worker's metrics on --metrics-port (worker i also on --metrics-port + 1 + i), "
                    "restarts a worker that dies, and stops them all on SIGTERM (env DPP_WORKERS)")
+@click.option("--data-plane", "data_plane", type=click.Choice(["auto", "python", "native"]), default="auto",
+              show_default=True, envvar="DPP_DATA_PLANE",
+              help="which data plane runs a route's records: native (C, librdkafka) where the route is eligible "
+                   "(auto), always the Python worker (python), or native or fail at start (native); "
+                   "docs/operating.md (env DPP_DATA_PLANE)")
 @click.pass_context
 def run(ctx: click.Context, policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...],
         batch_size: int, create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
         control_topic: str, consent_memory_subjects: int, consent_spill_dir: str | None, audit_topic: str,
-        record_interval: str, batch_linger: str, workers: int) -> None:
+        record_interval: str, batch_linger: str, workers: int, data_plane: str) -> None:
     """Run the proxy: consume each route's source topic, protect, produce to its sink.
 
     The policy file is watched and hot-reloaded between batches; a bad edit keeps the running policy.
@@ -530,7 +535,7 @@ def _worker_main(index: int, params: dict, shared: dict) -> None:
 def _run_engine(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...],
                 batch_size: int, create_topics: bool, reload_interval: float, log_level: str,
                 instance_id: str | None, control_topic: str, consent_memory_subjects: int,
-                consent_spill_dir: str | None, audit_topic: str, record_interval: str,
+                consent_spill_dir: str | None, audit_topic: str, record_interval: str, data_plane: str = "auto",
                 batch_linger: str = "adaptive", log_fields: dict | None = None) -> NoReturn:
     """The ``dpp run`` body in this process (one worker)."""
     from . import logs
@@ -546,11 +551,16 @@ def _run_engine(policy_file: str, bootstrap_servers: str, metrics_port: int, rou
     metrics_port = waiting.port
     if create_topics:
         _create_route_topics(cp, bootstrap_servers)
-    eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size, instance_id=instance_id,
-                                  control_topic=control_topic or None, consent_memory_subjects=consent_memory_subjects,
-                                  consent_spill_dir=consent_spill_dir, audit_topic=audit_topic or None,
-                                  processing_record_interval_s=interval,
-                                  batch_linger_adaptive=batch_linger == "adaptive"), metrics)
+    try:
+        eng = Engine(cp, EngineConfig(bootstrap_servers=bootstrap_servers, batch_size=batch_size,
+                                      instance_id=instance_id, control_topic=control_topic or None,
+                                      consent_memory_subjects=consent_memory_subjects,
+                                      consent_spill_dir=consent_spill_dir, audit_topic=audit_topic or None,
+                                      processing_record_interval_s=interval, data_plane=data_plane,
+                                      batch_linger_adaptive=batch_linger == "adaptive"), metrics)
+    except ValueError as e:  # --data-plane native on a route that cannot run natively: the reason
+        logging.getLogger("proxy.cli").error(str(e))
+        sys.exit(2)
     server = eng.metrics.serve(metrics_port, ready=eng.ready)
     startup = logging.getLogger("proxy.cli")
     startup.setLevel(logging.INFO)  # the start-up line (metrics port) is logged whatever --log-level says

@@ -415,6 +415,8 @@ class CompiledRoute:
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
         self._blocks = [(b.when, _compile_block(b.when), b.reason) for b in route.block]
+        self.block_reasons = [b.reason for b in route.block]
+        """The block conditions' reasons in route order (a native plan counts blocks by index)."""
         self.clock: Callable[[], float] = time.time
         """"Now" for ``retention`` (seconds since the Unix epoch; read once per record; tests set
         a fixed one). A record redelivered later may be expired by then: that is the purpose."""

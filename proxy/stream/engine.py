@@ -95,6 +95,10 @@ class EngineConfig:
     default ``dpp.audit``); ``None``: none written."""
     processing_record_interval_s: float = 60.0
     """Seconds per processing-record window (one document per route and window, and at shutdown)."""
+    data_plane: str = "auto"
+    """Which data plane runs a route's records (:mod:`proxy.stream.nativeworker`): ``auto`` (the
+    native plane where the route is eligible, else the Python worker), ``python``, or ``native``
+    (a route that is not eligible fails at start, with the reason)."""
 
 
 _REBALANCE_COMMIT_ERRORS = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
@@ -255,20 +259,7 @@ class RouteWorker:
         self._next: tuple[CompiledRoute, CompiledPolicy] | None = None
         self._lag_at = 0.0
         self._linger = AdaptiveLinger(cfg.batch_size, cfg.batch_linger_s, cfg.linger_min_gain)
-        self.consumer = Consumer({
-            **client_config(cfg.bootstrap_servers),
-            "group.id": route.group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 1000,
-            "fetch.wait.max.ms": 100,
-            "logger": _RDKAFKA_LOG,
-            "error_cb": self._on_client_error,
-            **cfg.consumer,
-        })
+        self.consumer = Consumer(self._consumer_config())
         self.producer = self._make_producer()
         self._failed: list = []
         self.limits: dict[str, int] = {route.sink: KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
@@ -282,8 +273,6 @@ class RouteWorker:
         self._access: KafkaAccessFailed | None = None
         """Set by the error callback on an authentication or TLS failure; raised by :meth:`_check_access`."""
         self.broker_down = False
-        """librdkafka reported every broker down (``_ALL_BROKERS_DOWN``): ``/readyz`` false until a
-        metadata request answers again."""
         self._broker_check_at = 0.0
         self.waiting_for: str | None = None
         """The dependency (``schema-registry``) the current batch waits for, or ``None``."""
@@ -300,13 +289,35 @@ class RouteWorker:
             from .subjects import KafkaSubjectKeys
             route.subject_store = KafkaSubjectKeys(cfg.bootstrap_servers, route.subject_topic, route.subject_kek)
 
+    def _consumer_config(self) -> dict[str, Any]:
+        """The route's consumer properties (confluent-kafka's; the native plane gets the same)."""
+        cfg = self.cfg
+        return {
+            **client_config(cfg.bootstrap_servers),
+            "group.id": self.route.group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+            "fetch.wait.max.ms": 100,
+            "logger": _RDKAFKA_LOG,
+            "error_cb": self._on_client_error,
+            **cfg.consumer,
+        }
+
     def _make_producer(self, batch_bytes: int = 1000000) -> Producer:
+        """The sink producer (:meth:`_producer_config`)."""
+        return Producer(self._producer_config(batch_bytes))
+
+    def _producer_config(self, batch_bytes: int = 1000000) -> dict[str, Any]:
         """The sink producer. ``message.max.bytes`` is librdkafka's maximum: the worker checks each
         record against the topics' own limits (:meth:`_fits`), so a record too large for the sink
         is dead-lettered instead of failing in the client; ``batch.size`` stays below the smallest
         topic limit, so the broker never refuses a batch of small records."""
         route, cfg = self.route, self.cfg
-        return Producer({
+        return {
             **client_config(cfg.bootstrap_servers),
             "enable.idempotence": True,
             "acks": "all",
@@ -321,7 +332,7 @@ class RouteWorker:
             "error_cb": self._on_client_error,
             **(self._transactional(route, cfg) if route.exactly_once else {}),
             **cfg.producer,
-        })
+        }
 
     def _read_limits(self) -> None:
         """Read the sink and dead-letter topics' ``max.message.bytes`` (DescribeConfigs); a topic
@@ -400,7 +411,7 @@ class RouteWorker:
         if failure is not None:
             self._access = self._access or failure
             return
-        if err.code() == KafkaError._ALL_BROKERS_DOWN and not self.broker_down and self._access is None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and not self._broker_down and self._access is None:
             self.broker_down = True
             log.error("every broker is unreachable: producing and committing nothing until one answers",
                       extra={"route": self.route.name, "dependency": "kafka"})
@@ -496,33 +507,19 @@ class RouteWorker:
                     return
                 self.waiting_for = None
                 r.consent_table = self.consent.table
-            self.consumer.subscribe([r.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
+            self._subscribe()
             log.info("route started", extra={"route": r.name, "topic": r.source, "group": r.group,
-                                              "purpose": r.purpose, "record_path": r.record_path})
+                                              "purpose": r.purpose, "record_path": r.record_path,
+                                              "data_plane": self.data_plane})
             while not self.stop_event.is_set():
                 if self._next is not None:
-                    if self._next[0].subject_mode:
-                        self._next[0].subject_store = self.route.subject_store
-                    if self.consent is not None:
-                        self._next[0].consent_table = self.consent.table
-                    replaced = self.route
-                    self.route, self.policy = self._next
-                    self.provenance = self.policy.provenance.encode()
-                    self._next = None
-                    if replaced is not self.route:
-                        replaced.wipe_native()  # its keys' AES/HMAC state, cleansed now
-                    log.info("policy swapped", extra={"route": r.name, "policy": self.policy.provenance})
+                    self._apply_swap()
                 if self.broker_down:
                     self._check_broker()
                 if self._halted_now():
                     self._hold()
                 else:
-                    msgs = self._next_batch()
-                    self._check_access()
-                    if msgs and self._halted_now():  # halted while the batch was fetched: not processed
-                        self._hold(msgs)
-                    elif msgs:
-                        self.process_batch(msgs)
+                    self._step()
                 now = time.monotonic()
                 if now - self._lag_at >= 1.0:
                     self._lag_at = now
@@ -545,29 +542,75 @@ class RouteWorker:
                 log.error("route stopped on error", extra={"route": r.name, "error_class": type(e).__name__})
             self.stop_event.set()
         finally:
-            try:
-                self.consumer.close()
-            except (KafkaException, RuntimeError):
-                pass
+            self._close()
             log.info("route stopped", extra={"route": r.name})
+
+    @property
+    def broker_down(self) -> bool:
+        """librdkafka reported every broker down (``_ALL_BROKERS_DOWN``): ``/readyz`` false until a
+        metadata request answers again (:meth:`_check_broker`)."""
+        return self._broker_down
+
+    @broker_down.setter
+    def broker_down(self, down: bool) -> None:
+        self._broker_down = down
+
+    data_plane = "python"
+    """Which data plane runs the route's records (``python``: this class; ``native``:
+    :class:`proxy.stream.nativeworker.NativeRouteWorker`), in the "route started" line."""
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.route.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _close(self) -> None:
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError):
+            pass
+
+    def _step(self) -> None:
+        """One batch: fetch, then process it (or hold it when a halt arrived meanwhile)."""
+        msgs = self._next_batch()
+        self._check_access()
+        if msgs and self._halted_now():  # halted while the batch was fetched: not processed
+            self._hold(msgs)
+        elif msgs:
+            self.process_batch(msgs)
+
+    def _apply_swap(self) -> None:
+        """Between batches: the route and policy :meth:`swap` gave take over."""
+        if self._next[0].subject_mode:
+            self._next[0].subject_store = self.route.subject_store
+        if self.consent is not None:
+            self._next[0].consent_table = self.consent.table
+        replaced = self.route
+        self.route, self.policy = self._next
+        self.provenance = self.policy.provenance.encode()
+        self._next = None
+        if replaced is not self.route:
+            replaced.wipe_native()  # its keys' AES/HMAC state, cleansed now
+        log.info("policy swapped", extra={"route": self.route.name, "policy": self.policy.provenance})
+
+    def _pause_assigned(self, pause: bool) -> None:
+        """Pause (``True``) or resume the assigned partitions (the incident switch)."""
+        parts = [TopicPartition(t, p) for t, p in self.assigned]
+        if parts:
+            (self.consumer.pause if pause else self.consumer.resume)(parts)
 
     def _halted_now(self) -> bool:
         """Follow the incident switch: on a halt, pause the assigned partitions and set
         ``dpp_route_halted`` 1; on resume, resume them and set it 0. Returns whether halted."""
         doc = self.control.halted(self.route.name) if self.control is not None else None
         name = self.route.name
-        parts = [TopicPartition(t, p) for t, p in self.assigned]
         if doc is not None and not self.halted:
             self.halted = True
-            if parts:
-                self.consumer.pause(parts)
+            self._pause_assigned(True)
             self.metrics.halted.labels(name).set(1)
             log.warning("route halted by the incident switch: producing and committing nothing until resumed",
                         extra={"route": name, "at": doc.get("at")})
         elif doc is None and self.halted:
             self.halted = False
-            if parts:
-                self.consumer.resume(parts)
+            self._pause_assigned(False)
             self.metrics.halted.labels(name).set(0)
             log.warning("route resumed by the incident switch", extra={"route": name})
         return self.halted
@@ -806,11 +849,13 @@ class RouteWorker:
             "route": r.name, "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
             "stage": out.stage, "reason": out.reason, "rule": out.rule, "error_class": out.error_class})
 
-    def _produce_all(self, r: CompiledRoute, good: list, values: list, extra: list) -> None:
+    def _produce_all(self, r: CompiledRoute, good: list, values: list, extra: list,
+                     mark: Callable[[Any], None] | None = None) -> None:
         """Protect a batch and produce each record's outcome: sink records with their key and
         headers (protected ones for routes with key or header rules, else the source's, unchanged)
         plus ``extra`` (dpp's own headers), dead-letter records sealed, blocks withheld (counted;
-        the offset advances)."""
+        the offset advances). ``mark(m)`` (the native plane's worker) is called before each
+        record's output is produced."""
         keys = [m.key() for m in good]
         # retention on the Kafka record timestamp (ms); a record without one (type 0) has None
         stamps = [ts if kind else None for kind, ts in (m.timestamp() for m in good)] if r.uses_record_timestamp else None
@@ -824,6 +869,8 @@ class RouteWorker:
         if r.exactly_once:  # after protecting: a wait for the registry holds no transaction open
             self.producer.begin_transaction()
         for m, out, key, hdrs in zip(good, results, keys, headers):
+            if mark is not None:
+                mark(m)
             if type(out) is bytes:
                 h = hdrs + extra if hdrs else extra
                 if (hdrs or len(out) + (len(key) if key else 0) > small) and not self._fits(sink, key, out, h):
@@ -912,7 +959,8 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.metrics.register_policy(policy)
         self.stop_event = threading.Event()
-        self.workers = [RouteWorker(r, policy, cfg, self.metrics, self.stop_event) for r in policy.routes]
+        from .nativeworker import make_worker
+        self.workers = [make_worker(r, policy, cfg, self.metrics, self.stop_event) for r in policy.routes]
         self.control = None
         """The incident switch's :class:`proxy.stream.control.ControlReader` (``cfg.control_topic``)."""
         self.consent: dict[str, Any] = {}

@@ -59,3 +59,14 @@ def run(bootstrap: str, source: str, sink: str, group: str, batch_size: int = 10
     a failed delivery commits nothing (the batch is consumed again by the group's next member)."""
     require()
     return _dataplane.run(bootstrap, source, sink, group, batch_size, timeout_s, linger_s, max_records)
+
+
+def plane(consumer_conf: dict[str, str], producer_conf: dict[str, str], source: str, sink: str, plan=None,
+          time_budget_s: float = 1e9):
+    """A route's native data plane, ``proxy._dataplane.Plane`` (driven by
+    :class:`proxy.stream.nativeworker.NativeRouteWorker`, one batch per ``step``): a librdkafka
+    consumer and idempotent producer from the same property dicts the Python worker gives
+    confluent-kafka (strings), and the route's ``JsonPlan`` (``None``: every record is handed
+    back). ``ValueError`` names a property librdkafka does not know (never a value)."""
+    require()
+    return _dataplane.Plane(consumer_conf, producer_conf, source, sink, plan, time_budget_s)

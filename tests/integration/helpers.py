@@ -673,3 +673,15 @@ def route_setup(kafka_bootstrap, topic_prefix, demo_keys, tmp_path) -> RouteSetu
     finally:
         delete_topics(kafka_bootstrap, topics.all)
         delete_group(kafka_bootstrap, topics.group)
+
+
+@pytest.fixture
+def native_built():
+    """Skip unless the native data plane (``proxy._dataplane``) is built; a failure instead where
+    CI requires it (``DPP_REQUIRE_NATIVE=1``)."""
+    from proxy.stream import native
+    why = native.available()
+    if why is not None:
+        if native.required_by_environment():
+            pytest.fail(f"DPP_REQUIRE_NATIVE=1 but {why}")
+        pytest.skip(why)

@@ -38,7 +38,8 @@ def _configmap(root, text: str, version: str) -> None:
         (root / "policy.yaml").symlink_to("..data/policy.yaml")
 
 
-def test_hot_reload_swaps_between_batches_via_configmap_symlink(route_setup, tmp_path):
+@pytest.mark.parametrize("plane", ["auto", "python"])  # auto: the native data plane where it is built
+def test_hot_reload_swaps_between_batches_via_configmap_symlink(route_setup, tmp_path, plane):
     rs = route_setup
     t = rs.topics
     base = rs.policy.read_text(encoding="utf-8")
@@ -50,7 +51,8 @@ def test_hot_reload_swaps_between_batches_via_configmap_symlink(route_setup, tmp
     _configmap(cm, base, "v1")
     policy = cm / "policy.yaml"
 
-    with DppProcess(policy, rs.bootstrap, rs.workdir, extra=["--reload-interval", "0.5"], name="dpp-reload") as dpp:
+    with DppProcess(policy, rs.bootstrap, rs.workdir, extra=["--reload-interval", "0.5", "--data-plane", plane],
+                    name="dpp-reload") as dpp:
         dpp.wait_ready()
         old = _records(0, N)
         produce(rs.bootstrap, t.source, [(r["record_id"].encode(), orjson.dumps(r), None) for r in old])

@@ -39,7 +39,8 @@ def _sink_total(rs) -> int:
     return sum(end_offsets(rs.bootstrap, rs.topics.sink).values())
 
 
-def test_halt_stops_the_route_and_resume_loses_nothing(route_setup, topic_prefix):
+@pytest.mark.parametrize("plane", ["auto", "python"])  # auto: the native data plane where it is built
+def test_halt_stops_the_route_and_resume_loses_nothing(route_setup, topic_prefix, plane):
     rs = route_setup
     t = rs.topics
     control, audit = f"{topic_prefix}.control", f"{topic_prefix}.audit"
@@ -52,8 +53,8 @@ def test_halt_stops_the_route_and_resume_loses_nothing(route_setup, topic_prefix
                                              for r in records[i:i + 500]))
             time.sleep(0.1)
     producing = threading.Thread(target=slow_producer)
-    with DppProcess(rs.policy, rs.bootstrap, rs.workdir, extra=["--batch-size", "200", "--control-topic", control],
-                    name="dpp-halt") as dpp:
+    with DppProcess(rs.policy, rs.bootstrap, rs.workdir, extra=["--batch-size", "200", "--control-topic", control,
+                                                                "--data-plane", plane], name="dpp-halt") as dpp:
         dpp.wait_ready()
         assert metric(dpp.scrape(), "dpp_route_halted", route=ROUTE) == 0
         producing.start()

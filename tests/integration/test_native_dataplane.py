@@ -12,21 +12,13 @@ import pytest
 
 from proxy.stream import native
 
-from .helpers import (KAFKA_PYTHON_WARNINGS, ROOT, committed_offsets, create_topics, delete_topics, end_offsets,
+from .helpers import (native_built,  # noqa: F401 (fixture)
+                      KAFKA_PYTHON_WARNINGS, ROOT, committed_offsets, create_topics, delete_topics, end_offsets,
                       produce, read_topic, wait_until)
 
 pytestmark = [pytest.mark.integration, *KAFKA_PYTHON_WARNINGS]
 
 COUNT = 10_000
-
-
-@pytest.fixture
-def built():
-    why = native.available()
-    if why is not None:
-        if native.required_by_environment():
-            pytest.fail(f"DPP_REQUIRE_NATIVE=1 but {why}")
-        pytest.skip(why)
 
 
 def records(n: int) -> list[tuple]:
@@ -46,7 +38,7 @@ def shape(recs) -> list[tuple]:
     return sorted(((r.key, r.value, r.headers, r.partition) for r in recs), key=repr)
 
 
-def test_native_pass_through_copies_every_record_and_commits_every_offset(built, kafka_bootstrap, topic_prefix):
+def test_native_pass_through_copies_every_record_and_commits_every_offset(native_built, kafka_bootstrap, topic_prefix):
     src, sink, group = f"{topic_prefix}.src", f"{topic_prefix}.sink", f"{topic_prefix}.native"
     create_topics(kafka_bootstrap, [src, sink])
     try:
@@ -63,7 +55,7 @@ def test_native_pass_through_copies_every_record_and_commits_every_offset(built,
         delete_topics(kafka_bootstrap, [src, sink])
 
 
-def test_sigterm_ends_the_loop_between_batches_with_the_offsets_committed(built, kafka_bootstrap, topic_prefix):
+def test_sigterm_ends_the_loop_between_batches_with_the_offsets_committed(native_built, kafka_bootstrap, topic_prefix):
     """The benchmark's process (``loadtests.native_passthrough``) is stopped by SIGTERM: it
     exits 0 and nothing it copied is left uncommitted (the group's offsets equal the sink's
     count; a re-delivery would duplicate, a gap would lose)."""
