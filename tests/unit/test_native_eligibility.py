@@ -78,7 +78,22 @@ def test_an_unknown_data_plane_is_refused():
 def test_plan_for_uses_the_compilers_json_plan_when_it_has_one():
     assert nativeworker.plan_for(route()) is None
     plan = object()
-    assert nativeworker.plan_for(route(json_plan=lambda: plan)) is plan
+    assert nativeworker.plan_for(route(json_plan=plan)) is plan
+
+
+def test_the_b_policy_gets_a_json_plan_the_plane_accepts(monkeypatch):
+    """The bench's (b) policy compiles to a JsonPlan (when proxy._native is built) and the plane
+    takes it: the native plane then runs the rules, not only the Kafka loop."""
+    from proxy.policy import jsonplan
+    from proxy.policy.compiler import compile_policy
+    from proxy.policy.loader import load_policy
+    if not jsonplan.enabled():
+        pytest.skip("proxy._native without JsonPlan")
+    monkeypatch.setenv("DPP_KEY_PSEUDONYM", "00" * 32)
+    monkeypatch.setenv("DPP_KEY_DEAD_LETTER", "11" * 32)
+    r = compile_policy(load_policy("loadtests/policies/b-no-fpe.yaml")).routes[0]
+    assert r.record_path == "native-json"
+    assert nativeworker.plan_for(r) is r.json_plan is not None
 
 
 @built
