@@ -52,6 +52,7 @@ The machine's load average is printed before and after: on a shared machine, rer
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -72,7 +73,8 @@ from .rounds import interleave, summarize
 TARGETS = {"b_records_per_cpu_s": 100_000, "b_ratio_to_a": 1 / 3, "c_records_per_cpu_s": 30_000,
            "added_p99_ms": 50.0}
 
-ROWS_B = dpp_contender("b", "dpp, example policy without FPE", POLICIES / "b-no-fpe.yaml")
+ROWS_B = dataclasses.replace(dpp_contender("b", "dpp, example policy without FPE", POLICIES / "b-no-fpe.yaml"),
+                             dpp_args=("--data-plane", "auto"))  # the native data plane where eligible
 ROWS_BP = Contender("bp", "dpp, (b) on the Python data plane (--data-plane python)", "dpp", ROWS_B.policy,
                     blocks=True, dpp_args=("--data-plane", "python"))
 ROWS_C = dpp_contender("c", "dpp, (b) + two FF1 fields", POLICIES / "c-two-ff1.yaml")

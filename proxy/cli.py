@@ -449,11 +449,12 @@ def generate(count: int, seed: int, note_chars: int | None) -> None:
               help="worker processes in the routes' consumer groups (1-64), under a supervisor that serves "
                    "every worker's metrics on --metrics-port (worker i also on --metrics-port + 1 + i), "
                    "restarts a worker that dies, and stops them all on SIGTERM (env DPP_WORKERS)")
-@click.option("--data-plane", "data_plane", type=click.Choice(["auto", "python", "native"]), default="auto",
+@click.option("--data-plane", "data_plane", type=click.Choice(["auto", "python", "native"]), default="python",
               show_default=True, envvar="DPP_DATA_PLANE",
               help="which data plane runs a route's records: native (C, librdkafka) where the route is eligible "
                    "(auto), always the Python worker (python), or native or fail at start (native); "
-                   "docs/operating.md (env DPP_DATA_PLANE)")
+                   "docs/operating.md (env DPP_DATA_PLANE). The default stays python until a route stop seen "
+                   "once on the native plane under load (RuntimeError) is explained")
 @click.pass_context
 def run(ctx: click.Context, policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...],
         batch_size: int, create_topics: bool, reload_interval: float, log_level: str, instance_id: str | None,
@@ -535,7 +536,7 @@ def _worker_main(index: int, params: dict, shared: dict) -> None:
 def _run_engine(policy_file: str, bootstrap_servers: str, metrics_port: int, routes: tuple[str, ...],
                 batch_size: int, create_topics: bool, reload_interval: float, log_level: str,
                 instance_id: str | None, control_topic: str, consent_memory_subjects: int,
-                consent_spill_dir: str | None, audit_topic: str, record_interval: str, data_plane: str = "auto",
+                consent_spill_dir: str | None, audit_topic: str, record_interval: str, data_plane: str = "python",
                 batch_linger: str = "adaptive", log_fields: dict | None = None) -> NoReturn:
     """The ``dpp run`` body in this process (one worker)."""
     from . import logs

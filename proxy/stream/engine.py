@@ -95,7 +95,7 @@ class EngineConfig:
     default ``dpp.audit``); ``None``: none written."""
     processing_record_interval_s: float = 60.0
     """Seconds per processing-record window (one document per route and window, and at shutdown)."""
-    data_plane: str = "auto"
+    data_plane: str = "python"
     """Which data plane runs a route's records (:mod:`proxy.stream.nativeworker`): ``auto`` (the
     native plane where the route is eligible, else the Python worker), ``python``, or ``native``
     (a route that is not eligible fails at start, with the reason)."""
