@@ -401,6 +401,7 @@ typedef struct {
     double time_budget_s;
     rd_kafka_message_t **msgs;
     int cap, n;                /* batch capacity, records in the current batch */
+    int delivered;             /* the current batch was produced and acknowledged (commit_batch) */
     unsigned char *kind;
     dpp_buf *out;              /* per index, reused between batches */
     PyObject **results;        /* per index: Python's list of messages (handed back) */
@@ -723,6 +724,7 @@ plane_free_batch(Plane *pl)
         Py_CLEAR(pl->results[i]);
     }
     pl->n = 0;
+    pl->delivered = 0;
 }
 
 static PyObject *
@@ -1120,6 +1122,7 @@ plane_commit_batch(Plane *pl, PyObject *args)
         return NULL;
     if (failed > 0)
         return Py_BuildValue("(LON)", failed, Py_None, refused);
+    pl->delivered = 1;  /* every record acknowledged: a new plan may come before the next step */
     return Py_BuildValue("(LNN)", 0LL, plane_commit_offsets(pl), refused);
 }
 
@@ -1331,7 +1334,7 @@ plane_brokers_down(Plane *pl, PyObject *args)
 static PyObject *
 plane_set_plan(Plane *pl, PyObject *plan)
 {
-    if (pl->n > 0) {
+    if (pl->n > 0 && !pl->delivered) {  /* a batch still to be produced would mix two policies */
         PyErr_SetString(PyExc_RuntimeError, "set_plan between batches only (after commit_batch or rewind)");
         return NULL;
     }

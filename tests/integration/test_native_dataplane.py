@@ -82,3 +82,34 @@ def test_sigterm_ends_the_loop_between_batches_with_the_offsets_committed(native
         assert sum(end_offsets(kafka_bootstrap, sink).values()) == 2000
     finally:
         delete_topics(kafka_bootstrap, [src, sink])
+
+
+def test_a_new_plan_is_taken_after_a_delivered_batch_and_refused_before(native_built, kafka_bootstrap, topic_prefix):
+    """A hot reload swaps the plan at the top of the worker's loop, after the last batch was
+    produced and acknowledged (commit_batch) but before the next step: allowed. Mid-batch (records
+    consumed, not yet produced) it would mix two policies in one batch: refused. (A CI run stopped
+    a route here: set_plan refused any swap after a delivered batch until the next step.)"""
+    src, sink = f"{topic_prefix}.swap.src", f"{topic_prefix}.swap.sink"
+    create_topics(kafka_bootstrap, {src: 1, sink: 1})
+    try:
+        produce(kafka_bootstrap, src, [(f"k{i}".encode(), b'{"a":1}', []) for i in range(20)])
+        pl = native.plane({"bootstrap.servers": kafka_bootstrap, "group.id": f"{topic_prefix}.swap",
+                           "auto.offset.reset": "earliest"}, {"bootstrap.servers": kafka_bootstrap}, src, sink)
+        pl.subscribe()
+        handed = []
+        for _ in range(60):
+            n, handed, _errors = pl.step(100, 0.5, 0.005, 1 << 20)
+            if n:
+                break
+        assert handed, "no batch consumed"
+        with pytest.raises(RuntimeError, match="between batches"):
+            pl.set_plan(None)
+        for h in handed:
+            pl.set_result(h[0], [(sink, h[3], h[4], h[5] or [])])
+        failed, _code, _refused = pl.commit_batch([])
+        assert failed == 0
+        pl.set_plan(None)  # after a delivered batch: taken
+        pl.close()
+        assert len(read_topic(kafka_bootstrap, sink, len(handed))) == len(handed)
+    finally:
+        delete_topics(kafka_bootstrap, [src, sink])
