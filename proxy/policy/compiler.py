@@ -415,8 +415,6 @@ class CompiledRoute:
             self._subject_cache: OrderedDict[bytes, list] = OrderedDict()
         self._active = list(self.transforms)
         self._blocks = [(b.when, _compile_block(b.when), b.reason) for b in route.block]
-        self.block_reasons = [b.reason for b in route.block]
-        """The block conditions' reasons in route order (a native plan counts blocks by index)."""
         self.clock: Callable[[], float] = time.time
         """"Now" for ``retention`` (seconds since the Unix epoch; read once per record; tests set
         a fixed one). A record redelivered later may be expired by then: that is the purpose."""
@@ -461,6 +459,11 @@ class CompiledRoute:
         or ``DPP_NATIVE=0``), ``reference`` (crypto-shredding routes, and values in a schema
         format: decoded and encoded by the route's codec)."""
         self._over_limits = _fastpath.over_limits if self.record_path.startswith("native") else _fastpath.over_limits_py
+
+    @property
+    def block_reasons(self) -> list[str]:
+        """The block conditions' reasons in route order (a native plan counts blocks by index)."""
+        return [reason for _when, _hit, reason in self._blocks]
 
     def wipe_native(self) -> None:
         """Cleanse and free the C accelerator's keyed state (AES key schedules, HMAC midstates) of
