@@ -460,10 +460,25 @@ class CompiledRoute:
         format: decoded and encoded by the route's codec)."""
         self._over_limits = _fastpath.over_limits if self.record_path.startswith("native") else _fastpath.over_limits_py
 
-    @property
-    def block_reasons(self) -> list[str]:
-        """The block conditions' reasons in route order (a native plan counts blocks by index)."""
-        return [reason for _when, _hit, reason in self._blocks]
+    def add_native_counts(self, consumed: int, produced: int, blocked, transforms, unmatched, buckets,
+                          latency_sum: float, over_time: int = 0) -> None:
+        """Counters of records native code finished (a ``JsonPlan``, the native data plane) added
+        to :attr:`stats` as the batch path counts them: ``blocked`` per block condition (route
+        order), ``transforms``/``unmatched`` per rule, ``buckets`` per latency bucket, seconds in
+        ``latency_sum``, ``over_time`` records dead-lettered over the time budget."""
+        st = self.stats
+        st.consumed += consumed
+        st.produced += produced
+        st.latency_sum += latency_sum
+        for (_when, _hit, reason), n in zip(self._blocks, blocked):
+            if n:
+                st.blocked[reason] = st.blocked.get(reason, 0) + n
+        if over_time:
+            st.dead_lettered[DL_LIMIT_TIME.reason] = st.dead_lettered.get(DL_LIMIT_TIME.reason, 0) + over_time
+        for counts, into in ((transforms, st.transforms), (unmatched, st.unmatched), (buckets, st.latency_buckets)):
+            for i, n in enumerate(counts):
+                if n:
+                    into[i] += n
 
     def wipe_native(self) -> None:
         """Cleanse and free the C accelerator's keyed state (AES key schedules, HMAC midstates) of

@@ -210,10 +210,10 @@ def rewrite_batch(route: CompiledRoute, plan: Any, values: list) -> list:
     :class:`Outcome`, or ``None`` (handed back: the caller runs those through the batch path).
     The counters of the values done here go into ``route.stats`` as the batch path counts them."""
     out, (produced, blocked, tr, un, lat, buckets, over) = plan.rewrite_batch(values)
-    st = route.stats
     done = produced + over + sum(blocked)
-    if not done:
-        return out
+    if done:
+        route.add_native_counts(done, produced, blocked, tr, un, buckets, lat, over)
+    return out
     st.consumed += done
     st.produced += produced
     st.latency_sum += lat

@@ -319,19 +319,5 @@ class NativeRouteWorker(RouteWorker):
         """The plane's counters of its native records, added to the route's (which hold the
         handed-back records'), so one :meth:`Metrics.publish` covers the batch."""
         consumed, produced, blocked, transforms, unmatched, buckets, lsum = self.plane.counters()
-        if not consumed:
-            return
-        st = r.stats
-        st.consumed += consumed
-        st.produced += produced
-        for i, n in enumerate(blocked):
-            if n:
-                reason = r.block_reasons[i]
-                st.blocked[reason] = st.blocked.get(reason, 0) + n
-        for i, n in enumerate(transforms):
-            st.transforms[i] += n
-        for i, n in enumerate(unmatched):
-            st.unmatched[i] += n
-        for i, n in enumerate(buckets):
-            st.latency_buckets[i] += n
-        st.latency_sum += lsum
+        if consumed:
+            r.add_native_counts(consumed, produced, blocked, transforms, unmatched, buckets, lsum)
